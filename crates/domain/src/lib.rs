@@ -1,0 +1,15 @@
+//! The GridDispatch domain: everything that decides, nothing that does I/O.
+//!
+//! Region codes and units, categories and severities, the case state machine, routing
+//! decisions and SLA arithmetic over a working-time calendar. Services call into this crate;
+//! they never re-implement its rules.
+
+pub mod calendar;
+pub mod case;
+pub mod geo;
+pub mod policy;
+pub mod region;
+pub mod report;
+mod types;
+
+pub use types::{CaseStatus, Severity, Tier, UnitKind, UnknownName};
