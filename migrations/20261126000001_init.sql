@@ -144,7 +144,8 @@ CREATE INDEX outbox_unpublished ON outbox (id) WHERE published_at IS NULL;
 CREATE TABLE idempotency_keys (
     key         uuid PRIMARY KEY,
     fingerprint bytea NOT NULL,
-    case_id     uuid NOT NULL REFERENCES cases (case_id),
+    -- deferred: the key row is written first, so that concurrent retries queue on it
+    case_id     uuid NOT NULL REFERENCES cases (case_id) DEFERRABLE INITIALLY DEFERRED,
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 

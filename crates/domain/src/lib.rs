@@ -8,8 +8,10 @@ pub mod calendar;
 pub mod case;
 pub mod geo;
 pub mod policy;
+pub mod record;
 pub mod region;
 pub mod report;
+pub mod unit;
 mod types;
 
 pub use types::{CaseStatus, Severity, Tier, UnitKind, UnknownName};

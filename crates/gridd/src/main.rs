@@ -1,1 +1,176 @@
-fn main() {}
+//! `gridd`: the GridDispatch daemon.
+//!
+//! `gridd serve` migrates (unless `--no-migrate`) and runs every role; `gridd migrate` only
+//! migrates. Configuration: `--config FILE`, then `GRIDD_*` environment variables.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+use server::Config;
+use server::auth::Verifier;
+use tracing::{error, info, warn};
+
+#[derive(Parser)]
+#[command(name = "gridd", version, about = "GridDispatch daemon")]
+struct Cli {
+    /// TOML configuration file; GRIDD_* environment variables override it.
+    #[arg(long, global = true, env = "GRIDD_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (api and workers).
+    Serve {
+        /// Do not run database migrations at start.
+        #[arg(long)]
+        no_migrate: bool,
+        /// Run without authentication (development only; same as GRIDD_INSECURE_DEV=1).
+        #[arg(long)]
+        insecure_dev: bool,
+        /// Roles to run in this process, comma-separated (api). Default: all.
+        #[arg(long, value_delimiter = ',')]
+        roles: Vec<String>,
+    },
+    /// Create the database if needed and apply migrations, then exit.
+    Migrate,
+}
+
+const ROLES: &[&str] = &["api"];
+
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gridd: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut cfg = Config::load(cli.config.as_deref()).context("loading configuration")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        let _telemetry = server::telemetry::init(&cfg.log_format, cfg.otlp_endpoint.as_deref())
+            .context("setting up telemetry")?;
+        match cli.command {
+            Command::Migrate => migrate(&cfg).await.map(|_| ()),
+            Command::Serve {
+                no_migrate,
+                insecure_dev,
+                roles,
+            } => {
+                cfg.insecure_dev |= insecure_dev;
+                for r in &roles {
+                    if !ROLES.contains(&r.as_str()) {
+                        bail!("unknown role {r}: known roles are {}", ROLES.join(", "));
+                    }
+                }
+                serve(cfg, no_migrate).await
+            }
+        }
+    })
+}
+
+async fn migrate(cfg: &Config) -> anyhow::Result<store::Store> {
+    if store::Store::create_database_if_missing(&cfg.database_url)
+        .await
+        .context("reaching PostgreSQL")?
+    {
+        info!("database created");
+    }
+    let store = store::Store::connect(&cfg.database_url, cfg.db_max_connections)
+        .await
+        .context("connecting to PostgreSQL")?;
+    store.migrate().await.context("applying migrations")?;
+    info!("migrations applied");
+    Ok(store)
+}
+
+fn verifier(cfg: &Config) -> anyhow::Result<Verifier> {
+    if cfg.insecure_dev {
+        warn!("running WITHOUT authentication (insecure dev mode): every caller is an admin");
+        return Ok(Verifier::InsecureDev);
+    }
+    if let Some(path) = &cfg.jwt_public_key_file {
+        let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        return Verifier::rs256(&pem).context("parsing the RS256 public key");
+    }
+    match &cfg.jwt_secret {
+        Some(s) if !s.is_empty() => Ok(Verifier::hs256(s.as_bytes())),
+        _ => bail!(
+            "no authentication configured: set GRIDD_JWT_SECRET or GRIDD_JWT_PUBLIC_KEY_FILE, \
+             or GRIDD_INSECURE_DEV=1 for development"
+        ),
+    }
+}
+
+async fn serve(cfg: Config, no_migrate: bool) -> anyhow::Result<()> {
+    info!(config = ?cfg, "starting gridd");
+    let verifier = verifier(&cfg)?;
+    let store = if no_migrate {
+        store::Store::connect(&cfg.database_url, cfg.db_max_connections)
+            .await
+            .context("connecting to PostgreSQL")?
+    } else {
+        migrate(&cfg).await?
+    };
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.listen))?;
+    let running = server::start(server::ServerOptions {
+        store,
+        clock: Arc::new(server::clock::SystemClock),
+        verifier,
+        listener,
+        max_sync_batch: cfg.max_sync_batch,
+    })
+    .await
+    .context("starting the server")?;
+    let token = running.shutdown_token();
+    let token_for_grace = running.shutdown_token();
+    let grace = cfg.shutdown_grace();
+    // First signal: stop accepting and drain in-flight calls. Second signal: exit now.
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        info!("signal received: draining (a second signal exits at once)");
+        token.cancel();
+        wait_for_signal().await;
+        error!("second signal: exiting without draining");
+        std::process::exit(130);
+    });
+    let drained = async {
+        token_for_grace.cancelled().await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        r = running.wait() => r.context("server failed")?,
+        () = drained => warn!(?grace, "grace period over: exiting with calls still in flight"),
+    }
+    info!("gridd stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

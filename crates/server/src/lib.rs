@@ -1,1 +1,13 @@
+//! The GridDispatch server: gRPC services, authentication, configuration, telemetry and the
+//! lifecycle that ties them to Postgres and Redis.
 
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod telemetry;
+
+pub use app::{Running, ServerOptions, start};
+pub use config::Config;

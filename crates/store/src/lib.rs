@@ -1,1 +1,112 @@
+//! PostgreSQL, the system of record: migrations, the registry, cases and their event log,
+//! assignments, deadlines, the outbox, idempotency keys and the audit trail.
+//!
+//! Row types stay private to this crate; callers get domain types. Postgres error codes are
+//! mapped to [`StoreError`] here, where the database is called.
 
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+mod cases;
+mod registry;
+mod rows;
+
+pub use cases::{Actor, ReportOutcome, intake_stream};
+pub use registry::UnitFilter;
+
+/// Errors of the store, in the terms callers act on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The idempotency key was used before for a different report.
+    #[error("idempotency key already used for a different report")]
+    KeyReused,
+    /// Something the request names is missing or inconsistent in the database.
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+    /// A stored value could not be read back (a bug or a hand-edited row).
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+    #[error("database unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("database error")]
+    Db(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => StoreError::Unavailable(e),
+            sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("08") || c == "57P01" || c == "57P03") => {
+                StoreError::Unavailable(e)
+            }
+            _ => StoreError::Db(e),
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The migrations shipped in `migrations/`.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    /// Connects with a bounded pool. Statements that take longer than `statement_timeout`
+    /// are cancelled by the server, so a stuck query never holds a request forever.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Store> {
+        let opts: PgConnectOptions = url
+            .parse::<PgConnectOptions>()?
+            .options([("statement_timeout", "30s")]);
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(opts)
+            .await?;
+        Ok(Store { pool })
+    }
+
+    #[must_use]
+    pub fn from_pool(pool: PgPool) -> Store {
+        Store { pool }
+    }
+
+    #[must_use]
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Creates the database named in `url` when it does not exist; answers whether it did.
+    pub async fn create_database_if_missing(url: &str) -> Result<bool> {
+        use sqlx::migrate::MigrateDatabase as _;
+        if sqlx::Postgres::database_exists(url).await? {
+            return Ok(false);
+        }
+        sqlx::Postgres::create_database(url).await?;
+        Ok(true)
+    }
+
+    pub async fn migrate(&self) -> Result<()> {
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Db(e.into()))
+    }
+
+    /// Cheap liveness probe for health checks.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}

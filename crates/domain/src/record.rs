@@ -1,0 +1,65 @@
+//! A case file as stored: what the report said, plus the state machine's projection.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::Severity;
+use crate::case::CaseState;
+use crate::geo::{Crs, LatLon};
+use crate::policy::CategoryCode;
+use crate::region::{RegionCode, UnitCode};
+use crate::report::Attachment;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaseRecord {
+    pub case_id: Uuid,
+    /// `<county>-<yyyymmdd>-<seq>`.
+    pub case_number: String,
+    pub county: RegionCode,
+    pub grid: RegionCode,
+    pub category: CategoryCode,
+    pub severity: Severity,
+    pub title: String,
+    pub description: String,
+    /// WGS-84.
+    pub location: LatLon,
+    pub reported_crs: Crs,
+    pub attachments: Vec<Attachment>,
+    pub occurred_at: DateTime<Utc>,
+    pub reported_at: DateTime<Utc>,
+    pub reported_by: String,
+    pub state: CaseState,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One stored event of a case's log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub case_id: Uuid,
+    pub version: u64,
+    pub event_type: String,
+    pub data: serde_json::Value,
+    pub actor: String,
+    pub actor_unit: Option<UnitCode>,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// Formats a case number from its county, local day and daily sequence.
+#[must_use]
+pub fn case_number(county: &RegionCode, day: chrono::NaiveDate, seq: u32) -> String {
+    format!("{county}-{}-{seq:06}", day.format("%Y%m%d"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn case_numbers_look_like_the_consoles_expect() {
+        let county = RegionCode::parse("360102").unwrap();
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 26).unwrap();
+        assert_eq!(case_number(&county, day, 123), "360102-20261126-000123");
+        assert_eq!(case_number(&county, day, 1_234_567), "360102-20261126-1234567");
+    }
+}

@@ -1,0 +1,277 @@
+//! ReportingService: 網格發現 — reports from grid workers' phones.
+
+use std::pin::Pin;
+
+use chrono::DateTime;
+use domain::region::UnitCode;
+use domain::report::NewReport;
+use domain::UnitKind;
+use futures::{Stream, StreamExt as _};
+use proto::convert;
+use proto::v1;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{Instrument as _, info, info_span};
+
+use super::{Ctx, page_size};
+use crate::auth::{Principal, Role, principal};
+use crate::error::{ApiError, ApiResult};
+
+/// Replies buffered ahead of a slow reader before the stream stops reading requests.
+const SYNC_BUFFER: usize = 16;
+
+const REPORTERS: &[Role] = &[Role::GridWorker, Role::UnitStaff, Role::Dispatcher, Role::Admin];
+
+#[derive(Clone)]
+pub struct Reporting {
+    ctx: Ctx,
+}
+
+impl Reporting {
+    #[must_use]
+    pub fn new(ctx: Ctx) -> Self {
+        Self { ctx }
+    }
+}
+
+impl Ctx {
+    /// Files one report: parse and check it, check the caller's area and the registry, then
+    /// one transaction in the store. Used by `ReportEvent` and by each item of `SyncReports`.
+    pub async fn report(
+        &self,
+        who: &Principal,
+        req: v1::ReportEventRequest,
+    ) -> ApiResult<v1::ReportEventResponse> {
+        who.require_role(REPORTERS)?;
+        let now = self.clock.now();
+        let raw = convert::raw_report(req).map_err(ApiError::Invalid)?;
+        let report = NewReport::parse(raw, now).map_err(ApiError::Invalid)?;
+        let grid_unit = UnitCode::from(report.grid.clone());
+        if !who.covers(&grid_unit) {
+            return Err(ApiError::PermissionDenied(
+                "the grid is outside the caller's area".into(),
+            ));
+        }
+        let mut violations = Vec::new();
+        match self.store.get_unit(report.grid.as_str()).await? {
+            Some(u) if u.kind == UnitKind::Grid => {}
+            _ => violations.push(domain::report::FieldViolation::new(
+                "grid_code",
+                "unknown grid: not in the registry",
+            )),
+        }
+        let category = self.store.get_category(&report.category).await?;
+        if category.is_none() {
+            violations.push(domain::report::FieldViolation::new(
+                "category",
+                "unknown category: see ListCategories",
+            ));
+        }
+        let Some(category) = category.filter(|_| violations.is_empty()) else {
+            return Err(ApiError::Invalid(violations));
+        };
+        let severity = report.severity.unwrap_or(category.default_severity);
+        let outcome = self
+            .store
+            .report(&report, severity, &who.actor(), now)
+            .await?;
+        info!(
+            case_id = %outcome.case.case_id,
+            case_number = %outcome.case.case_number,
+            grid = %outcome.case.grid,
+            category = %outcome.case.category,
+            replayed = outcome.replayed,
+            "report filed"
+        );
+        Ok(v1::ReportEventResponse {
+            case: Some(convert::case_to_wire(&outcome.case)),
+            replayed: outcome.replayed,
+        })
+    }
+}
+
+fn item_error(status: &Status) -> v1::ItemError {
+    use tonic_types::StatusExt as _;
+    let field_violations = status
+        .get_details_bad_request()
+        .map(|b| {
+            b.field_violations
+                .into_iter()
+                .map(|v| v1::FieldViolation {
+                    field: v.field,
+                    description: v.description,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v1::ItemError {
+        code: crate::error::code_of(status),
+        message: status.message().to_owned(),
+        field_violations,
+    }
+}
+
+type SyncStream = Pin<Box<dyn Stream<Item = Result<v1::SyncReportsResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl v1::reporting_service_server::ReportingService for Reporting {
+    async fn report_event(
+        &self,
+        req: Request<v1::ReportEventRequest>,
+    ) -> Result<Response<v1::ReportEventResponse>, Status> {
+        let who = principal(&req)?;
+        let span = info_span!("report_event", principal = %who.subject);
+        let resp = self.ctx.report(&who, req.into_inner()).instrument(span).await?;
+        Ok(Response::new(resp))
+    }
+
+    async fn list_categories(
+        &self,
+        req: Request<v1::ListCategoriesRequest>,
+    ) -> Result<Response<v1::ListCategoriesResponse>, Status> {
+        principal(&req)?;
+        let region = req.into_inner().region_code;
+        let mut categories = self.ctx.store.list_categories().await.map_err(ApiError::from)?;
+        if !region.is_empty() {
+            // The phone shows the limits that will really apply where it is: the county's
+            // policy for the tier a case of each category starts at.
+            let code = domain::region::RegionCode::parse(&region)
+                .map_err(|e| ApiError::invalid("region_code", e.to_string()))?;
+            let county = code
+                .county()
+                .ok_or_else(|| ApiError::invalid("region_code", "must be a county or below"))?;
+            if let Some((policy, _, _)) = self.ctx.store.get_policy(&county).await.map_err(ApiError::from)? {
+                for c in &mut categories {
+                    let route = policy.route(c, None);
+                    let limits = policy.limits(c, route.severity, route.tier);
+                    c.accept_limit = limits.accept;
+                    c.handle_limit = limits.handle;
+                }
+            }
+        }
+        Ok(Response::new(v1::ListCategoriesResponse {
+            categories: categories.iter().map(convert::category_to_wire).collect(),
+        }))
+    }
+
+    type SyncReportsStream = SyncStream;
+
+    async fn sync_reports(
+        &self,
+        req: Request<Streaming<v1::SyncReportsRequest>>,
+    ) -> Result<Response<Self::SyncReportsStream>, Status> {
+        let who = principal(&req)?;
+        let ctx = self.ctx.clone();
+        let max = ctx.limits.max_sync_batch;
+        let inbound = req.into_inner();
+        let (tx, rx) = tokio::sync::mpsc::channel(SYNC_BUFFER);
+        let span = info_span!("sync_reports", principal = %who.subject);
+        // The task ends when the phone closes its side, disconnects (the send fails) or
+        // exceeds the batch limit; it owns nothing that needs a shutdown signal.
+        tokio::spawn(
+            async move {
+                let mut results = inbound
+                    .take(max + 1)
+                    .enumerate()
+                    .map(|(i, item)| {
+                        let ctx = ctx.clone();
+                        let who = who.clone();
+                        async move {
+                            let item = item?;
+                            if i >= max {
+                                return Err(Status::resource_exhausted(format!(
+                                    "at most {max} reports per stream: open a new stream"
+                                )));
+                            }
+                            let report = item.report.unwrap_or_default();
+                            let key = report.idempotency_key.clone();
+                            let result = match ctx.report(&who, report).await {
+                                Ok(ok) => v1::sync_reports_response::Result::Ok(ok),
+                                Err(e) => v1::sync_reports_response::Result::Error(item_error(
+                                    &Status::from(e),
+                                )),
+                            };
+                            Ok(v1::SyncReportsResponse {
+                                idempotency_key: key,
+                                result: Some(result),
+                            })
+                        }
+                    })
+                    // One at a time, in order: a resent report later in the stream then
+                    // always answers as the replay of the earlier one.
+                    .buffered(1);
+                let mut sent = 0_usize;
+                while let Some(r) = results.next().await {
+                    let stop = r.is_err();
+                    if tx.send(r).await.is_err() || stop {
+                        break;
+                    }
+                    sent += 1;
+                }
+                info!(replies = sent, "sync stream done");
+            }
+            .instrument(span),
+        );
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn list_my_reports(
+        &self,
+        req: Request<v1::ListMyReportsRequest>,
+    ) -> Result<Response<v1::ListMyReportsResponse>, Status> {
+        let who = principal(&req)?;
+        let r = req.into_inner();
+        let limit = page_size(r.page_size)?;
+        let after = decode_report_token(&r.page_token)?;
+        let cases = self
+            .ctx
+            .store
+            .list_reports_by(&who.subject, after, limit)
+            .await
+            .map_err(ApiError::from)?;
+        let next_page_token = if cases.len() == limit as usize {
+            cases
+                .last()
+                .map(|c| format!("{}.{}", c.reported_at.timestamp_micros(), c.case_id))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(v1::ListMyReportsResponse {
+            cases: cases.iter().map(convert::case_to_wire).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn verify_case(
+        &self,
+        _: Request<v1::VerifyCaseRequest>,
+    ) -> Result<Response<v1::VerifyCaseResponse>, Status> {
+        Err(ApiError::Unimplemented("VerifyCase").into())
+    }
+
+    async fn rate_case(
+        &self,
+        _: Request<v1::RateCaseRequest>,
+    ) -> Result<Response<v1::RateCaseResponse>, Status> {
+        Err(ApiError::Unimplemented("RateCase").into())
+    }
+}
+
+fn decode_report_token(
+    token: &str,
+) -> ApiResult<Option<(chrono::DateTime<chrono::Utc>, uuid::Uuid)>> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let bad = || ApiError::invalid("page_token", "not a token this service issued");
+    let (micros, id) = token.split_once('.').ok_or_else(bad)?;
+    let at = micros
+        .parse::<i64>()
+        .ok()
+        .and_then(DateTime::from_timestamp_micros)
+        .ok_or_else(bad)?;
+    let id = uuid::Uuid::parse_str(id).map_err(|_| bad())?;
+    Ok(Some((at, id)))
+}
+

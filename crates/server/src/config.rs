@@ -1,0 +1,92 @@
+//! Layered configuration: defaults, then an optional TOML file, then `GRIDD_*` environment
+//! variables (the environment wins).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Clone, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// `GRIDD_DATABASE_URL`.
+    pub database_url: String,
+    /// `GRIDD_REDIS_URL`.
+    pub redis_url: String,
+    /// `GRIDD_LISTEN`, default `127.0.0.1:50051`.
+    pub listen: SocketAddr,
+    /// `GRIDD_JWT_SECRET`: HS256 secret for development tokens.
+    pub jwt_secret: Option<String>,
+    /// `GRIDD_JWT_PUBLIC_KEY_FILE`: RS256 public key (PEM) for production tokens.
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// `GRIDD_INSECURE_DEV=1`: no authentication at all. Development only.
+    pub insecure_dev: bool,
+    /// `GRIDD_OTLP_ENDPOINT`: OTLP/gRPC collector for traces; unset: no export.
+    pub otlp_endpoint: Option<String>,
+    /// `GRIDD_DB_MAX_CONNECTIONS`.
+    pub db_max_connections: u32,
+    /// `GRIDD_REDIS_PREFIX`: prefix of every Redis key (one per installation or test).
+    pub redis_prefix: String,
+    /// `GRIDD_LOG_FORMAT`: `json` (default) or `text`.
+    pub log_format: String,
+    /// `GRIDD_SHUTDOWN_GRACE_SECS`: how long the first signal waits for in-flight calls.
+    pub shutdown_grace_secs: u64,
+    /// `GRIDD_MAX_SYNC_BATCH`: most reports one `SyncReports` stream may send.
+    pub max_sync_batch: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database_url: "postgres://postgres:postgres@127.0.0.1:5432/griddispatch".into(),
+            redis_url: "redis://127.0.0.1:6379".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            jwt_secret: None,
+            jwt_public_key_file: None,
+            insecure_dev: false,
+            otlp_endpoint: None,
+            db_max_connections: 32,
+            redis_prefix: "gd".into(),
+            log_format: "json".into(),
+            shutdown_grace_secs: 20,
+            max_sync_batch: 10_000,
+        }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    // Hand-written so that secrets never reach a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<set>"))
+            .field("jwt_public_key_file", &self.jwt_public_key_file)
+            .field("insecure_dev", &self.insecure_dev)
+            .field("otlp_endpoint", &self.otlp_endpoint)
+            .field("db_max_connections", &self.db_max_connections)
+            .field("redis_prefix", &self.redis_prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` if given (it must exist), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, config::ConfigError> {
+        let mut b = config::Config::builder();
+        if let Some(f) = file {
+            b = b.add_source(config::File::from(f).required(true));
+        }
+        b = b.add_source(
+            config::Environment::with_prefix("GRIDD")
+                .prefix_separator("_")
+                .try_parsing(true),
+        );
+        b.build()?.try_deserialize()
+    }
+
+    #[must_use]
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}

@@ -1,0 +1,281 @@
+//! The registry (units), the category catalogue and county policies.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use domain::UnitKind;
+use domain::policy::{Category, CategoryCode, Policy};
+use domain::region::{RegionCode, UnitCode};
+use domain::unit::Unit;
+
+use crate::rows::corrupt;
+use crate::{Result, Store, StoreError};
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> StoreError {
+    StoreError::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Filters of [`Store::list_units`].
+#[derive(Debug, Default, Clone)]
+pub struct UnitFilter {
+    pub parent: Option<UnitCode>,
+    pub kind: Option<UnitKind>,
+    /// Codes strictly after this one (keyset paging).
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+type UnitRow = (String, String, String, Option<String>);
+
+fn unit_from_row((code, name, kind, parent): UnitRow) -> Result<Unit> {
+    Ok(Unit {
+        code: UnitCode::parse(&code).map_err(|e| corrupt("units.code", e))?,
+        name,
+        kind: kind.parse().map_err(|e| corrupt("units.kind", e))?,
+        parent_code: parent
+            .map(|p| UnitCode::parse(&p))
+            .transpose()
+            .map_err(|e| corrupt("units.parent_code", e))?,
+    })
+}
+
+impl Store {
+    /// Inserts or updates units by code in one transaction; answers how many changed.
+    /// Every parent must already exist or come earlier in `units`.
+    pub async fn upsert_units(&self, units: &[Unit]) -> Result<u64> {
+        let mut seen = HashSet::new();
+        for (i, u) in units.iter().enumerate() {
+            if let Err((field, reason)) = u.validate() {
+                return Err(invalid(format!("units[{i}].{field}"), reason));
+            }
+            if let Some(p) = &u.parent_code {
+                if !seen.contains(p.as_str()) {
+                    let exists: bool =
+                        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM units WHERE code = $1)")
+                            .bind(p.as_str())
+                            .fetch_one(&self.pool)
+                            .await?;
+                    if !exists {
+                        return Err(invalid(
+                            format!("units[{i}].parent_code"),
+                            format!("unknown unit {p}: parents must exist or come first"),
+                        ));
+                    }
+                }
+            }
+            if !seen.insert(u.code.as_str()) {
+                return Err(invalid(format!("units[{i}].code"), "listed twice"));
+            }
+        }
+        let codes: Vec<&str> = units.iter().map(|u| u.code.as_str()).collect();
+        let names: Vec<&str> = units.iter().map(|u| u.name.trim()).collect();
+        let kinds: Vec<&str> = units.iter().map(|u| u.kind.as_str()).collect();
+        let parents: Vec<Option<&str>> = units
+            .iter()
+            .map(|u| u.parent_code.as_ref().map(UnitCode::as_str))
+            .collect();
+        // One statement: foreign keys are checked at its end, so children may follow parents
+        // within the batch. Unchanged rows are not rewritten, so loading twice changes nothing.
+        let changed = sqlx::query(
+            "INSERT INTO units (code, name, kind, parent_code)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[])
+             ON CONFLICT (code) DO UPDATE
+                SET name = EXCLUDED.name, kind = EXCLUDED.kind,
+                    parent_code = EXCLUDED.parent_code, updated_at = now()
+              WHERE (units.name, units.kind, units.parent_code)
+                    IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.kind, EXCLUDED.parent_code)",
+        )
+        .bind(&codes)
+        .bind(&names)
+        .bind(&kinds)
+        .bind(&parents)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(changed)
+    }
+
+    pub async fn list_units(&self, f: &UnitFilter) -> Result<Vec<Unit>> {
+        let rows: Vec<UnitRow> = sqlx::query_as(
+            "SELECT code, name, kind, parent_code FROM units
+              WHERE ($1::text IS NULL OR parent_code = $1)
+                AND ($2::text IS NULL OR kind = $2)
+                AND ($3::text IS NULL OR code > $3)
+              ORDER BY code LIMIT $4",
+        )
+        .bind(f.parent.as_ref().map(UnitCode::as_str))
+        .bind(f.kind.map(UnitKind::as_str))
+        .bind(f.after.as_deref())
+        .bind(i64::from(f.limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(unit_from_row).collect()
+    }
+
+    pub async fn get_unit(&self, code: &str) -> Result<Option<Unit>> {
+        let row: Option<UnitRow> =
+            sqlx::query_as("SELECT code, name, kind, parent_code FROM units WHERE code = $1")
+                .bind(code)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(unit_from_row).transpose()
+    }
+
+    /// Inserts or updates categories by code; parents must exist or come earlier.
+    pub async fn upsert_categories(&self, cats: &[Category]) -> Result<u64> {
+        let mut seen = HashSet::new();
+        for (i, c) in cats.iter().enumerate() {
+            if c.parent_code != c.code.parent() {
+                return Err(invalid(
+                    format!("categories[{i}].parent_code"),
+                    "must be the code's first two digits for a sub-category, empty otherwise",
+                ));
+            }
+            if c.name.trim().is_empty() {
+                return Err(invalid(format!("categories[{i}].name"), "required"));
+            }
+            for (f, l) in [("accept_limit", c.accept_limit), ("handle_limit", c.handle_limit)] {
+                l.validate()
+                    .map_err(|e| invalid(format!("categories[{i}].{f}"), e.to_string()))?;
+            }
+            if let Some(p) = &c.parent_code {
+                if !seen.contains(p.as_str()) && self.get_category(p).await?.is_none() {
+                    return Err(invalid(
+                        format!("categories[{i}].parent_code"),
+                        format!("unknown category {p}"),
+                    ));
+                }
+            }
+            if !seen.insert(c.code.as_str()) {
+                return Err(invalid(format!("categories[{i}].code"), "listed twice"));
+            }
+        }
+        let codes: Vec<&str> = cats.iter().map(|c| c.code.as_str()).collect();
+        let parents: Vec<Option<&str>> = cats
+            .iter()
+            .map(|c| c.parent_code.as_ref().map(CategoryCode::as_str))
+            .collect();
+        let names: Vec<&str> = cats.iter().map(|c| c.name.trim()).collect();
+        let bodies: Vec<serde_json::Value> = cats
+            .iter()
+            .map(|c| serde_json::to_value(c).expect("a category serialises"))
+            .collect();
+        let changed = sqlx::query(
+            "INSERT INTO categories (code, parent_code, name, body)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::jsonb[])
+             ON CONFLICT (code) DO UPDATE
+                SET parent_code = EXCLUDED.parent_code, name = EXCLUDED.name,
+                    body = EXCLUDED.body, updated_at = now()
+              WHERE (categories.parent_code, categories.name, categories.body)
+                    IS DISTINCT FROM (EXCLUDED.parent_code, EXCLUDED.name, EXCLUDED.body)",
+        )
+        .bind(&codes)
+        .bind(&parents)
+        .bind(&names)
+        .bind(&bodies)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(changed)
+    }
+
+    pub async fn list_categories(&self) -> Result<Vec<Category>> {
+        let rows: Vec<(serde_json::Value,)> =
+            sqlx::query_as("SELECT body FROM categories ORDER BY code")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter()
+            .map(|(b,)| serde_json::from_value(b).map_err(|e| corrupt("categories.body", e)))
+            .collect()
+    }
+
+    pub async fn get_category(&self, code: &CategoryCode) -> Result<Option<Category>> {
+        let row: Option<(serde_json::Value,)> =
+            sqlx::query_as("SELECT body FROM categories WHERE code = $1")
+                .bind(code.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|(b,)| serde_json::from_value(b).map_err(|e| corrupt("categories.body", e)))
+            .transpose()
+    }
+
+    /// Replaces a county's policy after checking it and every unit and category it names.
+    /// Putting the same policy again changes nothing (the version stays).
+    pub async fn put_policy(&self, policy: &Policy) -> Result<(u64, DateTime<Utc>)> {
+        policy
+            .validate()
+            .map_err(|e| invalid(format!("policy.{}", e.field), e.reason))?;
+        let county = self.get_unit(policy.county_code.as_str()).await?;
+        if county.is_none_or(|u| u.kind != UnitKind::County) {
+            return Err(invalid("policy.county_code", "not a county in the registry"));
+        }
+        for (i, d) in policy.departments.iter().enumerate() {
+            for (j, unit) in std::iter::once(&d.lead).chain(&d.assisting).enumerate() {
+                if self.get_unit(unit.as_str()).await?.is_none() {
+                    let f = if j == 0 {
+                        format!("policy.departments[{i}].lead")
+                    } else {
+                        format!("policy.departments[{i}].assisting[{}]", j - 1)
+                    };
+                    return Err(invalid(f, format!("unknown unit {unit}")));
+                }
+            }
+        }
+        let cats: Vec<&CategoryCode> = policy
+            .departments
+            .iter()
+            .map(|d| &d.category)
+            .chain(policy.category_tiers.keys())
+            .chain(policy.sla.iter().filter_map(|r| r.category.as_ref()))
+            .collect();
+        for c in cats {
+            if self.get_category(c).await?.is_none() {
+                return Err(invalid("policy", format!("unknown category {c}")));
+            }
+        }
+        let body = serde_json::to_value(policy).expect("a policy serialises");
+        let mut tx = self.pool.begin().await?;
+        let row: Option<(i64, DateTime<Utc>)> = sqlx::query_as(
+            "INSERT INTO policies (county_code, version, body) VALUES ($1, 1, $2)
+             ON CONFLICT (county_code) DO UPDATE
+                SET version = policies.version + 1, body = EXCLUDED.body, updated_at = now()
+              WHERE policies.body IS DISTINCT FROM EXCLUDED.body
+             RETURNING version, updated_at",
+        )
+        .bind(policy.county_code.as_str())
+        .bind(&body)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (version, at) = match row {
+            Some(r) => r,
+            None => {
+                sqlx::query_as("SELECT version, updated_at FROM policies WHERE county_code = $1")
+                    .bind(policy.county_code.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?
+            }
+        };
+        tx.commit().await?;
+        Ok((u64::try_from(version).unwrap_or_default(), at))
+    }
+
+    pub async fn get_policy(
+        &self,
+        county: &RegionCode,
+    ) -> Result<Option<(Policy, u64, DateTime<Utc>)>> {
+        let row: Option<(serde_json::Value, i64, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT body, version, updated_at FROM policies WHERE county_code = $1",
+        )
+        .bind(county.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|(b, v, at)| {
+            let p = serde_json::from_value(b).map_err(|e| corrupt("policies.body", e))?;
+            Ok((p, u64::try_from(v).unwrap_or_default(), at))
+        })
+        .transpose()
+    }
+}
