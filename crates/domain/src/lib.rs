@@ -11,6 +11,7 @@ pub mod policy;
 pub mod record;
 pub mod region;
 pub mod report;
+pub mod seed;
 pub mod unit;
 mod types;
 

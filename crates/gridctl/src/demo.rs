@@ -7,7 +7,9 @@ use proto::v1;
 use server::auth::Role;
 use tonic_types::StatusExt as _;
 
-use crate::{Conn, load_seed, seed};
+use domain::seed;
+
+use crate::{Conn, load_seed};
 
 pub(crate) fn report_request(
     key: String,

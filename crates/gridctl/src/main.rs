@@ -2,7 +2,6 @@
 //! report events, list units, and run the demo pipeline.
 
 mod demo;
-mod seed;
 
 use std::path::PathBuf;
 
@@ -70,6 +69,11 @@ enum Command {
         key: Option<String>,
         #[arg(long)]
         self_handled: bool,
+    },
+    /// Wait until gridd answers its health check (up to --wait seconds).
+    Health {
+        #[arg(long, default_value_t = 30)]
+        wait: u64,
     },
     /// The demo pipeline: seed the sample county and report a handful of events through the
     /// real API, printing what happened.
@@ -142,9 +146,23 @@ impl Conn {
     }
 }
 
+async fn health(server: &str) -> anyhow::Result<String> {
+    let channel = Endpoint::from_shared(server.to_owned())?
+        .connect_timeout(std::time::Duration::from_secs(1))
+        .connect()
+        .await?;
+    let r = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await?
+        .into_inner();
+    Ok(r.status().as_str_name().to_owned())
+}
+
 /// Loads a seed through the API: units in file order (parents first), categories, policies.
 pub(crate) async fn load_seed(conn: &Conn, text: &str) -> anyhow::Result<(u32, u32, usize)> {
-    let seed = seed::parse(text)?;
+    let seed = domain::seed::parse(text)?;
     let mut routing = conn.routing(conn.auth_as(Role::Admin, "", "seed")?);
     let mut changed = 0;
     for chunk in seed.units.chunks(1000) {
@@ -215,7 +233,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let text = match &file {
                 Some(f) => std::fs::read_to_string(f)
                     .with_context(|| format!("reading {}", f.display()))?,
-                None => seed::SAMPLE.to_owned(),
+                None => domain::seed::SAMPLE.to_owned(),
             };
             let conn = Conn::open(&cli.server, cli.token).await?;
             let (units, cats, policies) = load_seed(&conn, &text).await?;
@@ -279,6 +297,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     );
                 }
                 Err(s) => bail!("{}", demo::describe(&s)),
+            }
+        }
+        Command::Health { wait } => {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait);
+            loop {
+                match health(&cli.server).await {
+                    Ok(status) => {
+                        println!("gridd at {} is {status}", cli.server);
+                        break;
+                    }
+                    Err(e) if std::time::Instant::now() >= deadline => {
+                        bail!("gridd at {} did not answer within {wait} s: {e:#}", cli.server)
+                    }
+                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+                }
             }
         }
         Command::Demo => {

@@ -1,14 +1,14 @@
 //! The registry seed file (`docs/seed-format.md`): units, categories and county policies.
 
-use anyhow::{Context as _, bail};
-use domain::policy::{Category, Policy};
-use domain::unit::Unit;
 use serde::Deserialize;
+
+use crate::policy::{Category, Policy};
+use crate::unit::Unit;
 
 pub const FORMAT: &str = "griddispatch.registry/v1";
 
-/// The sample county shipped with the project, built into the binary so that `gridctl seed`
-/// works from anywhere.
+/// The sample county shipped with the project (`deploy/sample/`), built in so that tools and
+/// tests can load it from anywhere.
 pub const SAMPLE: &str = include_str!("../../../deploy/sample/county-360102.json");
 
 #[derive(Debug, Deserialize)]
@@ -21,10 +21,18 @@ pub struct Seed {
     pub policies: Vec<Policy>,
 }
 
-pub fn parse(text: &str) -> anyhow::Result<Seed> {
-    let seed: Seed = serde_json::from_str(text).context("reading the seed file")?;
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    #[error("not a seed file: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("unsupported seed format {0:?}: expected {FORMAT}")]
+    Format(String),
+}
+
+pub fn parse(text: &str) -> Result<Seed, SeedError> {
+    let seed: Seed = serde_json::from_str(text)?;
     if seed.format != FORMAT {
-        bail!("unsupported seed format {:?}: expected {FORMAT}", seed.format);
+        return Err(SeedError::Format(seed.format));
     }
     Ok(seed)
 }
@@ -36,11 +44,11 @@ mod tests {
     #[test]
     fn the_sample_county_parses_and_is_consistent() {
         let s = parse(SAMPLE).unwrap();
-        let count = |k: domain::UnitKind| s.units.iter().filter(|u| u.kind == k).count();
-        assert!(count(domain::UnitKind::Township) >= 5);
-        assert!(count(domain::UnitKind::Community) >= 30);
-        assert!(count(domain::UnitKind::Grid) >= 200);
-        assert!(count(domain::UnitKind::Department) >= 10);
+        let count = |k: crate::UnitKind| s.units.iter().filter(|u| u.kind == k).count();
+        assert!(count(crate::UnitKind::Township) >= 5);
+        assert!(count(crate::UnitKind::Community) >= 30);
+        assert!(count(crate::UnitKind::Grid) >= 200);
+        assert!(count(crate::UnitKind::Department) >= 10);
         for u in &s.units {
             u.validate().unwrap_or_else(|e| panic!("{}: {e:?}", u.code));
         }
