@@ -12,7 +12,7 @@ pub mod record;
 pub mod region;
 pub mod report;
 pub mod seed;
-pub mod unit;
 mod types;
+pub mod unit;
 
 pub use types::{CaseStatus, Severity, Tier, UnitKind, UnknownName};

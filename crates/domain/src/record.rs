@@ -60,6 +60,9 @@ mod tests {
         let county = RegionCode::parse("360102").unwrap();
         let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 26).unwrap();
         assert_eq!(case_number(&county, day, 123), "360102-20261126-000123");
-        assert_eq!(case_number(&county, day, 1_234_567), "360102-20261126-1234567");
+        assert_eq!(
+            case_number(&county, day, 1_234_567),
+            "360102-20261126-1234567"
+        );
     }
 }

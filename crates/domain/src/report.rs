@@ -98,30 +98,34 @@ impl NewReport {
             ));
             None
         } else {
-            Uuid::parse_str(raw.idempotency_key.trim())
-                .map_err(|_| v.push(FieldViolation::new("idempotency_key", "must be a UUID")))
-                .ok()
+            keep(
+                Uuid::parse_str(raw.idempotency_key.trim()),
+                &mut v,
+                "idempotency_key",
+                |_| "must be a UUID".into(),
+            )
         };
         let grid = if raw.grid_code.is_empty() {
             v.push(FieldViolation::new("grid_code", "required"));
             None
         } else {
-            RegionCode::parse_at(&raw.grid_code, Level::Grid)
-                .map_err(|e| {
-                    v.push(FieldViolation::new(
-                        "grid_code",
-                        format!("not a grid code: {e}"),
-                    ))
-                })
-                .ok()
+            keep(
+                RegionCode::parse_at(&raw.grid_code, Level::Grid),
+                &mut v,
+                "grid_code",
+                |e| format!("not a grid code: {e}"),
+            )
         };
         let category = if raw.category.is_empty() {
             v.push(FieldViolation::new("category", "required"));
             None
         } else {
-            CategoryCode::parse(&raw.category)
-                .map_err(|e| v.push(FieldViolation::new("category", e)))
-                .ok()
+            keep(
+                CategoryCode::parse(&raw.category),
+                &mut v,
+                "category",
+                |e| (*e).to_owned(),
+            )
         };
         if let Some(n) = raw.severity_unknown {
             v.push(FieldViolation::new(
@@ -205,6 +209,22 @@ impl NewReport {
         // serde_json writes struct fields in declaration order, so the bytes are stable.
         let bytes = serde_json::to_vec(self).expect("a report always serialises");
         Sha256::digest(bytes).to_vec()
+    }
+}
+
+/// The value of `r`, or `None` after recording why not.
+fn keep<T, E>(
+    r: Result<T, E>,
+    v: &mut Vec<FieldViolation>,
+    field: &str,
+    why: impl FnOnce(&E) -> String,
+) -> Option<T> {
+    match r {
+        Ok(x) => Some(x),
+        Err(e) => {
+            v.push(FieldViolation::new(field, why(&e)));
+            None
+        }
     }
 }
 
@@ -306,6 +326,8 @@ mod tests {
         }
     }
 
+    type Mutation = fn(&mut RawReport);
+
     fn fields(r: RawReport) -> Vec<String> {
         NewReport::parse(r, now())
             .unwrap_err()
@@ -332,7 +354,7 @@ mod tests {
 
     #[test]
     fn every_bad_field_is_named() {
-        let cases: Vec<(fn(&mut RawReport), &str)> = vec![
+        let cases: Vec<(Mutation, &str)> = vec![
             (|r| r.idempotency_key.clear(), "idempotency_key"),
             (|r| r.idempotency_key = "nope".into(), "idempotency_key"),
             (|r| r.grid_code = "360102001001".into(), "grid_code"),

@@ -70,14 +70,52 @@ mod tests {
 
     #[test]
     fn kinds_codes_and_parents_agree() {
-        assert!(unit("360102001001001", UnitKind::Grid, Some("360102001001")).validate().is_ok());
-        assert!(unit("360102-CGJ", UnitKind::Department, Some("360102")).validate().is_ok());
+        assert!(
+            unit("360102001001001", UnitKind::Grid, Some("360102001001"))
+                .validate()
+                .is_ok()
+        );
+        assert!(
+            unit("360102-CGJ", UnitKind::Department, Some("360102"))
+                .validate()
+                .is_ok()
+        );
         assert!(unit("3601", UnitKind::City, None).validate().is_ok());
-        assert_eq!(unit("360102001001001", UnitKind::Community, Some("360102001001")).validate().unwrap_err().0, "code");
-        assert_eq!(unit("360102001001001", UnitKind::Grid, Some("360102001")).validate().unwrap_err().0, "parent_code");
-        assert_eq!(unit("360102001001001", UnitKind::Grid, None).validate().unwrap_err().0, "parent_code");
-        assert_eq!(unit("360102-CGJ", UnitKind::Department, Some("3601")).validate().unwrap_err().0, "parent_code");
-        assert_eq!(unit("360102", UnitKind::Department, Some("3601")).validate().unwrap_err().0, "code");
+        assert_eq!(
+            unit("360102001001001", UnitKind::Community, Some("360102001001"))
+                .validate()
+                .unwrap_err()
+                .0,
+            "code"
+        );
+        assert_eq!(
+            unit("360102001001001", UnitKind::Grid, Some("360102001"))
+                .validate()
+                .unwrap_err()
+                .0,
+            "parent_code"
+        );
+        assert_eq!(
+            unit("360102001001001", UnitKind::Grid, None)
+                .validate()
+                .unwrap_err()
+                .0,
+            "parent_code"
+        );
+        assert_eq!(
+            unit("360102-CGJ", UnitKind::Department, Some("3601"))
+                .validate()
+                .unwrap_err()
+                .0,
+            "parent_code"
+        );
+        assert_eq!(
+            unit("360102", UnitKind::Department, Some("3601"))
+                .validate()
+                .unwrap_err()
+                .0,
+            "code"
+        );
         let mut u = unit("3601", UnitKind::City, None);
         u.name = " ".into();
         assert_eq!(u.validate().unwrap_err().0, "name");

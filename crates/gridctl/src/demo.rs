@@ -32,7 +32,9 @@ pub(crate) fn report_request(
             lon,
             crs: crs.into(),
         }),
-        occurred_at: Some(convert::timestamp(Utc::now() - chrono::Duration::minutes(10))),
+        occurred_at: Some(convert::timestamp(
+            Utc::now() - chrono::Duration::minutes(10),
+        )),
         self_handled,
         attachments: Vec::new(),
     }
@@ -54,7 +56,7 @@ pub(crate) fn describe(s: &tonic::Status) -> String {
 }
 
 fn print_case(label: &str, c: &v1::Case, replayed: bool) {
-    let loc = c.location.clone().unwrap_or_default();
+    let loc = c.location.unwrap_or_default();
     println!(
         "  {label:<28} {} status={:<14} severity={:<8} grid={} category={} at ({:.5}, {:.5}) WGS84{}",
         c.case_number,
@@ -64,16 +66,24 @@ fn print_case(label: &str, c: &v1::Case, replayed: bool) {
         c.category,
         loc.lat,
         loc.lon,
-        if replayed { "  (replayed: same case)" } else { "" }
+        if replayed {
+            "  (replayed: same case)"
+        } else {
+            ""
+        }
     );
 }
 
 pub(crate) async fn run(conn: &Conn) -> anyhow::Result<()> {
     println!("== 1. registry: the sample county (东湖区 360102)");
     let (units, cats, policies) = load_seed(conn, seed::SAMPLE).await?;
-    println!("  seeded: {units} units changed, {cats} categories changed, {policies} policy stored");
+    println!(
+        "  seeded: {units} units changed, {cats} categories changed, {policies} policy stored"
+    );
     let (units, cats, _) = load_seed(conn, seed::SAMPLE).await?;
-    println!("  seeded again: {units} units changed, {cats} categories changed (loading twice changes nothing)");
+    println!(
+        "  seeded again: {units} units changed, {cats} categories changed (loading twice changes nothing)"
+    );
 
     let sample = seed::parse(seed::SAMPLE)?;
     let grids: Vec<&str> = sample
@@ -88,7 +98,11 @@ pub(crate) async fn run(conn: &Conn) -> anyhow::Result<()> {
 
     println!("\n== 2. routing dry run");
     let mut routing = conn.routing(conn.auth_as(Role::Admin, "", "demo-admin")?);
-    for (cat, sev) in [("0501", 0), ("0601", 0), ("0201", v1::Severity::Major as i32)] {
+    for (cat, sev) in [
+        ("0501", 0),
+        ("0601", 0),
+        ("0201", v1::Severity::Major as i32),
+    ] {
         let r = routing
             .resolve_route(v1::ResolveRouteRequest {
                 grid_code: grids[0].to_owned(),
@@ -103,7 +117,11 @@ pub(crate) async fn run(conn: &Conn) -> anyhow::Result<()> {
             "  category {cat}: tier {} unit {} lead {} — {}",
             r.tier().as_str_name(),
             r.unit_code,
-            if r.lead_department.is_empty() { "-" } else { &r.lead_department },
+            if r.lead_department.is_empty() {
+                "-"
+            } else {
+                &r.lead_department
+            },
             r.reasons.join("; ")
         );
     }
@@ -113,11 +131,46 @@ pub(crate) async fn run(conn: &Conn) -> anyhow::Result<()> {
         Ok(conn.reporting(conn.auth_as(Role::GridWorker, grid, &format!("worker-{grid}"))?))
     };
     let reports = [
-        (grids[0], "0501", "路口暴露垃圾", "垃圾桶满溢，周边有散落垃圾", (28.6832, 115.8992, v1::Crs::Wgs84), false),
-        (grids[1], "0202", "楼道燃气异味", "三单元楼道有燃气味，已提醒住户开窗", (28.6851, 115.9023, v1::Crs::Gcj02), false),
-        (grids[2], "0101", "邻里噪音纠纷", "两户因装修噪音发生争执", (28.6795, 115.8950, v1::Crs::Bd09), false),
-        (grids[3], "0601", "疑似违法搭建", "小区空地新搭建彩钢棚", (28.6810, 115.8901, v1::Crs::Wgs84), false),
-        (grids[0], "0502", "人行道落叶堆积", "网格员已现场清扫", (28.6829, 115.8987, v1::Crs::Wgs84), true),
+        (
+            grids[0],
+            "0501",
+            "路口暴露垃圾",
+            "垃圾桶满溢，周边有散落垃圾",
+            (28.6832, 115.8992, v1::Crs::Wgs84),
+            false,
+        ),
+        (
+            grids[1],
+            "0202",
+            "楼道燃气异味",
+            "三单元楼道有燃气味，已提醒住户开窗",
+            (28.6851, 115.9023, v1::Crs::Gcj02),
+            false,
+        ),
+        (
+            grids[2],
+            "0101",
+            "邻里噪音纠纷",
+            "两户因装修噪音发生争执",
+            (28.6795, 115.8950, v1::Crs::Bd09),
+            false,
+        ),
+        (
+            grids[3],
+            "0601",
+            "疑似违法搭建",
+            "小区空地新搭建彩钢棚",
+            (28.6810, 115.8901, v1::Crs::Wgs84),
+            false,
+        ),
+        (
+            grids[0],
+            "0502",
+            "人行道落叶堆积",
+            "网格员已现场清扫",
+            (28.6829, 115.8987, v1::Crs::Wgs84),
+            true,
+        ),
     ];
     let mut first = None;
     for (grid, cat, title, desc, loc, self_handled) in reports {
@@ -130,7 +183,11 @@ pub(crate) async fn run(conn: &Conn) -> anyhow::Result<()> {
             .map_err(|s| anyhow::anyhow!(describe(&s)))?
             .into_inner();
         let crs = loc.2.as_str_name();
-        print_case(&format!("{cat} from {crs}"), r.case.as_ref().context("no case")?, r.replayed);
+        print_case(
+            &format!("{cat} from {crs}"),
+            r.case.as_ref().context("no case")?,
+            r.replayed,
+        );
     }
 
     println!("\n== 4. a phone on a bad network retries");
@@ -141,19 +198,30 @@ pub(crate) async fn run(conn: &Conn) -> anyhow::Result<()> {
         .await
         .map_err(|s| anyhow::anyhow!(describe(&s)))?
         .into_inner();
-    print_case("retry, same key", again.case.as_ref().context("no case")?, again.replayed);
+    print_case(
+        "retry, same key",
+        again.case.as_ref().context("no case")?,
+        again.replayed,
+    );
     let changed = v1::ReportEventRequest {
         title: "另一件事".into(),
         ..first
     };
-    match worker(&grid)?.report_event(changed).await
-    {
+    match worker(&grid)?.report_event(changed).await {
         Ok(_) => bail!("a reused key with another report must be refused"),
         Err(s) => println!("  same key, other report       -> {}", describe(&s)),
     }
 
     println!("\n== 5. bad input gets a clear error and writes nothing");
-    let mut bad = report_request(String::new(), "360102999", "99x", "", "", (95.0, 115.9, v1::Crs::Wgs84), false);
+    let mut bad = report_request(
+        String::new(),
+        "360102999",
+        "99x",
+        "",
+        "",
+        (95.0, 115.9, v1::Crs::Wgs84),
+        false,
+    );
     bad.occurred_at = Some(convert::timestamp(Utc::now() + chrono::Duration::hours(2)));
     match worker(grids[0])?.report_event(bad).await {
         Ok(_) => bail!("a bad report must be refused"),
@@ -161,9 +229,33 @@ pub(crate) async fn run(conn: &Conn) -> anyhow::Result<()> {
     }
 
     println!("\n== 6. a phone comes back online (SyncReports)");
-    let litter = report_request(uuid::Uuid::now_v7().to_string(), grids[1], "0503", "绿化带垃圾", "", (28.6850, 115.9020, v1::Crs::Wgs84), false);
-    let lamp = report_request(uuid::Uuid::now_v7().to_string(), grids[1], "0401", "路灯不亮", "小区东门两盏路灯不亮", (28.6852, 115.9025, v1::Crs::Wgs84), false);
-    let unknown = report_request(uuid::Uuid::now_v7().to_string(), grids[1], "0999", "未知类别", "", (28.6852, 115.9025, v1::Crs::Wgs84), false);
+    let litter = report_request(
+        uuid::Uuid::now_v7().to_string(),
+        grids[1],
+        "0503",
+        "绿化带垃圾",
+        "",
+        (28.6850, 115.9020, v1::Crs::Wgs84),
+        false,
+    );
+    let lamp = report_request(
+        uuid::Uuid::now_v7().to_string(),
+        grids[1],
+        "0401",
+        "路灯不亮",
+        "小区东门两盏路灯不亮",
+        (28.6852, 115.9025, v1::Crs::Wgs84),
+        false,
+    );
+    let unknown = report_request(
+        uuid::Uuid::now_v7().to_string(),
+        grids[1],
+        "0999",
+        "未知类别",
+        "",
+        (28.6852, 115.9025, v1::Crs::Wgs84),
+        false,
+    );
     // the second item is the phone resending the first: same key, same report
     let batch = vec![litter.clone(), litter, lamp, unknown];
     let outbound = tokio_stream::iter(
@@ -181,11 +273,19 @@ pub(crate) async fn run(conn: &Conn) -> anyhow::Result<()> {
         i += 1;
         match item.result {
             Some(v1::sync_reports_response::Result::Ok(r)) => {
-                print_case(&format!("item {i}"), r.case.as_ref().context("no case")?, r.replayed);
+                print_case(
+                    &format!("item {i}"),
+                    r.case.as_ref().context("no case")?,
+                    r.replayed,
+                );
             }
             Some(v1::sync_reports_response::Result::Error(e)) => {
-                let fields: Vec<String> = e.field_violations.iter().map(|v| v.field.clone()).collect();
-                println!("  item {i:<23} error code={} {} {fields:?}", e.code, e.message);
+                let fields: Vec<String> =
+                    e.field_violations.iter().map(|v| v.field.clone()).collect();
+                println!(
+                    "  item {i:<23} error code={} {} {fields:?}",
+                    e.code, e.message
+                );
             }
             None => println!("  item {i}: empty reply"),
         }
@@ -203,6 +303,8 @@ pub(crate) async fn run(conn: &Conn) -> anyhow::Result<()> {
     for c in &mine.cases {
         print_case("mine", c, false);
     }
-    println!("\ndemo done: cases are in Postgres, with their first events and outbox rows for the router.");
+    println!(
+        "\ndemo done: cases are in Postgres, with their first events and outbox rows for the router."
+    );
     Ok(())
 }

@@ -18,7 +18,12 @@ use tonic::transport::{Channel, Endpoint};
 #[command(name = "gridctl", version, about = "GridDispatch command line")]
 struct Cli {
     /// gridd's address.
-    #[arg(long, global = true, env = "GRIDD_SERVER", default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long,
+        global = true,
+        env = "GRIDD_SERVER",
+        default_value = "http://127.0.0.1:50051"
+    )]
     server: String,
     /// Bearer token. Without one, commands that need one mint it from GRIDD_JWT_SECRET when
     /// that is set, or send none (for a server in insecure dev mode).
@@ -132,7 +137,10 @@ impl Conn {
         &self,
         auth: Auth,
     ) -> v1::routing_service_client::RoutingServiceClient<Intercepted> {
-        v1::routing_service_client::RoutingServiceClient::with_interceptor(self.channel.clone(), auth)
+        v1::routing_service_client::RoutingServiceClient::with_interceptor(
+            self.channel.clone(),
+            auth,
+        )
     }
 
     pub(crate) fn reporting(
@@ -179,7 +187,11 @@ pub(crate) async fn load_seed(conn: &Conn, text: &str) -> anyhow::Result<(u32, u
     if !seed.categories.is_empty() {
         cats = routing
             .upsert_categories(v1::UpsertCategoriesRequest {
-                categories: seed.categories.iter().map(convert::category_to_wire).collect(),
+                categories: seed
+                    .categories
+                    .iter()
+                    .map(convert::category_to_wire)
+                    .collect(),
             })
             .await
             .context("UpsertCategories")?
@@ -237,7 +249,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let conn = Conn::open(&cli.server, cli.token).await?;
             let (units, cats, policies) = load_seed(&conn, &text).await?;
-            println!("seeded: {units} units changed, {cats} categories changed, {policies} policies stored");
+            println!(
+                "seeded: {units} units changed, {cats} categories changed, {policies} policies stored"
+            );
         }
         Command::Units { parent } => {
             let conn = Conn::open(&cli.server, cli.token).await?;
@@ -308,7 +322,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         break;
                     }
                     Err(e) if std::time::Instant::now() >= deadline => {
-                        bail!("gridd at {} did not answer within {wait} s: {e:#}", cli.server)
+                        bail!(
+                            "gridd at {} did not answer within {wait} s: {e:#}",
+                            cli.server
+                        )
                     }
                     Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
                 }

@@ -131,7 +131,10 @@ pub fn kind_to_wire(k: UnitKind) -> v1::UnitKind {
 pub fn kind_from_wire(n: i32, field: &str) -> Result<Option<UnitKind>, FieldViolation> {
     match v1::UnitKind::try_from(n) {
         Ok(v1::UnitKind::Unspecified) => Ok(None),
-        Ok(w) => Ok(UnitKind::ALL.iter().copied().find(|k| kind_to_wire(*k) == w)),
+        Ok(w) => Ok(UnitKind::ALL
+            .iter()
+            .copied()
+            .find(|k| kind_to_wire(*k) == w)),
         Err(_) => Err(fv(field, format!("unknown unit kind {n}"))),
     }
 }
@@ -191,7 +194,11 @@ pub fn raw_report(r: v1::ReportEventRequest) -> Result<RawReport, Violations> {
         }),
         occurred_at,
         self_handled: r.self_handled,
-        attachments: r.attachments.into_iter().map(attachment_from_wire).collect(),
+        attachments: r
+            .attachments
+            .into_iter()
+            .map(attachment_from_wire)
+            .collect(),
     })
 }
 
@@ -241,7 +248,11 @@ pub fn case_to_wire(c: &CaseRecord) -> v1::Case {
         overdue: s.overdue,
         rework_count: s.rework_count,
         version: s.version,
-        holder_unit: s.holder.as_ref().map(ToString::to_string).unwrap_or_default(),
+        holder_unit: s
+            .holder
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
         occurred_at: Some(timestamp(c.occurred_at)),
         self_handled: s.self_handled,
         rating: s.rating.map_or(0, u32::from),
@@ -259,7 +270,11 @@ pub fn event_to_wire(e: &EventRecord) -> v1::CaseEvent {
         version: e.version,
         event_type: e.event_type.clone(),
         recorded_at: Some(timestamp(e.recorded_at)),
-        actor_unit: e.actor_unit.as_ref().map(ToString::to_string).unwrap_or_default(),
+        actor_unit: e
+            .actor_unit
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
         actor: e.actor.clone(),
         data_json: e.data.to_string(),
     }
@@ -273,7 +288,11 @@ pub fn unit_to_wire(u: &Unit) -> v1::Unit {
         code: u.code.to_string(),
         name: u.name.clone(),
         kind: kind_to_wire(u.kind).into(),
-        parent_code: u.parent_code.as_ref().map(ToString::to_string).unwrap_or_default(),
+        parent_code: u
+            .parent_code
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
     }
 }
 
@@ -320,7 +339,11 @@ pub fn category_to_wire(c: &Category) -> v1::Category {
     v1::Category {
         code: c.code.to_string(),
         name: c.name.clone(),
-        parent_code: c.parent_code.as_ref().map(ToString::to_string).unwrap_or_default(),
+        parent_code: c
+            .parent_code
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
         default_severity: severity_to_wire(c.default_severity).into(),
         accept_limit: Some(limit_to_wire(c.accept_limit)),
         handle_limit: Some(limit_to_wire(c.handle_limit)),
@@ -332,10 +355,14 @@ pub fn category_from_wire(c: v1::Category, field: &str) -> Result<Category, Fiel
     let parent_code = if c.parent_code.is_empty() {
         None
     } else {
-        Some(CategoryCode::parse(&c.parent_code).map_err(|e| fv(format!("{field}.parent_code"), e))?)
+        Some(
+            CategoryCode::parse(&c.parent_code)
+                .map_err(|e| fv(format!("{field}.parent_code"), e))?,
+        )
     };
-    let default_severity = severity_from_wire(c.default_severity, &format!("{field}.default_severity"))?
-        .ok_or_else(|| fv(format!("{field}.default_severity"), "required"))?;
+    let default_severity =
+        severity_from_wire(c.default_severity, &format!("{field}.default_severity"))?
+            .ok_or_else(|| fv(format!("{field}.default_severity"), "required"))?;
     Ok(Category {
         code,
         name: c.name,
@@ -380,7 +407,11 @@ pub fn policy_to_wire(p: &Policy, version: u64, updated_at: DateTime<Utc>) -> v1
             .iter()
             .map(|r| v1::SlaRule {
                 tier: tier_to_wire(r.tier).into(),
-                category: r.category.as_ref().map(ToString::to_string).unwrap_or_default(),
+                category: r
+                    .category
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
                 severity: r.severity.map_or(0, |s| severity_to_wire(s).into()),
                 accept: r.accept.map(limit_to_wire),
                 handle: r.handle.map(limit_to_wire),
@@ -397,8 +428,18 @@ pub fn policy_to_wire(p: &Policy, version: u64, updated_at: DateTime<Utc>) -> v1
                     end: w.end.format("%H:%M:%S").to_string(),
                 })
                 .collect(),
-            holidays: p.calendar.holidays.iter().map(ToString::to_string).collect(),
-            makeup_workdays: p.calendar.makeup_workdays.iter().map(ToString::to_string).collect(),
+            holidays: p
+                .calendar
+                .holidays
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            makeup_workdays: p
+                .calendar
+                .makeup_workdays
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
         }),
         version,
         updated_at: Some(timestamp(updated_at)),
@@ -429,8 +470,8 @@ fn unit_code(s: &str, field: &str) -> Result<UnitCode, FieldViolation> {
 
 /// The wire policy as a domain policy (its consistency is checked by `Policy::validate`).
 pub fn policy_from_wire(p: v1::Policy) -> Result<Policy, FieldViolation> {
-    let county_code = RegionCode::parse(&p.county_code)
-        .map_err(|e| fv("policy.county_code", e.to_string()))?;
+    let county_code =
+        RegionCode::parse(&p.county_code).map_err(|e| fv("policy.county_code", e.to_string()))?;
     let mut severity_tiers = std::collections::BTreeMap::new();
     for (i, st) in p.severity_tiers.into_iter().enumerate() {
         let f = format!("policy.severity_tiers[{i}]");

@@ -1,1 +1,1 @@
-
+//! Redis Streams: the queues between tiers. Fed only by the outbox relay.

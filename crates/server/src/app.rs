@@ -90,30 +90,39 @@ pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(v1::reporting_service_server::ReportingServiceServer::with_interceptor(
-            Reporting::new(ctx.clone()),
-            auth.clone(),
-        ))
-        .add_service(v1::routing_service_server::RoutingServiceServer::with_interceptor(
-            Routing::new(ctx.clone()),
-            auth.clone(),
-        ))
-        .add_service(v1::escalation_service_server::EscalationServiceServer::with_interceptor(
-            PendingEscalation,
-            auth.clone(),
-        ))
-        .add_service(v1::handling_service_server::HandlingServiceServer::with_interceptor(
-            PendingHandling,
-            auth.clone(),
-        ))
-        .add_service(v1::console_service_server::ConsoleServiceServer::with_interceptor(
-            PendingConsole,
-            auth.clone(),
-        ))
-        .add_service(v1::export_service_server::ExportServiceServer::with_interceptor(
-            PendingExport,
-            auth,
-        ));
+        .add_service(
+            v1::reporting_service_server::ReportingServiceServer::with_interceptor(
+                Reporting::new(ctx.clone()),
+                auth.clone(),
+            ),
+        )
+        .add_service(
+            v1::routing_service_server::RoutingServiceServer::with_interceptor(
+                Routing::new(ctx.clone()),
+                auth.clone(),
+            ),
+        )
+        .add_service(
+            v1::escalation_service_server::EscalationServiceServer::with_interceptor(
+                PendingEscalation,
+                auth.clone(),
+            ),
+        )
+        .add_service(
+            v1::handling_service_server::HandlingServiceServer::with_interceptor(
+                PendingHandling,
+                auth.clone(),
+            ),
+        )
+        .add_service(
+            v1::console_service_server::ConsoleServiceServer::with_interceptor(
+                PendingConsole,
+                auth.clone(),
+            ),
+        )
+        .add_service(
+            v1::export_service_server::ExportServiceServer::with_interceptor(PendingExport, auth),
+        );
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
     let incoming = TcpListenerStream::new(opts.listener);

@@ -129,7 +129,9 @@ impl Principal {
         let ok = match (&self.unit, self.role) {
             (None, Role::Admin) => true,
             (Some(u), _) if u == unit => true,
-            (Some(u), Role::Admin | Role::Dispatcher) => !u.is_department() && unit.is_within(&u.region()),
+            (Some(u), Role::Admin | Role::Dispatcher) => {
+                !u.is_department() && unit.is_within(&u.region())
+            }
             _ => false,
         };
         if ok {
@@ -178,11 +180,14 @@ impl Verifier {
             Verifier::InsecureDev => return Ok(Principal::dev()),
             Verifier::Jwt { key, validation } => (key, validation),
         };
-        let header = header.ok_or_else(|| ApiError::Unauthenticated("missing bearer token".into()))?;
+        let header =
+            header.ok_or_else(|| ApiError::Unauthenticated("missing bearer token".into()))?;
         let token = header
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
-            .ok_or_else(|| ApiError::Unauthenticated("authorization is not a bearer token".into()))?;
+            .ok_or_else(|| {
+                ApiError::Unauthenticated("authorization is not a bearer token".into())
+            })?;
         let data = jsonwebtoken::decode::<Claims>(token.trim(), key, validation)
             .map_err(|e| ApiError::Unauthenticated(format!("invalid token: {e}")))?;
         let c = data.claims;
@@ -237,15 +242,22 @@ pub fn mint_hs256(
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let claims = Claims {
-        sub: subject.to_owned(),
-        role,
-        unit: unit.to_owned(),
-        exp: now + ttl_secs,
-    };
+    sign_hs256(
+        secret,
+        &Claims {
+            sub: subject.to_owned(),
+            role,
+            unit: unit.to_owned(),
+            exp: now + ttl_secs,
+        },
+    )
+}
+
+/// Signs arbitrary claims (HS256).
+pub fn sign_hs256(secret: &[u8], claims: &Claims) -> Result<String, jsonwebtoken::errors::Error> {
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
-        &claims,
+        claims,
         &EncodingKey::from_secret(secret),
     )
 }

@@ -28,14 +28,21 @@ pub struct OffsetClock {
 
 impl OffsetClock {
     pub fn advance(&self, by: Duration) {
-        let mut o = self.offset.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut o = self
+            .offset
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         *o += by;
     }
 }
 
 impl Clock for OffsetClock {
     fn now(&self) -> DateTime<Utc> {
-        Utc::now() + *self.offset.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        Utc::now()
+            + *self
+                .offset
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

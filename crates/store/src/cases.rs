@@ -160,11 +160,12 @@ impl Store {
     }
 
     pub async fn get_case(&self, case_id: Uuid) -> Result<Option<CaseRecord>> {
-        let row: Option<CaseRow> =
-            sqlx::query_as(&format!("SELECT {CASE_COLUMNS} FROM cases WHERE case_id = $1"))
-                .bind(case_id)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<CaseRow> = sqlx::query_as(&format!(
+            "SELECT {CASE_COLUMNS} FROM cases WHERE case_id = $1"
+        ))
+        .bind(case_id)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(CaseRecord::try_from).transpose()
     }
 
@@ -238,7 +239,12 @@ async fn insert_case(tx: &mut Transaction<'_, Postgres>, r: &CaseRecord) -> Resu
     .bind(s.tier.as_str())
     .bind(s.holder.as_ref().map(ToString::to_string))
     .bind(s.lead.as_ref().map(ToString::to_string))
-    .bind(s.assisting_units().iter().map(ToString::to_string).collect::<Vec<_>>())
+    .bind(
+        s.assisting_units()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+    )
     .bind(s.accept_due_at)
     .bind(s.handle_due_at)
     .bind(s.overdue)

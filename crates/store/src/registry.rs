@@ -51,19 +51,19 @@ impl Store {
             if let Err((field, reason)) = u.validate() {
                 return Err(invalid(format!("units[{i}].{field}"), reason));
             }
-            if let Some(p) = &u.parent_code {
-                if !seen.contains(p.as_str()) {
-                    let exists: bool =
-                        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM units WHERE code = $1)")
-                            .bind(p.as_str())
-                            .fetch_one(&self.pool)
-                            .await?;
-                    if !exists {
-                        return Err(invalid(
-                            format!("units[{i}].parent_code"),
-                            format!("unknown unit {p}: parents must exist or come first"),
-                        ));
-                    }
+            if let Some(p) = &u.parent_code
+                && !seen.contains(p.as_str())
+            {
+                let exists: bool =
+                    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM units WHERE code = $1)")
+                        .bind(p.as_str())
+                        .fetch_one(&self.pool)
+                        .await?;
+                if !exists {
+                    return Err(invalid(
+                        format!("units[{i}].parent_code"),
+                        format!("unknown unit {p}: parents must exist or come first"),
+                    ));
                 }
             }
             if !seen.insert(u.code.as_str()) {
@@ -137,17 +137,21 @@ impl Store {
             if c.name.trim().is_empty() {
                 return Err(invalid(format!("categories[{i}].name"), "required"));
             }
-            for (f, l) in [("accept_limit", c.accept_limit), ("handle_limit", c.handle_limit)] {
+            for (f, l) in [
+                ("accept_limit", c.accept_limit),
+                ("handle_limit", c.handle_limit),
+            ] {
                 l.validate()
                     .map_err(|e| invalid(format!("categories[{i}].{f}"), e.to_string()))?;
             }
-            if let Some(p) = &c.parent_code {
-                if !seen.contains(p.as_str()) && self.get_category(p).await?.is_none() {
-                    return Err(invalid(
-                        format!("categories[{i}].parent_code"),
-                        format!("unknown category {p}"),
-                    ));
-                }
+            if let Some(p) = &c.parent_code
+                && !seen.contains(p.as_str())
+                && self.get_category(p).await?.is_none()
+            {
+                return Err(invalid(
+                    format!("categories[{i}].parent_code"),
+                    format!("unknown category {p}"),
+                ));
             }
             if !seen.insert(c.code.as_str()) {
                 return Err(invalid(format!("categories[{i}].code"), "listed twice"));
@@ -210,7 +214,10 @@ impl Store {
             .map_err(|e| invalid(format!("policy.{}", e.field), e.reason))?;
         let county = self.get_unit(policy.county_code.as_str()).await?;
         if county.is_none_or(|u| u.kind != UnitKind::County) {
-            return Err(invalid("policy.county_code", "not a county in the registry"));
+            return Err(invalid(
+                "policy.county_code",
+                "not a county in the registry",
+            ));
         }
         for (i, d) in policy.departments.iter().enumerate() {
             for (j, unit) in std::iter::once(&d.lead).chain(&d.assisting).enumerate() {
@@ -266,12 +273,11 @@ impl Store {
         &self,
         county: &RegionCode,
     ) -> Result<Option<(Policy, u64, DateTime<Utc>)>> {
-        let row: Option<(serde_json::Value, i64, DateTime<Utc>)> = sqlx::query_as(
-            "SELECT body, version, updated_at FROM policies WHERE county_code = $1",
-        )
-        .bind(county.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<(serde_json::Value, i64, DateTime<Utc>)> =
+            sqlx::query_as("SELECT body, version, updated_at FROM policies WHERE county_code = $1")
+                .bind(county.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
         row.map(|(b, v, at)| {
             let p = serde_json::from_value(b).map_err(|e| corrupt("policies.body", e))?;
             Ok((p, u64::try_from(v).unwrap_or_default(), at))

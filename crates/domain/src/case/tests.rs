@@ -201,7 +201,7 @@ fn event_of_each_kind(s: &CaseState) -> Vec<Event> {
             unit: holder.clone(),
         },
         Event::Overdue {
-            unit: lead.clone(),
+            unit: lead,
             clock: Clock::Handle,
         },
         Event::Warned {

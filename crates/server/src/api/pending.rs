@@ -22,7 +22,10 @@ pub struct PendingEscalation;
 #[tonic::async_trait]
 impl v1::escalation_service_server::EscalationService for PendingEscalation {
     type WatchQueueStream = ServerStream<v1::QueueItem>;
-    async fn watch_queue(&self, _: Request<v1::WatchQueueRequest>) -> Unary<Self::WatchQueueStream> {
+    async fn watch_queue(
+        &self,
+        _: Request<v1::WatchQueueRequest>,
+    ) -> Unary<Self::WatchQueueStream> {
         later("WatchQueue")
     }
     async fn accept(&self, _: Request<v1::AcceptRequest>) -> Unary<v1::AcceptResponse> {
@@ -44,7 +47,10 @@ pub struct PendingHandling;
 
 #[tonic::async_trait]
 impl v1::handling_service_server::HandlingService for PendingHandling {
-    async fn submit_result(&self, _: Request<v1::SubmitResultRequest>) -> Unary<v1::SubmitResultResponse> {
+    async fn submit_result(
+        &self,
+        _: Request<v1::SubmitResultRequest>,
+    ) -> Unary<v1::SubmitResultResponse> {
         later("SubmitResult")
     }
     async fn request_extension(
@@ -73,7 +79,10 @@ impl v1::console_service_server::ConsoleService for PendingConsole {
     async fn get_case(&self, _: Request<v1::GetCaseRequest>) -> Unary<v1::GetCaseResponse> {
         later("GetCase")
     }
-    async fn watch_cases(&self, _: Request<v1::WatchCasesRequest>) -> Unary<Self::WatchCasesStream> {
+    async fn watch_cases(
+        &self,
+        _: Request<v1::WatchCasesRequest>,
+    ) -> Unary<Self::WatchCasesStream> {
         later("WatchCases")
     }
     async fn get_stats(&self, _: Request<v1::GetStatsRequest>) -> Unary<v1::GetStatsResponse> {
@@ -94,4 +103,3 @@ impl v1::export_service_server::ExportService for PendingExport {
         later("StreamEvents")
     }
 }
-

@@ -3,9 +3,9 @@
 use std::pin::Pin;
 
 use chrono::DateTime;
+use domain::UnitKind;
 use domain::region::UnitCode;
 use domain::report::NewReport;
-use domain::UnitKind;
 use futures::{Stream, StreamExt as _};
 use proto::convert;
 use proto::v1;
@@ -20,7 +20,12 @@ use crate::error::{ApiError, ApiResult};
 /// Replies buffered ahead of a slow reader before the stream stops reading requests.
 const SYNC_BUFFER: usize = 16;
 
-const REPORTERS: &[Role] = &[Role::GridWorker, Role::UnitStaff, Role::Dispatcher, Role::Admin];
+const REPORTERS: &[Role] = &[
+    Role::GridWorker,
+    Role::UnitStaff,
+    Role::Dispatcher,
+    Role::Admin,
+];
 
 #[derive(Clone)]
 pub struct Reporting {
@@ -121,7 +126,11 @@ impl v1::reporting_service_server::ReportingService for Reporting {
     ) -> Result<Response<v1::ReportEventResponse>, Status> {
         let who = principal(&req)?;
         let span = info_span!("report_event", principal = %who.subject);
-        let resp = self.ctx.report(&who, req.into_inner()).instrument(span).await?;
+        let resp = self
+            .ctx
+            .report(&who, req.into_inner())
+            .instrument(span)
+            .await?;
         Ok(Response::new(resp))
     }
 
@@ -131,7 +140,12 @@ impl v1::reporting_service_server::ReportingService for Reporting {
     ) -> Result<Response<v1::ListCategoriesResponse>, Status> {
         principal(&req)?;
         let region = req.into_inner().region_code;
-        let mut categories = self.ctx.store.list_categories().await.map_err(ApiError::from)?;
+        let mut categories = self
+            .ctx
+            .store
+            .list_categories()
+            .await
+            .map_err(ApiError::from)?;
         if !region.is_empty() {
             // The phone shows the limits that will really apply where it is: the county's
             // policy for the tier a case of each category starts at.
@@ -140,7 +154,13 @@ impl v1::reporting_service_server::ReportingService for Reporting {
             let county = code
                 .county()
                 .ok_or_else(|| ApiError::invalid("region_code", "must be a county or below"))?;
-            if let Some((policy, _, _)) = self.ctx.store.get_policy(&county).await.map_err(ApiError::from)? {
+            if let Some((policy, _, _)) = self
+                .ctx
+                .store
+                .get_policy(&county)
+                .await
+                .map_err(ApiError::from)?
+            {
                 for c in &mut categories {
                     let route = policy.route(c, None);
                     let limits = policy.limits(c, route.severity, route.tier);
@@ -274,4 +294,3 @@ fn decode_report_token(
     let id = uuid::Uuid::parse_str(id).map_err(|_| bad())?;
     Ok(Some((at, id)))
 }
-

@@ -31,7 +31,10 @@ fn batch_limit(n: usize, field: &str) -> ApiResult<()> {
     if n == 0 {
         Err(ApiError::invalid(field, "at least one entry"))
     } else if n > MAX_BATCH {
-        Err(ApiError::invalid(field, format!("at most {MAX_BATCH} per request")))
+        Err(ApiError::invalid(
+            field,
+            format!("at most {MAX_BATCH} per request"),
+        ))
     } else {
         Ok(())
     }
@@ -63,7 +66,12 @@ impl v1::routing_service_server::RoutingService for Routing {
             ))
             .into());
         }
-        let changed = self.ctx.store.upsert_units(&units).await.map_err(ApiError::from)?;
+        let changed = self
+            .ctx
+            .store
+            .upsert_units(&units)
+            .await
+            .map_err(ApiError::from)?;
         info!(units = units.len(), changed, "units upserted");
         Ok(Response::new(v1::UpsertUnitsResponse {
             changed: u32::try_from(changed).unwrap_or(u32::MAX),
@@ -160,9 +168,17 @@ impl v1::routing_service_server::RoutingService for Routing {
             .ok_or_else(|| ApiError::invalid("policy", "required"))?;
         let policy = convert::policy_from_wire(wire).map_err(violation)?;
         if !who.covers(&policy.county_code.clone().into()) {
-            return Err(ApiError::PermissionDenied("the county is outside the caller's area".into()).into());
+            return Err(ApiError::PermissionDenied(
+                "the county is outside the caller's area".into(),
+            )
+            .into());
         }
-        let (version, at) = self.ctx.store.put_policy(&policy).await.map_err(ApiError::from)?;
+        let (version, at) = self
+            .ctx
+            .store
+            .put_policy(&policy)
+            .await
+            .map_err(ApiError::from)?;
         info!(county = %policy.county_code, version, "policy stored");
         Ok(Response::new(v1::PutPolicyResponse {
             policy: Some(convert::policy_to_wire(&policy, version, at)),
@@ -203,7 +219,12 @@ impl v1::routing_service_server::RoutingService for Routing {
             .map_err(|e| ApiError::invalid("category", e))?;
         let severity = convert::severity_from_wire(r.severity, "severity").map_err(violation)?;
         let store = &self.ctx.store;
-        if store.get_unit(grid.as_str()).await.map_err(ApiError::from)?.is_none() {
+        if store
+            .get_unit(grid.as_str())
+            .await
+            .map_err(ApiError::from)?
+            .is_none()
+        {
             return Err(ApiError::invalid("grid_code", "unknown grid").into());
         }
         let category = store
@@ -216,7 +237,9 @@ impl v1::routing_service_server::RoutingService for Routing {
             .get_policy(&county)
             .await
             .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::FailedPrecondition(format!("county {county} has no policy")))?;
+            .ok_or_else(|| {
+                ApiError::FailedPrecondition(format!("county {county} has no policy"))
+            })?;
         let decision = policy.route(&category, severity);
         let unit = grid
             .ancestor_at(Level::of_tier(decision.tier))
@@ -234,13 +257,19 @@ impl v1::routing_service_server::RoutingService for Routing {
             lead_department: decision.lead.map(|u| u.to_string()).unwrap_or_default(),
             assisting_departments: decision.assisting.iter().map(ToString::to_string).collect(),
             accept_due_at: Some(convert::timestamp(accept_due)),
-            handle_due_at: Some(convert::timestamp(limits.handle_due(&policy.calendar, accept_due))),
-            reasons: reasons.into_iter().map(|r| r.trim_end().to_owned()).collect(),
+            handle_due_at: Some(convert::timestamp(
+                limits.handle_due(&policy.calendar, accept_due),
+            )),
+            reasons: reasons
+                .into_iter()
+                .map(|r| r.trim_end().to_owned())
+                .collect(),
             severity: convert::severity_to_wire(decision.severity).into(),
         }))
     }
 }
 
 fn parse_county(s: &str) -> ApiResult<RegionCode> {
-    RegionCode::parse_at(s, Level::County).map_err(|e| ApiError::invalid("county_code", e.to_string()))
+    RegionCode::parse_at(s, Level::County)
+        .map_err(|e| ApiError::invalid("county_code", e.to_string()))
 }
