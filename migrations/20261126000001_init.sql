@@ -116,19 +116,24 @@ CREATE INDEX assignments_case ON assignments (case_id, created_at);
 CREATE INDEX assignments_pending ON assignments (unit_code) WHERE status = 'PENDING_ACCEPT';
 
 -- SLA timers. A row fires once: the firing transaction claims it with FOR UPDATE SKIP LOCKED,
--- re-checks the case version, applies the event and sets fired_at in the same commit.
+-- re-checks that the unit's clock still runs with the same due time, applies the event and
+-- sets fired_at in the same commit. Commands never update or delete these rows (they only add
+-- new ones), so a command and a timer never wait on each other's deadline locks.
 CREATE TABLE deadlines (
-    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    case_id       uuid NOT NULL REFERENCES cases (case_id),
-    assignment_id uuid,
-    unit_code     text NOT NULL,
-    kind          text NOT NULL,
-    due_at        timestamptz NOT NULL,
-    case_version  bigint NOT NULL,
-    fired_at      timestamptz,
-    outcome       text
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    case_id      uuid NOT NULL REFERENCES cases (case_id),
+    unit_code    text NOT NULL,
+    clock        text NOT NULL CHECK (clock IN ('accept', 'handle')),
+    -- true: the yellow warning at 80 % of the limit; false: the deadline itself
+    warn         boolean NOT NULL,
+    fire_at      timestamptz NOT NULL,
+    -- the due time of the clock this row belongs to; a changed due time makes the row stale
+    clock_due_at timestamptz NOT NULL,
+    armed_at     timestamptz NOT NULL,
+    fired_at     timestamptz,
+    outcome      text
 );
-CREATE INDEX deadlines_due ON deadlines (due_at) WHERE fired_at IS NULL;
+CREATE INDEX deadlines_due ON deadlines (fire_at) WHERE fired_at IS NULL;
 
 -- Transactional outbox: what must reach a Redis stream, written in the command's transaction.
 CREATE TABLE outbox (

@@ -45,6 +45,8 @@ pub type Authed = InterceptedService<Channel, Bearer>;
 pub struct TestServer {
     pub addr: SocketAddr,
     pub store: Store,
+    pub queue: queue::Queue,
+    pub wake: Arc<server::pipeline::Wake>,
     pub pool: PgPool,
     pub clock: Arc<OffsetClock>,
     pub channel: Channel,
@@ -58,22 +60,44 @@ pub const COMMUNITY: &str = "360102001001";
 pub const COUNTY: &str = "360102";
 
 impl TestServer {
-    /// Seeds the sample county into `pool` and starts a server on it.
+    /// Seeds the sample county into `pool` and starts a server (every role) on it, with its
+    /// own Redis key prefix.
     pub async fn start(pool: PgPool) -> TestServer {
+        let prefix = format!("gdtest-{}", uuid::Uuid::now_v7());
+        Self::start_with(pool, &prefix, Arc::new(OffsetClock::default()), true).await
+    }
+
+    /// A server over an already seeded (or not) database and a given key prefix and clock:
+    /// several of them make several replicas.
+    pub async fn start_with(pool: PgPool, prefix: &str, clock: Arc<OffsetClock>, seed: bool) -> TestServer {
         let store = Store::from_pool(pool.clone());
-        seed_sample(&store).await;
-        let clock = Arc::new(OffsetClock::default());
+        if seed {
+            seed_sample(&store).await;
+        }
+        let queue = queue::Queue::connect(&redis_url(), prefix).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let running = server::start(server::ServerOptions {
             store: store.clone(),
+            queue: queue.clone(),
             clock: clock.clone(),
             verifier: Verifier::hs256(SECRET),
-            listener,
+            listener: Some(listener),
             max_sync_batch: 10_000,
+            roles: server::RoleSet::All,
+            workers: server::WorkerOptions {
+                relay_poll: Duration::from_millis(20),
+                timer_reread: Duration::from_millis(50),
+                router_min_idle: Duration::from_millis(300),
+                max_deliveries: 3,
+                reconcile_interval: Duration::from_millis(200),
+                directory_ttl: Duration::from_millis(200),
+                ..server::WorkerOptions::default()
+            },
         })
         .await
         .unwrap();
-        let addr = running.addr;
+        let addr = running.addr.unwrap();
+        let wake = running.wake.clone();
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
             .unwrap()
             .connect()
@@ -82,6 +106,8 @@ impl TestServer {
         TestServer {
             addr,
             store,
+            queue,
+            wake,
             pool,
             clock,
             channel,
@@ -153,10 +179,105 @@ impl TestServer {
         ]
     }
 
+    /// Moves the server's clock forward and wakes its timers.
+    pub fn advance(&self, by: chrono::Duration) {
+        self.clock.advance(by);
+        self.wake.timers.notify_one();
+    }
+
     pub async fn stop(mut self) {
         if let Some(r) = self.running.take() {
             r.shutdown(Duration::from_secs(5)).await;
         }
+        delete_prefix(&self.queue).await;
+    }
+
+    pub fn escalation(&self, b: Bearer) -> v1::escalation_service_client::EscalationServiceClient<Authed> {
+        v1::escalation_service_client::EscalationServiceClient::with_interceptor(self.channel.clone(), b)
+    }
+
+    pub fn handling(&self, b: Bearer) -> v1::handling_service_client::HandlingServiceClient<Authed> {
+        v1::handling_service_client::HandlingServiceClient::with_interceptor(self.channel.clone(), b)
+    }
+
+    pub fn console(&self, b: Bearer) -> v1::console_service_client::ConsoleServiceClient<Authed> {
+        v1::console_service_client::ConsoleServiceClient::with_interceptor(self.channel.clone(), b)
+    }
+
+    /// Staff of `unit` (a dispatcher for townships and above).
+    pub fn staff(unit: &str) -> Bearer {
+        let role = if unit.len() <= 9 && !unit.contains('-') { Role::Dispatcher } else { Role::UnitStaff };
+        Self::bearer(role, unit)
+    }
+
+    /// The case's status and holder straight from Postgres.
+    pub async fn case_row(&self, id: &str) -> (String, Option<String>, i64) {
+        let id: uuid::Uuid = id.parse().unwrap();
+        sqlx::query_as("SELECT status, holder_unit, version FROM cases WHERE case_id = $1")
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    /// Waits (up to `secs`) until `check` holds.
+    pub async fn eventually<F, Fut>(&self, secs: u64, what: &str, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        while std::time::Instant::now() < deadline {
+            if check().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("timed out waiting for: {what}");
+    }
+
+    /// Reports a case and waits until the router has given it to a unit.
+    pub async fn routed_case(&self, grid: &str, category: &str) -> v1::Case {
+        let case = self
+            .admin_reporting()
+            .report_event(report(grid, category, "待分派"))
+            .await
+            .unwrap()
+            .into_inner()
+            .case
+            .unwrap();
+        let id = case.case_id.clone();
+        self.eventually(10, "the case is routed", || async {
+            self.case_row(&id).await.0 == "PENDING_ACCEPT"
+        })
+        .await;
+        self.get_case(&id).await.case.unwrap()
+    }
+
+    pub async fn get_case(&self, id: &str) -> v1::GetCaseResponse {
+        self.console(Self::bearer(Role::Admin, ""))
+            .get_case(v1::GetCaseRequest { case_id: id.to_owned() })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+}
+
+pub fn redis_url() -> String {
+    std::env::var("GRIDD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Deletes every key of a test's prefix.
+pub async fn delete_prefix(q: &queue::Queue) {
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}:*", q.prefix()))
+        .query_async(&mut c)
+        .await
+        .unwrap_or_default();
+    if !keys.is_empty() {
+        let _: Result<(), _> = redis::cmd("DEL").arg(&keys).query_async(&mut c).await;
     }
 }
 

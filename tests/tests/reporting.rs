@@ -43,7 +43,7 @@ async fn a_reported_case_is_in_postgres_before_the_reply(pool: PgPool) {
             .await
             .unwrap();
     assert_eq!(outbox.len(), 1);
-    assert_eq!(outbox[0].0, "intake:{360102}");
+    assert_eq!(outbox[0].0, "intake/360102");
     assert_eq!(outbox[0].1["case_id"], case.case_id);
     let audit: (String, String, String) =
         sqlx::query_as("SELECT principal, action, result FROM audit_log")

@@ -6,6 +6,7 @@
 
 pub mod calendar;
 pub mod case;
+pub mod effects;
 pub mod geo;
 pub mod policy;
 pub mod record;

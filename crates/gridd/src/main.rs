@@ -32,15 +32,14 @@ enum Command {
         /// Run without authentication (development only; same as GRIDD_INSECURE_DEV=1).
         #[arg(long)]
         insecure_dev: bool,
-        /// Roles to run in this process, comma-separated (api). Default: all.
+        /// Roles to run in this process, comma-separated (api, relay, router, timers,
+        /// reconciler). Default: all.
         #[arg(long, value_delimiter = ',')]
         roles: Vec<String>,
     },
     /// Create the database if needed and apply migrations, then exit.
     Migrate,
 }
-
-const ROLES: &[&str] = &["api"];
 
 fn main() -> std::process::ExitCode {
     match run(Cli::parse()) {
@@ -69,12 +68,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 roles,
             } => {
                 cfg.insecure_dev |= insecure_dev;
-                for r in &roles {
-                    if !ROLES.contains(&r.as_str()) {
-                        bail!("unknown role {r}: known roles are {}", ROLES.join(", "));
-                    }
-                }
-                serve(cfg, no_migrate).await
+                let roles = server::RoleSet::parse(&roles).map_err(anyhow::Error::msg)?;
+                serve(cfg, no_migrate, roles).await
             }
         }
     })
@@ -113,7 +108,7 @@ fn verifier(cfg: &Config) -> anyhow::Result<Verifier> {
     }
 }
 
-async fn serve(cfg: Config, no_migrate: bool) -> anyhow::Result<()> {
+async fn serve(cfg: Config, no_migrate: bool, roles: server::RoleSet) -> anyhow::Result<()> {
     info!(config = ?cfg, "starting gridd");
     let verifier = verifier(&cfg)?;
     let store = if no_migrate {
@@ -123,15 +118,28 @@ async fn serve(cfg: Config, no_migrate: bool) -> anyhow::Result<()> {
     } else {
         migrate(&cfg).await?
     };
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
+    let queue = queue::Queue::connect(&cfg.redis_url, &cfg.redis_prefix)
         .await
-        .with_context(|| format!("binding {}", cfg.listen))?;
+        .context("connecting to Redis")?;
+    let wants_api = matches!(roles, server::RoleSet::All | server::RoleSet::Some { api: true, .. });
+    let listener = if wants_api {
+        Some(
+            tokio::net::TcpListener::bind(cfg.listen)
+                .await
+                .with_context(|| format!("binding {}", cfg.listen))?,
+        )
+    } else {
+        None
+    };
     let running = server::start(server::ServerOptions {
         store,
+        queue,
         clock: Arc::new(server::clock::SystemClock),
         verifier,
         listener,
         max_sync_batch: cfg.max_sync_batch,
+        roles,
+        workers: server::WorkerOptions::default(),
     })
     .await
     .context("starting the server")?;

@@ -12,38 +12,133 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tracing::{info, warn};
 
-use crate::api::pending::{PendingConsole, PendingEscalation, PendingExport, PendingHandling};
+use crate::api::console::Console;
+use crate::api::escalation::Escalation;
+use crate::api::handling::Handling;
+use crate::api::pending::PendingExport;
 use crate::api::reporting::Reporting;
 use crate::api::routing::Routing;
 use crate::api::{Ctx, Limits};
 use crate::auth::Verifier;
 use crate::clock::SharedClock;
+use crate::pipeline::reconciler::Reconciler;
+use crate::pipeline::relay::Relay;
+use crate::pipeline::router::Router;
+use crate::pipeline::timers::Timers;
+use crate::pipeline::{Directory, Wake};
+
+/// The roles one process can run; `gridd serve` runs all of them by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleSet {
+    All,
+    Some {
+        api: bool,
+        relay: bool,
+        router: bool,
+        timers: bool,
+        reconciler: bool,
+    },
+}
+
+impl RoleSet {
+    pub const NAMES: &'static [&'static str] = &["api", "relay", "router", "timers", "reconciler"];
+
+    /// From `--roles api,relay,...`; empty means all.
+    pub fn parse(names: &[String]) -> Result<RoleSet, String> {
+        if names.is_empty() {
+            return Ok(RoleSet::All);
+        }
+        for n in names {
+            if !Self::NAMES.contains(&n.as_str()) {
+                return Err(format!("unknown role {n}: known roles are {}", Self::NAMES.join(", ")));
+            }
+        }
+        let has = |n: &str| names.iter().any(|x| x == n);
+        Ok(RoleSet::Some {
+            api: has("api"),
+            relay: has("relay"),
+            router: has("router"),
+            timers: has("timers"),
+            reconciler: has("reconciler"),
+        })
+    }
+
+    fn has(self, f: impl Fn(bool, bool, bool, bool, bool) -> bool) -> bool {
+        match self {
+            RoleSet::All => true,
+            RoleSet::Some { api, relay, router, timers, reconciler } => f(api, relay, router, timers, reconciler),
+        }
+    }
+}
+
+/// Worker timings; tests shorten them.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    pub relay_poll: Duration,
+    pub timer_reread: Duration,
+    pub router_min_idle: Duration,
+    pub max_deliveries: u64,
+    pub reconcile_interval: Duration,
+    pub directory_ttl: Duration,
+    /// This process's name among consumers (unique per process).
+    pub consumer: String,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        WorkerOptions {
+            relay_poll: Duration::from_millis(100),
+            timer_reread: Duration::from_secs(1),
+            router_min_idle: Duration::from_secs(30),
+            max_deliveries: 5,
+            reconcile_interval: Duration::from_secs(2),
+            directory_ttl: Duration::from_secs(10),
+            consumer: format!("gridd-{}", uuid::Uuid::now_v7()),
+        }
+    }
+}
 
 /// Everything a server needs, already connected.
 pub struct ServerOptions {
     pub store: store::Store,
+    pub queue: queue::Queue,
     pub clock: SharedClock,
     pub verifier: Verifier,
-    pub listener: TcpListener,
+    /// Where the api role listens; `None` runs no api.
+    pub listener: Option<TcpListener>,
     pub max_sync_batch: usize,
+    pub roles: RoleSet,
+    pub workers: WorkerOptions,
 }
 
 /// A server running in the background.
 pub struct Running {
-    pub addr: SocketAddr,
+    pub addr: Option<SocketAddr>,
+    pub wake: Arc<Wake>,
+    pub directory: Arc<Directory>,
     shutdown: CancellationToken,
-    join: JoinHandle<Result<(), tonic::transport::Error>>,
+    join: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
+    workers: Vec<JoinHandle<()>>,
 }
 
 impl Running {
-    /// Stops accepting calls, lets in-flight calls finish for up to `grace`, then returns.
+    /// Stops accepting calls and workers, lets in-flight calls finish for up to `grace`.
     pub async fn shutdown(self, grace: Duration) {
         self.shutdown.cancel();
-        match tokio::time::timeout(grace, self.join).await {
-            Ok(Ok(Ok(()))) => info!("server drained"),
-            Ok(Ok(Err(e))) => warn!(error = %e, "server stopped with an error"),
-            Ok(Err(e)) => warn!(error = %e, "server task failed"),
-            Err(_) => warn!("in-flight calls did not finish within the grace period"),
+        let all = async move {
+            if let Some(join) = self.join {
+                match join.await {
+                    Ok(Ok(())) => info!("server drained"),
+                    Ok(Err(e)) => warn!(error = %e, "server stopped with an error"),
+                    Err(e) => warn!(error = %e, "server task failed"),
+                }
+            }
+            for w in self.workers {
+                let _ = w.await;
+            }
+        };
+        if tokio::time::timeout(grace, all).await.is_err() {
+            warn!("in-flight work did not finish within the grace period");
         }
     }
 
@@ -55,19 +150,73 @@ impl Running {
 
     /// Waits until the server stops by itself or by its token.
     pub async fn wait(self) -> Result<(), tonic::transport::Error> {
-        self.join.await.unwrap_or(Ok(()))
+        let result = match self.join {
+            Some(j) => j.await.unwrap_or(Ok(())),
+            None => {
+                self.shutdown.cancelled().await;
+                Ok(())
+            }
+        };
+        for w in self.workers {
+            let _ = w.await;
+        }
+        result
     }
 }
 
-/// Starts serving on the given listener (bind port 0 in tests to get a free port).
+/// Starts the configured roles (bind port 0 in tests to get a free port).
 pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
-    let addr = opts.listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+    let wake = Arc::new(Wake::default());
+    let directory = Arc::new(Directory::new(opts.store.clone(), opts.workers.directory_ttl));
+    let roles = opts.roles;
+    let w = &opts.workers;
+    let mut workers = Vec::new();
+    if roles.has(|_, relay, _, _, _| relay) {
+        let relay = Relay { store: opts.store.clone(), queue: opts.queue.clone(), wake: wake.clone(), poll: w.relay_poll };
+        workers.push(tokio::spawn(relay.run(shutdown.clone())));
+    }
+    if roles.has(|_, _, router, _, _| router) {
+        let router = Router {
+            store: opts.store.clone(),
+            queue: opts.queue.clone(),
+            directory: directory.clone(),
+            clock: opts.clock.clone(),
+            wake: wake.clone(),
+            consumer: w.consumer.clone(),
+            min_idle: w.router_min_idle,
+            max_deliveries: w.max_deliveries,
+        };
+        workers.push(tokio::spawn(router.run(shutdown.clone())));
+    }
+    if roles.has(|_, _, _, timers, _| timers) {
+        let timers = Timers {
+            store: opts.store.clone(),
+            directory: directory.clone(),
+            clock: opts.clock.clone(),
+            wake: wake.clone(),
+            reread: w.timer_reread,
+        };
+        workers.push(tokio::spawn(timers.run(shutdown.clone())));
+    }
+    if roles.has(|_, _, _, _, reconciler| reconciler) {
+        let rec = Reconciler { store: opts.store.clone(), queue: opts.queue.clone(), interval: w.reconcile_interval };
+        workers.push(tokio::spawn(rec.run(shutdown.clone())));
+    }
+    let Some(listener) = opts.listener.filter(|_| roles.has(|api, _, _, _, _| api)) else {
+        return Ok(Running { addr: None, wake, directory, shutdown, join: None, workers });
+    };
+    let addr = listener.local_addr()?;
     let ctx = Ctx {
         store: opts.store,
+        queue: opts.queue,
         clock: opts.clock,
         limits: Arc::new(Limits {
             max_sync_batch: opts.max_sync_batch,
         }),
+        directory: directory.clone(),
+        wake: wake.clone(),
+        shutdown: shutdown.clone(),
     };
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -104,28 +253,27 @@ pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
         )
         .add_service(
             v1::escalation_service_server::EscalationServiceServer::with_interceptor(
-                PendingEscalation,
+                Escalation::new(ctx.clone()),
                 auth.clone(),
             ),
         )
         .add_service(
             v1::handling_service_server::HandlingServiceServer::with_interceptor(
-                PendingHandling,
+                Handling::new(ctx.clone()),
                 auth.clone(),
             ),
         )
         .add_service(
             v1::console_service_server::ConsoleServiceServer::with_interceptor(
-                PendingConsole,
+                Console::new(ctx.clone()),
                 auth.clone(),
             ),
         )
         .add_service(
             v1::export_service_server::ExportServiceServer::with_interceptor(PendingExport, auth),
         );
-    let shutdown = CancellationToken::new();
     let token = shutdown.clone();
-    let incoming = TcpListenerStream::new(opts.listener);
+    let incoming = TcpListenerStream::new(listener);
     let join = tokio::spawn(async move {
         router
             .serve_with_incoming_shutdown(incoming, token.cancelled_owned())
@@ -133,8 +281,11 @@ pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
     });
     info!(%addr, "gridd listening");
     Ok(Running {
-        addr,
+        addr: Some(addr),
+        wake,
+        directory,
         shutdown,
-        join,
+        join: Some(join),
+        workers,
     })
 }

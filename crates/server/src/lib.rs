@@ -7,7 +7,8 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod pipeline;
 pub mod telemetry;
 
-pub use app::{Running, ServerOptions, start};
+pub use app::{RoleSet, Running, ServerOptions, WorkerOptions, start};
 pub use config::Config;

@@ -36,10 +36,17 @@ pub struct ReportOutcome {
     pub replayed: bool,
 }
 
-/// The stream name of the router's intake queue, per county.
+/// The outbox name of a county's intake queue (the router's input); the relay maps it to
+/// the Redis key.
 #[must_use]
 pub fn intake_stream(county: &str) -> String {
-    format!("intake:{{{county}}}")
+    format!("intake/{county}")
+}
+
+/// The outbox name of a unit's inbox.
+#[must_use]
+pub fn inbox_stream(county: &str, unit: &str) -> String {
+    format!("inbox/{county}/{unit}")
 }
 
 /// Case numbers count days in China Standard Time, the day a console shows.

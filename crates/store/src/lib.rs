@@ -12,9 +12,13 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 mod cases;
 mod registry;
 mod rows;
+mod tx;
 
-pub use cases::{Actor, ReportOutcome, intake_stream};
+pub use cases::{Actor, ReportOutcome, inbox_stream, intake_stream};
 pub use registry::UnitFilter;
+pub use tx::{
+    Arm, AssignmentRow, CaseTx, DueDeadline, OutboxMsg, OutboxRow, PendingAnywhere, PendingItem,
+};
 
 /// Errors of the store, in the terms callers act on.
 #[derive(Debug, thiserror::Error)]

@@ -3,11 +3,18 @@
 
 use std::sync::Arc;
 
+use domain::record::CaseRecord;
 use store::Store;
+use uuid::Uuid;
 
+use crate::auth::Principal;
 use crate::clock::SharedClock;
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiResult};
+use crate::pipeline::{Directory, Env, Plan, Wake};
 
+pub mod console;
+pub mod escalation;
+pub mod handling;
 pub mod pending;
 pub mod reporting;
 pub mod routing;
@@ -16,8 +23,62 @@ pub mod routing;
 #[derive(Clone)]
 pub struct Ctx {
     pub store: Store,
+    pub queue: queue::Queue,
     pub clock: SharedClock,
     pub limits: Arc<Limits>,
+    pub directory: Arc<Directory>,
+    pub wake: Arc<Wake>,
+    pub shutdown: tokio_util::sync::CancellationToken,
+}
+
+impl Ctx {
+    /// Runs one command on one case: lock it, check who may act and the expected version,
+    /// let `decide` build the plan, append it and commit. The reply is sent after the commit.
+    pub async fn command(
+        &self,
+        who: &Principal,
+        case_id: Uuid,
+        expected_version: u64,
+        action: &str,
+        decide: impl FnOnce(&Env, &CaseRecord, &mut Plan) -> ApiResult<()>,
+    ) -> ApiResult<CaseRecord> {
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        let rec = tx
+            .lock_case(case_id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("case {case_id} not found")))?;
+        if !who.can_see(&rec) {
+            return Err(ApiError::PermissionDenied(
+                "the case is outside the caller's area".into(),
+            ));
+        }
+        if expected_version != 0 && expected_version != rec.state.version {
+            return Err(ApiError::Aborted(format!(
+                "the case is at version {}, not {expected_version}: reload and retry",
+                rec.state.version
+            )));
+        }
+        let env = self.directory.env(&rec, now).await?;
+        let mut plan = Plan::new(&rec, now);
+        decide(&env, &rec, &mut plan)?;
+        let out = tx
+            .append(
+                &rec,
+                plan.state,
+                &plan.events,
+                &plan.arms,
+                &plan.outbox,
+                &who.actor(),
+                action,
+                now,
+            )
+            .await?;
+        tx.commit().await?;
+        self.wake.timers.notify_one();
+        self.wake.relay.notify_one();
+        Ok(out)
+    }
 }
 
 /// Request-size limits that protect the service.

@@ -265,16 +265,24 @@ impl v1::reporting_service_server::ReportingService for Reporting {
 
     async fn verify_case(
         &self,
-        _: Request<v1::VerifyCaseRequest>,
+        req: Request<v1::VerifyCaseRequest>,
     ) -> Result<Response<v1::VerifyCaseResponse>, Status> {
-        Err(ApiError::Unimplemented("VerifyCase").into())
+        let who = principal(&req)?;
+        let rec = super::handling::verify(&self.ctx, &who, req.into_inner()).await?;
+        Ok(Response::new(v1::VerifyCaseResponse {
+            case: Some(convert::case_to_wire(&rec)),
+        }))
     }
 
     async fn rate_case(
         &self,
-        _: Request<v1::RateCaseRequest>,
+        req: Request<v1::RateCaseRequest>,
     ) -> Result<Response<v1::RateCaseResponse>, Status> {
-        Err(ApiError::Unimplemented("RateCase").into())
+        let who = principal(&req)?;
+        let rec = super::handling::rate(&self.ctx, &who, req.into_inner()).await?;
+        Ok(Response::new(v1::RateCaseResponse {
+            case: Some(convert::case_to_wire(&rec)),
+        }))
     }
 }
 

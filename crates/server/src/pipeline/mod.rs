@@ -1,0 +1,284 @@
+//! The pipeline: what turns a report into a handled case. Commands and workers build a
+//! [`Plan`] — events checked by the state machine, timers to arm, inbox items to publish —
+//! and the store writes it in one transaction.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use domain::calendar::{TimeLimit, WorkCalendar};
+use domain::case::{CaseState, Clock, Event, TransitionError};
+use domain::effects::{ItemKind, inbox_items};
+use domain::policy::{Category, CategoryCode, Limits, Policy};
+use domain::record::CaseRecord;
+use domain::region::{RegionCode, UnitCode};
+use domain::Tier;
+use store::{Arm, OutboxMsg, Store};
+use tokio::sync::{Notify, RwLock};
+
+use crate::error::{ApiError, ApiResult};
+
+pub mod reconciler;
+pub mod relay;
+pub mod router;
+pub mod timers;
+
+/// Percent of a limit at which the yellow warning fires.
+pub const WARN_PERCENT: u8 = 80;
+
+/// Wakes background workers when this process wrote something for them.
+#[derive(Debug, Default)]
+pub struct Wake {
+    pub timers: Notify,
+    pub relay: Notify,
+}
+
+/// Registry and policy facts, cached briefly: they change rarely and are read on every command.
+pub struct Directory {
+    store: Store,
+    ttl: Duration,
+    units: RwLock<Option<(Instant, Arc<HashSet<String>>)>>,
+    policies: RwLock<HashMap<String, (Instant, Arc<Policy>)>>,
+    categories: RwLock<Option<(Instant, Arc<HashMap<String, Category>>)>>,
+}
+
+impl Directory {
+    #[must_use]
+    pub fn new(store: Store, ttl: Duration) -> Directory {
+        Directory {
+            store,
+            ttl,
+            units: RwLock::new(None),
+            policies: RwLock::new(HashMap::new()),
+            categories: RwLock::new(None),
+        }
+    }
+
+    /// Forgets everything; the next read goes to the database.
+    pub async fn invalidate(&self) {
+        *self.units.write().await = None;
+        self.policies.write().await.clear();
+        *self.categories.write().await = None;
+    }
+
+    pub async fn units(&self) -> ApiResult<Arc<HashSet<String>>> {
+        if let Some((at, u)) = self.units.read().await.as_ref()
+            && at.elapsed() < self.ttl
+        {
+            return Ok(u.clone());
+        }
+        let fresh: Arc<HashSet<String>> = Arc::new(self.store.unit_codes().await?.into_iter().collect());
+        *self.units.write().await = Some((Instant::now(), fresh.clone()));
+        Ok(fresh)
+    }
+
+    pub async fn policy(&self, county: &RegionCode) -> ApiResult<Arc<Policy>> {
+        if let Some((at, p)) = self.policies.read().await.get(county.as_str())
+            && at.elapsed() < self.ttl
+        {
+            return Ok(p.clone());
+        }
+        let (p, _, _) = self.store.get_policy(county).await?.ok_or_else(|| {
+            ApiError::FailedPrecondition(format!("county {county} has no routing policy"))
+        })?;
+        let p = Arc::new(p);
+        self.policies
+            .write()
+            .await
+            .insert(county.to_string(), (Instant::now(), p.clone()));
+        Ok(p)
+    }
+
+    pub async fn category(&self, code: &CategoryCode) -> ApiResult<Category> {
+        if let Some((at, c)) = self.categories.read().await.as_ref()
+            && at.elapsed() < self.ttl
+            && let Some(cat) = c.get(code.as_str())
+        {
+            return Ok(cat.clone());
+        }
+        let all: HashMap<String, Category> = self
+            .store
+            .list_categories()
+            .await?
+            .into_iter()
+            .map(|c| (c.code.to_string(), c))
+            .collect();
+        let found = all.get(code.as_str()).cloned();
+        *self.categories.write().await = Some((Instant::now(), Arc::new(all)));
+        found.ok_or_else(|| ApiError::FailedPrecondition(format!("category {code} is no longer in the catalogue")))
+    }
+
+    /// What a command or timer needs to know about a case's county and category.
+    pub async fn env(&self, rec: &CaseRecord, now: DateTime<Utc>) -> ApiResult<Env> {
+        Ok(Env {
+            policy: self.policy(&rec.county).await?,
+            category: self.category(&rec.category).await?,
+            units: self.units().await?,
+            now,
+        })
+    }
+}
+
+/// The facts a decision about one case is made with.
+pub struct Env {
+    pub policy: Arc<Policy>,
+    pub category: Category,
+    pub units: Arc<HashSet<String>>,
+    pub now: DateTime<Utc>,
+}
+
+impl Env {
+    #[must_use]
+    pub fn calendar(&self) -> &WorkCalendar {
+        &self.policy.calendar
+    }
+
+    #[must_use]
+    pub fn limits(&self, rec: &CaseRecord, tier: Tier) -> Limits {
+        self.policy.limits(&self.category, rec.severity, tier)
+    }
+
+    #[must_use]
+    pub fn exists(&self, unit: &UnitCode) -> bool {
+        self.units.contains(unit.as_str())
+    }
+
+    /// The nearest unit above `unit` at a tier higher than `tier` that exists in the registry;
+    /// `None` at the top.
+    #[must_use]
+    pub fn above(&self, unit: &UnitCode, tier: Tier) -> Option<(UnitCode, Tier)> {
+        let mut region = Some(unit.region());
+        while let Some(r) = region {
+            if let Some(t) = r.level().tier()
+                && t > tier
+                && self.units.contains(r.as_str())
+            {
+                return Some((r.into(), t));
+            }
+            region = r.parent();
+        }
+        None
+    }
+
+    /// Due and warning instants of a clock of `limit` that starts now.
+    #[must_use]
+    pub fn start(&self, limit: TimeLimit) -> (DateTime<Utc>, DateTime<Utc>) {
+        (
+            limit.due_at(self.calendar(), self.now),
+            limit.warn_at(self.calendar(), self.now, WARN_PERCENT),
+        )
+    }
+}
+
+/// Events to append, and what follows from them.
+pub struct Plan {
+    pub county: String,
+    pub case_id: uuid::Uuid,
+    pub state: CaseState,
+    pub events: Vec<Event>,
+    pub arms: Vec<Arm>,
+    pub outbox: Vec<OutboxMsg>,
+    now: DateTime<Utc>,
+}
+
+impl Plan {
+    #[must_use]
+    pub fn new(rec: &CaseRecord, now: DateTime<Utc>) -> Plan {
+        Plan {
+            county: rec.county.to_string(),
+            case_id: rec.case_id,
+            state: rec.state.clone(),
+            events: Vec::new(),
+            arms: Vec::new(),
+            outbox: Vec::new(),
+            now,
+        }
+    }
+
+    /// Applies `event` through the state machine and queues the inbox items it produces.
+    pub fn push(&mut self, event: Event) -> Result<(), TransitionError> {
+        let next = self.state.apply(&event, self.now)?;
+        for item in inbox_items(&self.state, &next, &event) {
+            self.outbox.push(inbox_msg(
+                &self.county,
+                self.case_id,
+                next.version,
+                &item.unit,
+                item.kind,
+            ));
+        }
+        self.state = next;
+        self.events.push(event);
+        Ok(())
+    }
+
+    /// Arms the deadline and the yellow warning of a clock.
+    pub fn arm(&mut self, unit: &UnitCode, clock: Clock, due: DateTime<Utc>, warn: DateTime<Utc>) {
+        for (is_warn, at) in [(true, warn), (false, due)] {
+            if is_warn && at >= due {
+                continue;
+            }
+            self.arms.push(Arm {
+                unit: unit.clone(),
+                clock,
+                warn: is_warn,
+                fire_at: at,
+                clock_due_at: due,
+            });
+        }
+    }
+}
+
+/// An inbox item as the relay publishes it.
+#[must_use]
+pub fn inbox_msg(county: &str, case_id: uuid::Uuid, version: u64, unit: &UnitCode, kind: ItemKind) -> OutboxMsg {
+    OutboxMsg {
+        stream: store::inbox_stream(county, unit.as_str()),
+        payload: serde_json::json!({
+            "kind": kind,
+            "case_id": case_id,
+            "version": version,
+            "unit": unit.as_str(),
+        }),
+    }
+}
+
+/// The Redis key of an outbox stream name (`intake/<county>`, `inbox/<county>/<unit>`).
+#[must_use]
+pub fn redis_key(queue: &queue::Queue, stream: &str) -> Option<String> {
+    let mut parts = stream.split('/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("intake"), Some(county), None) => Some(queue.intake_key(county)),
+        (Some("inbox"), Some(county), Some(unit)) => Some(queue.inbox_key(county, unit)),
+        _ => None,
+    }
+}
+
+/// Whether `unit`'s `clock` still runs with the due time a deadline was armed for.
+#[must_use]
+pub fn clock_running(s: &CaseState, unit: &UnitCode, clock: Clock, due: DateTime<Utc>) -> bool {
+    use domain::CaseStatus::{InProgress, PendingAccept};
+    use domain::case::PartStatus;
+    if let Some(p) = s.parts.iter().find(|p| &p.unit == unit) {
+        if s.status.is_terminal() || p.overdue {
+            return false;
+        }
+        return match clock {
+            Clock::Accept => p.status == PartStatus::PendingAccept && p.accept_due_at == due,
+            Clock::Handle => p.status == PartStatus::Accepted && p.handle_due_at == Some(due),
+        };
+    }
+    match clock {
+        Clock::Accept => {
+            s.status == PendingAccept && s.holder.as_ref() == Some(unit) && s.accept_due_at == Some(due) && !s.flagged
+        }
+        Clock::Handle => {
+            s.status == InProgress
+                && s.holder.as_ref() == Some(unit)
+                && s.lead.as_ref() == Some(unit)
+                && s.handle_due_at == Some(due)
+                && !s.overdue
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! The reconciler: Redis keeps nothing on disk, so when it comes back empty every queue is
+//! rebuilt from Postgres — each pending-accept assignment into its unit's inbox, each case
+//! still waiting for the router into its county's intake. A marker key tells "rebuilt" from
+//! "lost".
+
+use std::time::Duration;
+
+use domain::effects::ItemKind;
+use domain::region::UnitCode;
+use queue::Queue;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::inbox_msg;
+use crate::error::{ApiError, ApiResult};
+
+const PAGE: i64 = 1000;
+
+#[derive(Clone)]
+pub struct Reconciler {
+    pub store: store::Store,
+    pub queue: Queue,
+    pub interval: Duration,
+}
+
+fn unavailable(e: &queue::QueueError) -> ApiError {
+    ApiError::Unavailable(e.to_string())
+}
+
+impl Reconciler {
+    /// Rebuilds the queues if Redis lost them; answers whether it did.
+    pub async fn check(&self) -> ApiResult<bool> {
+        if self.queue.marker_present().await.map_err(|e| unavailable(&e))? {
+            return Ok(false);
+        }
+        let (inbox, intake) = self.rebuild().await?;
+        self.queue.set_marker().await.map_err(|e| unavailable(&e))?;
+        info!(inbox, intake, "queues rebuilt from postgres");
+        Ok(true)
+    }
+
+    async fn rebuild(&self) -> ApiResult<(usize, usize)> {
+        let mut inbox = 0;
+        let mut after = None;
+        loop {
+            let page = self.store.pending_everywhere(after, PAGE).await?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(*last);
+            let mut entries = Vec::with_capacity(page.len());
+            for (_, p) in &page {
+                let Ok(unit) = UnitCode::parse(&p.unit) else { continue };
+                let msg = inbox_msg(&p.county, p.case_id, u64::try_from(p.version).unwrap_or(0), &unit, ItemKind::ToAccept);
+                if let Some(key) = super::redis_key(&self.queue, &msg.stream) {
+                    entries.push((key, msg.payload.to_string()));
+                }
+            }
+            inbox += entries.len();
+            self.queue.publish(&entries).await.map_err(|e| unavailable(&e))?;
+        }
+        let mut intake = 0;
+        let mut after = None;
+        loop {
+            let page = self.store.reported_cases(after, PAGE).await?;
+            let Some((last, _, _)) = page.last() else { break };
+            after = Some(*last);
+            let entries: Vec<(String, String)> = page
+                .iter()
+                .map(|(id, county, version)| {
+                    (
+                        self.queue.intake_key(county),
+                        serde_json::json!({"case_id": id, "version": version, "county": county}).to_string(),
+                    )
+                })
+                .collect();
+            intake += entries.len();
+            self.queue.publish(&entries).await.map_err(|e| unavailable(&e))?;
+        }
+        Ok((inbox, intake))
+    }
+
+    pub async fn run(self, shutdown: CancellationToken) {
+        info!("reconciler started");
+        loop {
+            if let Err(e) = self.check().await {
+                warn!(error = %e, "queue check failed");
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(self.interval) => {}
+            }
+        }
+        info!("reconciler stopped");
+    }
+}

@@ -1,0 +1,88 @@
+//! The outbox relay: publishes committed outbox rows to Redis streams, then marks them
+//! published. A crash between the two publishes them again; every consumer is idempotent.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use queue::Queue;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::{Wake, redis_key};
+use crate::error::{ApiError, ApiResult};
+
+const BATCH: i64 = 500;
+
+#[derive(Clone)]
+pub struct Relay {
+    pub store: store::Store,
+    pub queue: Queue,
+    pub wake: Arc<Wake>,
+    /// Poll interval for rows other replicas wrote.
+    pub poll: Duration,
+}
+
+impl Relay {
+    /// Publishes one batch; answers how many rows it published.
+    pub async fn publish_batch(&self) -> ApiResult<usize> {
+        let mut tx = self.store.begin().await?;
+        let rows = tx.claim_outbox(BATCH).await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut entries = Vec::with_capacity(rows.len());
+        for r in &rows {
+            match redis_key(&self.queue, &r.stream) {
+                Some(key) => entries.push((key, r.payload.to_string())),
+                None => warn!(stream = %r.stream, id = r.id, "outbox row names no known stream; dropped"),
+            }
+        }
+        self.queue
+            .publish(&entries)
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        tx.mark_published(&ids, Utc::now()).await?;
+        tx.commit().await?;
+        Ok(rows.len())
+    }
+
+    pub async fn run(self, shutdown: CancellationToken) {
+        info!("outbox relay started");
+        let mut last_prune = std::time::Instant::now();
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let published = match self.publish_batch().await {
+                Ok(n) => {
+                    backoff = Duration::from_millis(50);
+                    n
+                }
+                Err(e) => {
+                    warn!(error = %e, "relay batch failed; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    continue;
+                }
+            };
+            if last_prune.elapsed() > Duration::from_secs(60) {
+                last_prune = std::time::Instant::now();
+                if let Err(e) = self.store.prune_outbox(Utc::now() - chrono::Duration::hours(1)).await {
+                    warn!(error = %e, "pruning the outbox failed");
+                }
+            }
+            if usize::try_from(BATCH).is_ok_and(|b| published >= b) {
+                continue;
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = self.wake.relay.notified() => {}
+                () = tokio::time::sleep(self.poll) => {}
+            }
+        }
+        info!("outbox relay stopped");
+    }
+}

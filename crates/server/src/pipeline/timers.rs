@@ -1,0 +1,178 @@
+//! SLA timers: deadlines live in Postgres; each fires exactly once across any number of
+//! replicas because the firing transaction claims it (`FOR UPDATE SKIP LOCKED`), re-checks the
+//! case under its row lock and marks it fired in the same commit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use domain::case::{Clock, Event};
+use store::{Actor, DueDeadline};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::{Directory, Plan, Wake, clock_running};
+use crate::clock::SharedClock;
+use crate::error::ApiResult;
+
+/// Shortest sleep between rounds, so a deadline another replica is firing right now is not
+/// polled in a tight loop.
+const MIN_SLEEP: Duration = Duration::from_millis(5);
+
+/// Deadlines fired per transaction.
+const BATCH: i64 = 200;
+
+#[derive(Clone)]
+pub struct Timers {
+    pub store: store::Store,
+    pub directory: Arc<Directory>,
+    pub clock: SharedClock,
+    pub wake: Arc<Wake>,
+    /// How often the worker re-reads the earliest deadline even when nothing woke it (other
+    /// replicas arm deadlines it is not told about).
+    pub reread: Duration,
+}
+
+/// What happened to one deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Stale,
+    Escalated,
+    Flagged,
+    Overdue,
+    Warned,
+    Refused,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Stale => "stale",
+            Outcome::Escalated => "escalated",
+            Outcome::Flagged => "flagged",
+            Outcome::Overdue => "overdue",
+            Outcome::Warned => "warned",
+            Outcome::Refused => "refused",
+        }
+    }
+}
+
+impl Timers {
+    /// Fires every deadline due at `now` (in batches); answers how many fired.
+    pub async fn fire_due(&self) -> ApiResult<usize> {
+        let mut total = 0;
+        loop {
+            let now = self.clock.now();
+            let mut tx = self.store.begin().await?;
+            let due = tx.claim_due(now, BATCH).await?;
+            if due.is_empty() {
+                return Ok(total);
+            }
+            let n = due.len();
+            for d in &due {
+                let outcome = self.fire_one(&mut tx, d, now).await?;
+                tx.mark_fired(d.id, outcome.as_str(), now).await?;
+                debug!(case_id = %d.case_id, unit = %d.unit, outcome = outcome.as_str(), "deadline fired");
+            }
+            tx.commit().await?;
+            self.wake.relay.notify_one();
+            total += n;
+            if n < usize::try_from(BATCH).unwrap_or(usize::MAX) {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn fire_one(&self, tx: &mut store::CaseTx, d: &DueDeadline, now: DateTime<Utc>) -> ApiResult<Outcome> {
+        let Some(rec) = tx.lock_case(d.case_id).await? else {
+            return Ok(Outcome::Stale);
+        };
+        if !clock_running(&rec.state, &d.unit, d.clock, d.clock_due_at) {
+            return Ok(Outcome::Stale);
+        }
+        let env = match self.directory.env(&rec, now).await {
+            Ok(env) => env,
+            Err(e) => {
+                warn!(case_id = %d.case_id, error = %e, "no policy to fire a deadline with");
+                return Ok(Outcome::Refused);
+            }
+        };
+        let mut plan = Plan::new(&rec, now);
+        let is_part = rec.state.parts.iter().any(|p| p.unit == d.unit);
+        let (event, outcome) = if d.warn {
+            (
+                Event::Warned {
+                    unit: d.unit.clone(),
+                    clock: d.clock,
+                },
+                Outcome::Warned,
+            )
+        } else if d.clock == Clock::Accept && !is_part {
+            match env.above(&d.unit, rec.state.tier) {
+                Some((to_unit, to_tier)) => {
+                    let (due, warn) = env.start(env.limits(&rec, to_tier).accept);
+                    plan.arm(&to_unit, Clock::Accept, due, warn);
+                    (
+                        Event::Escalated {
+                            from_unit: d.unit.clone(),
+                            to_unit,
+                            to_tier,
+                            accept_due_at: due,
+                        },
+                        Outcome::Escalated,
+                    )
+                }
+                None => (
+                    Event::Flagged {
+                        unit: d.unit.clone(),
+                    },
+                    Outcome::Flagged,
+                ),
+            }
+        } else {
+            (
+                Event::Overdue {
+                    unit: d.unit.clone(),
+                    clock: d.clock,
+                },
+                Outcome::Overdue,
+            )
+        };
+        if let Err(e) = plan.push(event) {
+            warn!(case_id = %d.case_id, error = %e, "deadline refused by the state machine");
+            return Ok(Outcome::Refused);
+        }
+        let action = format!("timer:{}", outcome.as_str());
+        tx.append(&rec, plan.state, &plan.events, &plan.arms, &plan.outbox, &Actor::system(), &action, now)
+            .await?;
+        Ok(outcome)
+    }
+
+    /// Runs until `shutdown`: sleeps until the earliest deadline (or a wake-up, or the re-read
+    /// interval), fires what is due, repeats.
+    pub async fn run(self, shutdown: CancellationToken) {
+        info!("timer worker started");
+        loop {
+            if let Err(e) = self.fire_due().await {
+                warn!(error = %e, "firing deadlines failed; retrying");
+            }
+            let wait = match self.store.next_deadline().await {
+                Ok(Some(at)) => (at - self.clock.now())
+                    .to_std()
+                    .unwrap_or(Duration::ZERO)
+                    .clamp(MIN_SLEEP, self.reread),
+                Ok(None) => self.reread,
+                Err(e) => {
+                    warn!(error = %e, "reading the next deadline failed");
+                    self.reread
+                }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = self.wake.timers.notified() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+        info!("timer worker stopped");
+    }
+}

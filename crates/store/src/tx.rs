@@ -1,0 +1,479 @@
+//! One transaction around one case: lock it, append the events a command or timer decided,
+//! and write everything that follows from them — projection, assignments, deadlines, outbox —
+//! before a single commit.
+
+use chrono::{DateTime, Utc};
+use domain::case::{CaseState, Clock, Event};
+use domain::effects::{AssignmentStatus, open_assignments};
+use domain::record::CaseRecord;
+use domain::region::UnitCode;
+use sqlx::{Postgres, Transaction};
+use uuid::Uuid;
+
+use crate::cases::{Actor, audit, insert_event};
+use crate::rows::{CASE_COLUMNS, CaseRow, corrupt};
+use crate::{Result, Store, StoreError};
+
+/// A timer to arm: fires at `fire_at` for `unit`'s `clock` that is due at `clock_due_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Arm {
+    pub unit: UnitCode,
+    pub clock: Clock,
+    pub warn: bool,
+    pub fire_at: DateTime<Utc>,
+    pub clock_due_at: DateTime<Utc>,
+}
+
+/// A message for a Redis stream, published by the relay after commit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxMsg {
+    pub stream: String,
+    pub payload: serde_json::Value,
+}
+
+/// A claimed, due deadline.
+#[derive(Debug, Clone)]
+pub struct DueDeadline {
+    pub id: i64,
+    pub case_id: Uuid,
+    pub unit: UnitCode,
+    pub clock: Clock,
+    pub warn: bool,
+    pub fire_at: DateTime<Utc>,
+    pub clock_due_at: DateTime<Utc>,
+}
+
+fn clock_name(c: Clock) -> &'static str {
+    match c {
+        Clock::Accept => "accept",
+        Clock::Handle => "handle",
+    }
+}
+
+pub struct CaseTx {
+    tx: Transaction<'static, Postgres>,
+}
+
+impl Store {
+    pub async fn begin(&self) -> Result<CaseTx> {
+        Ok(CaseTx {
+            tx: self.pool.begin().await?,
+        })
+    }
+}
+
+impl CaseTx {
+    /// Reads the case and locks its row until commit: commands on one case serialize here.
+    pub async fn lock_case(&mut self, case_id: Uuid) -> Result<Option<CaseRecord>> {
+        let row: Option<CaseRow> = sqlx::query_as(&format!(
+            "SELECT {CASE_COLUMNS} FROM cases WHERE case_id = $1 FOR UPDATE"
+        ))
+        .bind(case_id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.map(CaseRecord::try_from).transpose()
+    }
+
+    pub async fn unit_exists(&mut self, code: &str) -> Result<bool> {
+        Ok(
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM units WHERE code = $1)")
+                .bind(code)
+                .fetch_one(&mut *self.tx)
+                .await?,
+        )
+    }
+
+    /// Records `events` (already checked by the state machine, giving `after`) and their
+    /// effects. The case row must have been locked with [`CaseTx::lock_case`].
+    #[allow(clippy::too_many_arguments)]
+    pub async fn append(
+        &mut self,
+        before: &CaseRecord,
+        after: CaseState,
+        events: &[Event],
+        arms: &[Arm],
+        outbox: &[OutboxMsg],
+        actor: &Actor,
+        action: &str,
+        now: DateTime<Utc>,
+    ) -> Result<CaseRecord> {
+        if after.version != before.state.version + events.len() as u64 {
+            return Err(corrupt("append", "state version does not match the events"));
+        }
+        let mut rec = before.clone();
+        for (i, e) in events.iter().enumerate() {
+            rec.state.version = before.state.version + i as u64 + 1;
+            insert_event(&mut self.tx, &rec, e, actor, now).await?;
+        }
+        rec.state = after;
+        rec.updated_at = now;
+        let s = &rec.state;
+        let updated = sqlx::query(
+            "UPDATE cases SET status = $2, tier = $3, holder_unit = $4, lead_unit = $5,
+                assisting_units = $6, accept_due_at = $7, handle_due_at = $8, overdue = $9,
+                rework_count = $10, rating = $11, version = $12, state = $13, updated_at = $14
+              WHERE case_id = $1 AND version = $15",
+        )
+        .bind(rec.case_id)
+        .bind(s.status.as_str())
+        .bind(s.tier.as_str())
+        .bind(s.holder.as_ref().map(ToString::to_string))
+        .bind(s.lead.as_ref().map(ToString::to_string))
+        .bind(s.assisting_units().iter().map(ToString::to_string).collect::<Vec<_>>())
+        .bind(s.accept_due_at)
+        .bind(s.handle_due_at)
+        .bind(s.overdue)
+        .bind(i32::try_from(s.rework_count).unwrap_or(i32::MAX))
+        .bind(s.rating.map(i16::from))
+        .bind(i64::try_from(s.version).unwrap_or(i64::MAX))
+        .bind(serde_json::to_value(s).expect("state serialises"))
+        .bind(now)
+        .bind(i64::try_from(before.state.version).unwrap_or(i64::MAX))
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected();
+        if updated != 1 {
+            return Err(StoreError::Invalid {
+                field: "case".into(),
+                reason: "the case changed underneath this transaction".into(),
+            });
+        }
+        self.sync_assignments(&rec, now).await?;
+        for a in arms {
+            sqlx::query(
+                "INSERT INTO deadlines (case_id, unit_code, clock, warn, fire_at, clock_due_at, armed_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(rec.case_id)
+            .bind(a.unit.as_str())
+            .bind(clock_name(a.clock))
+            .bind(a.warn)
+            .bind(a.fire_at)
+            .bind(a.clock_due_at)
+            .bind(now)
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        if !outbox.is_empty() {
+            let streams: Vec<&str> = outbox.iter().map(|m| m.stream.as_str()).collect();
+            let payloads: Vec<&serde_json::Value> = outbox.iter().map(|m| &m.payload).collect();
+            sqlx::query(
+                "INSERT INTO outbox (stream, payload) SELECT * FROM UNNEST($1::text[], $2::jsonb[])",
+            )
+            .bind(&streams)
+            .bind(&payloads)
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        audit(&mut self.tx, actor, action, &rec.case_id.to_string(), "ok").await?;
+        Ok(rec)
+    }
+
+    /// Makes the `assignments` rows match the state: ends what is no longer open, updates
+    /// what still is, and opens a new row for each new holding.
+    async fn sync_assignments(&mut self, rec: &CaseRecord, now: DateTime<Utc>) -> Result<()> {
+        let open: Vec<(Uuid, String, String, String)> = sqlx::query_as(
+            "SELECT assignment_id, unit_code, role, status FROM assignments
+              WHERE case_id = $1 AND ended_at IS NULL",
+        )
+        .bind(rec.case_id)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        let desired = open_assignments(&rec.state);
+        let version = i64::try_from(rec.state.version).unwrap_or(i64::MAX);
+        for (id, unit, role, status) in &open {
+            let keep = desired
+                .iter()
+                .find(|d| d.unit.as_str() == unit && d.role.as_str() == role);
+            match keep {
+                None => {
+                    let done = status == AssignmentStatus::Submitted.as_str();
+                    sqlx::query(
+                        "UPDATE assignments SET status = $2, ended_at = $3, case_version = $4
+                          WHERE assignment_id = $1",
+                    )
+                    .bind(id)
+                    .bind(if done {
+                        AssignmentStatus::Submitted.as_str()
+                    } else {
+                        AssignmentStatus::Ended.as_str()
+                    })
+                    .bind(now)
+                    .bind(version)
+                    .execute(&mut *self.tx)
+                    .await?;
+                }
+                Some(d) => {
+                    sqlx::query(
+                        "UPDATE assignments SET status = $2, accept_due_at = $3, handle_due_at = $4,
+                            overdue = $5, case_version = $6,
+                            accepted_at = CASE WHEN $2 <> 'PENDING_ACCEPT' THEN COALESCE(accepted_at, $7) END,
+                            submitted_at = CASE WHEN $2 = 'SUBMITTED' THEN COALESCE(submitted_at, $7) END
+                          WHERE assignment_id = $1",
+                    )
+                    .bind(id)
+                    .bind(d.status.as_str())
+                    .bind(d.accept_due_at)
+                    .bind(d.handle_due_at)
+                    .bind(d.overdue)
+                    .bind(version)
+                    .bind(now)
+                    .execute(&mut *self.tx)
+                    .await?;
+                }
+            }
+        }
+        for d in desired.iter().filter(|d| {
+            !open
+                .iter()
+                .any(|(_, unit, role, _)| d.unit.as_str() == unit && d.role.as_str() == role)
+        }) {
+            sqlx::query(
+                "INSERT INTO assignments (assignment_id, case_id, unit_code, tier, role, status,
+                    accept_due_at, handle_due_at, created_at, overdue, case_version, accepted_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
+                         CASE WHEN $6 <> 'PENDING_ACCEPT' THEN $9 END)",
+            )
+            .bind(Uuid::now_v7())
+            .bind(rec.case_id)
+            .bind(d.unit.as_str())
+            .bind(d.unit.tier().map_or("", |t| t.as_str()))
+            .bind(d.role.as_str())
+            .bind(d.status.as_str())
+            .bind(d.accept_due_at)
+            .bind(d.handle_due_at)
+            .bind(now)
+            .bind(d.overdue)
+            .bind(version)
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Claims up to `limit` due deadlines that no other transaction holds.
+    pub async fn claim_due(&mut self, now: DateTime<Utc>, limit: i64) -> Result<Vec<DueDeadline>> {
+        let rows: Vec<(i64, Uuid, String, String, bool, DateTime<Utc>, DateTime<Utc>)> =
+            sqlx::query_as(
+                "SELECT id, case_id, unit_code, clock, warn, fire_at, clock_due_at FROM deadlines
+                  WHERE fired_at IS NULL AND fire_at <= $1
+                  ORDER BY fire_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+            )
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.into_iter()
+            .map(|(id, case_id, unit, clock, warn, fire_at, clock_due_at)| {
+                Ok(DueDeadline {
+                    id,
+                    case_id,
+                    unit: UnitCode::parse(&unit).map_err(|e| corrupt("deadlines.unit_code", e))?,
+                    clock: if clock == "accept" {
+                        Clock::Accept
+                    } else {
+                        Clock::Handle
+                    },
+                    warn,
+                    fire_at,
+                    clock_due_at,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn mark_fired(&mut self, id: i64, outcome: &str, now: DateTime<Utc>) -> Result<()> {
+        sqlx::query("UPDATE deadlines SET fired_at = $2, outcome = $3 WHERE id = $1")
+            .bind(id)
+            .bind(now)
+            .bind(outcome)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn commit(self) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// The earliest unfired deadline, for the timer's sleep.
+    pub async fn next_deadline(&self) -> Result<Option<DateTime<Utc>>> {
+        Ok(
+            sqlx::query_scalar("SELECT min(fire_at) FROM deadlines WHERE fired_at IS NULL")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+}
+
+/// An outbox row claimed for publishing.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub stream: String,
+    pub payload: serde_json::Value,
+}
+
+impl CaseTx {
+    /// Claims the oldest unpublished outbox rows that no other relay holds.
+    pub async fn claim_outbox(&mut self, limit: i64) -> Result<Vec<OutboxRow>> {
+        let rows: Vec<(i64, String, serde_json::Value)> = sqlx::query_as(
+            "SELECT id, stream, payload FROM outbox WHERE published_at IS NULL
+              ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(limit)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, stream, payload)| OutboxRow {
+                id,
+                stream,
+                payload,
+            })
+            .collect())
+    }
+
+    pub async fn mark_published(&mut self, ids: &[i64], now: DateTime<Utc>) -> Result<()> {
+        sqlx::query("UPDATE outbox SET published_at = $2 WHERE id = ANY($1)")
+            .bind(ids)
+            .bind(now)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+}
+
+/// A unit's pending item, for the start of a console's queue.
+#[derive(Debug, Clone)]
+pub struct PendingItem {
+    pub case_id: Uuid,
+    pub assignment_id: Uuid,
+    pub accept_due_at: Option<DateTime<Utc>>,
+}
+
+/// A pending-accept assignment anywhere, for rebuilding inboxes.
+#[derive(Debug, Clone)]
+pub struct PendingAnywhere {
+    pub case_id: Uuid,
+    pub unit: String,
+    pub county: String,
+    pub version: i64,
+}
+
+impl Store {
+    /// Drops published outbox rows older than `age`; the relay's housekeeping.
+    pub async fn prune_outbox(&self, older_than: DateTime<Utc>) -> Result<u64> {
+        Ok(sqlx::query("DELETE FROM outbox WHERE published_at < $1")
+            .bind(older_than)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
+    pub async fn pending_for_unit(&self, unit: &str) -> Result<Vec<PendingItem>> {
+        let rows: Vec<(Uuid, Uuid, Option<DateTime<Utc>>)> = sqlx::query_as(
+            "SELECT case_id, assignment_id, accept_due_at FROM assignments
+              WHERE unit_code = $1 AND status = 'PENDING_ACCEPT' AND ended_at IS NULL
+              ORDER BY accept_due_at NULLS LAST, created_at",
+        )
+        .bind(unit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(case_id, assignment_id, accept_due_at)| PendingItem {
+                case_id,
+                assignment_id,
+                accept_due_at,
+            })
+            .collect())
+    }
+
+    /// Every pending-accept assignment, after `after` (keyset on assignment id), for rebuilds.
+    pub async fn pending_everywhere(&self, after: Option<Uuid>, limit: i64) -> Result<Vec<(Uuid, PendingAnywhere)>> {
+        let rows: Vec<(Uuid, Uuid, String, String, i64)> = sqlx::query_as(
+            "SELECT a.assignment_id, a.case_id, a.unit_code, c.county_code, c.version
+               FROM assignments a JOIN cases c USING (case_id)
+              WHERE a.status = 'PENDING_ACCEPT' AND a.ended_at IS NULL
+                AND ($1::uuid IS NULL OR a.assignment_id > $1)
+              ORDER BY a.assignment_id LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(aid, case_id, unit, county, version)| {
+                (
+                    aid,
+                    PendingAnywhere {
+                        case_id,
+                        unit,
+                        county,
+                        version,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// Cases still waiting for the router, after `after`, for rebuilding intake queues.
+    pub async fn reported_cases(&self, after: Option<Uuid>, limit: i64) -> Result<Vec<(Uuid, String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT case_id, county_code, version FROM cases
+              WHERE status = 'REPORTED' AND ($1::uuid IS NULL OR case_id > $1)
+              ORDER BY case_id LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Every unit code, for the in-memory registry.
+    pub async fn unit_codes(&self) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT code FROM units").fetch_all(&self.pool).await?)
+    }
+
+    /// County codes with a policy: the intake queues the router reads.
+    pub async fn counties(&self) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT county_code FROM policies ORDER BY county_code")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// The assignments of a case, oldest first.
+    pub async fn case_assignments(&self, case_id: Uuid) -> Result<Vec<AssignmentRow>> {
+        Ok(sqlx::query_as(
+            "SELECT assignment_id, case_id, unit_code, tier, role, status, accept_due_at,
+                    handle_due_at, created_at, accepted_at, submitted_at, overdue, note
+               FROM assignments WHERE case_id = $1 ORDER BY created_at, assignment_id",
+        )
+        .bind(case_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
+/// An assignment as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AssignmentRow {
+    pub assignment_id: Uuid,
+    pub case_id: Uuid,
+    pub unit_code: String,
+    pub tier: String,
+    pub role: String,
+    pub status: String,
+    pub accept_due_at: Option<DateTime<Utc>>,
+    pub handle_due_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub accepted_at: Option<DateTime<Utc>>,
+    pub submitted_at: Option<DateTime<Utc>>,
+    pub overdue: bool,
+    pub note: String,
+}

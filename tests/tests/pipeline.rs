@@ -1,0 +1,436 @@
+//! The pipeline end to end against real PostgreSQL and Redis: routing, acceptance, calling up,
+//! escalation by timers, joint handling, verification, rating, queues.
+
+use std::collections::HashMap;
+
+use griddispatch_tests::*;
+use proto::v1;
+use sqlx::PgPool;
+use tonic::Code;
+
+const TOWNSHIP: &str = "360102001";
+const CITY: &str = "3601";
+const LEAD: &str = "360102-CGJ";
+const HELP_A: &str = "360102-ZJJ";
+const HELP_B: &str = "360102-GAFJ";
+
+async fn event_types(s: &TestServer, id: &str) -> Vec<(u64, String, String)> {
+    s.get_case(id)
+        .await
+        .events
+        .into_iter()
+        .map(|e| (e.version, e.event_type, e.actor_unit))
+        .collect()
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn one_case_through_all_four_stages(pool: PgPool) {
+    let s = TestServer::start(pool).await;
+    // 網格發現: the grid worker reports
+    let case = s.worker(GRID).report_event(report(GRID, "0501", "路口暴露垃圾")).await.unwrap().into_inner().case.unwrap();
+    let id = case.case_id.clone();
+    s.eventually(10, "routed to the community", || async { s.case_row(&id).await.1.as_deref() == Some(COMMUNITY) }).await;
+
+    // 社區呼叫: the community accepts, then calls the township
+    let mut community = s.escalation(TestServer::staff(COMMUNITY));
+    let c = community
+        .accept(v1::AcceptRequest { case_id: id.clone(), unit_code: COMMUNITY.into(), expected_version: 2 })
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!(c.status(), v1::CaseStatus::InProgress);
+    assert!(c.handle_due_at.is_some());
+    let c = community
+        .call_up(v1::CallUpRequest { case_id: id.clone(), unit_code: COMMUNITY.into(), reason: "涉及多个小区，需街道协调".into(), expected_version: 0 })
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!((c.status(), c.tier(), c.holder_unit.as_str()), (v1::CaseStatus::PendingAccept, v1::Tier::Township, TOWNSHIP));
+
+    // 分級響應: the township calls the county
+    s.escalation(TestServer::staff(TOWNSHIP))
+        .call_up(v1::CallUpRequest { case_id: id.clone(), unit_code: TOWNSHIP.into(), reason: "需区级部门联合处置".into(), expected_version: 0 })
+        .await
+        .unwrap();
+    // 協同處置: the county dispatches a lead and two assisting departments
+    let c = s
+        .escalation(TestServer::staff(COUNTY))
+        .dispatch(v1::DispatchRequest {
+            case_id: id.clone(),
+            unit_code: COUNTY.into(),
+            lead_unit: LEAD.into(),
+            assisting_units: vec![HELP_A.into(), HELP_B.into()],
+            note: "城管牵头，住建、公安配合".into(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!(c.lead_unit, LEAD);
+    assert_eq!(c.assisting_units, vec![HELP_A.to_owned(), HELP_B.to_owned()]);
+    for dept in [HELP_A, HELP_B, LEAD] {
+        s.escalation(TestServer::staff(dept))
+            .accept(v1::AcceptRequest { case_id: id.clone(), unit_code: dept.into(), expected_version: 0 })
+            .await
+            .unwrap();
+    }
+    // the lead cannot finish before every part is in
+    let err = s
+        .handling(TestServer::staff(LEAD))
+        .submit_result(v1::SubmitResultRequest { case_id: id.clone(), unit_code: LEAD.into(), note: "已清理".into(), ..Default::default() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    for dept in [HELP_A, HELP_B] {
+        s.handling(TestServer::staff(dept))
+            .submit_result(v1::SubmitResultRequest { case_id: id.clone(), unit_code: dept.into(), note: "配合完成".into(), ..Default::default() })
+            .await
+            .unwrap();
+    }
+    let c = s
+        .handling(TestServer::staff(LEAD))
+        .submit_result(v1::SubmitResultRequest { case_id: id.clone(), unit_code: LEAD.into(), note: "已清理".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!(c.status(), v1::CaseStatus::PendingVerification);
+    // 核查: the check fails, the same lead reworks, the check passes
+    let c = s
+        .worker(GRID)
+        .verify_case(v1::VerifyCaseRequest { case_id: id.clone(), passed: false, note: "仍有残留".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!((c.status(), c.holder_unit.as_str(), c.rework_count), (v1::CaseStatus::InProgress, LEAD, 1));
+    s.handling(TestServer::staff(LEAD))
+        .submit_result(v1::SubmitResultRequest { case_id: id.clone(), unit_code: LEAD.into(), note: "二次清理完毕".into(), ..Default::default() })
+        .await
+        .unwrap();
+    let c = s
+        .worker(GRID)
+        .verify_case(v1::VerifyCaseRequest { case_id: id.clone(), passed: true, ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!(c.status(), v1::CaseStatus::Closed);
+    let c = s
+        .worker(GRID)
+        .rate_case(v1::RateCaseRequest { case_id: id.clone(), score: 5, comment: "处理及时".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!(c.rating, 5);
+    let err = s.worker(GRID).rate_case(v1::RateCaseRequest { case_id: id.clone(), score: 4, comment: String::new() }).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "rated once");
+
+    let file = s.get_case(&id).await;
+    let types: Vec<&str> = file.events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "reported", "routed", "accepted", "called_up", "called_up", "dispatched", "accepted", "accepted", "accepted",
+            "part_submitted", "part_submitted", "result_submitted", "verified", "result_submitted", "verified", "rated"
+        ]
+    );
+    let versions: Vec<u64> = file.events.iter().map(|e| e.version).collect();
+    assert_eq!(versions, (1..=16).collect::<Vec<u64>>(), "versions without gaps");
+    assert_eq!(file.case.unwrap().version, 16);
+    // every unit's share is on file
+    let units: Vec<&str> = file.assignments.iter().map(|a| a.unit_code.as_str()).collect();
+    for u in [COMMUNITY, TOWNSHIP, COUNTY, LEAD, HELP_A, HELP_B] {
+        assert!(units.contains(&u), "{u} in {units:?}");
+    }
+    assert!(file.assignments.iter().all(|a| a.status() != v1::AssignmentStatus::AssignmentPendingAccept));
+    s.stop().await;
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn unaccepted_cases_escalate_tier_by_tier_then_stay_flagged(pool: PgPool) {
+    let s = TestServer::start(pool).await;
+    let case = s.routed_case(GRID, "0501").await;
+    let id = case.case_id.clone();
+    for (holder, tier) in [(TOWNSHIP, "TOWNSHIP"), (COUNTY, "COUNTY"), (CITY, "CITY")] {
+        s.advance(chrono::Duration::days(40));
+        s.eventually(10, &format!("escalated to {tier}"), || async { s.case_row(&id).await.1.as_deref() == Some(holder) }).await;
+    }
+    s.advance(chrono::Duration::days(40));
+    s.eventually(10, "flagged at the top", || async {
+        s.get_case(&id).await.events.iter().any(|e| e.event_type == "flagged")
+    })
+    .await;
+    // nothing further fires, however long nobody acts
+    s.advance(chrono::Duration::days(400));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let file = s.get_case(&id).await;
+    let c = file.case.unwrap();
+    assert_eq!((c.status(), c.tier(), c.holder_unit.as_str()), (v1::CaseStatus::PendingAccept, v1::Tier::City, CITY));
+    assert!(c.overdue);
+    let kinds: Vec<&str> = file.events.iter().map(|e| e.event_type.as_str()).filter(|t| *t != "warned").collect();
+    assert_eq!(kinds, ["reported", "routed", "escalated", "escalated", "escalated", "flagged"]);
+    let warned = file.events.iter().filter(|e| e.event_type == "warned").count();
+    assert_eq!(warned, 4, "one yellow warning per tier's accept clock");
+    let versions: Vec<u64> = file.events.iter().map(|e| e.version).collect();
+    assert_eq!(versions, (1..=versions.len() as u64).collect::<Vec<_>>());
+    s.stop().await;
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn handle_deadlines_bring_supervision_to_the_tier_above(pool: PgPool) {
+    let s = TestServer::start(pool).await;
+    let case = s.routed_case(GRID, "0501").await;
+    let id = case.case_id.clone();
+    s.escalation(TestServer::staff(COMMUNITY))
+        .accept(v1::AcceptRequest { case_id: id.clone(), unit_code: COMMUNITY.into(), expected_version: 0 })
+        .await
+        .unwrap();
+    s.advance(chrono::Duration::days(60));
+    s.eventually(10, "overdue", || async { s.get_case(&id).await.case.unwrap().overdue }).await;
+    let supervise: Vec<serde_json::Value> = {
+        let key = s.queue.inbox_key(COUNTY, TOWNSHIP);
+        let entries = read_stream(&s, &key).await;
+        entries.into_iter().filter(|v| v["kind"] == "SUPERVISE").collect()
+    };
+    assert_eq!(supervise.len(), 1, "督辦 item in the township's inbox");
+    assert_eq!(supervise[0]["case_id"], id);
+    s.stop().await;
+}
+
+/// Every entry's JSON payload of a stream, waiting a moment for the relay.
+async fn read_stream(s: &TestServer, key: &str) -> Vec<serde_json::Value> {
+    let mut conn = s.queue.blocking_conn().await.unwrap();
+    let mut out = Vec::new();
+    for _ in 0..50 {
+        out = s
+            .queue
+            .read_after(&mut conn, key, "0-0", 10_000, std::time::Duration::from_millis(10))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| serde_json::from_str(&e.payload).unwrap())
+            .collect();
+        if !out.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    out
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn watch_queue_shows_pending_then_live_and_the_first_accept_wins(pool: PgPool) {
+    let s = TestServer::start(pool).await;
+    let first = s.routed_case(GRID, "0501").await;
+    let mut watch_a = s
+        .escalation(TestServer::staff(COMMUNITY))
+        .watch_queue(v1::WatchQueueRequest { unit_code: COMMUNITY.into() })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut watch_b = s
+        .escalation(TestServer::staff(COMMUNITY))
+        .watch_queue(v1::WatchQueueRequest { unit_code: COMMUNITY.into() })
+        .await
+        .unwrap()
+        .into_inner();
+    for w in [&mut watch_a, &mut watch_b] {
+        let item = w.message().await.unwrap().unwrap();
+        assert_eq!((item.kind(), item.case_id.as_str()), (v1::QueueItemKind::ToAccept, first.case_id.as_str()));
+        assert_eq!(w.message().await.unwrap().unwrap().kind(), v1::QueueItemKind::SnapshotEnd);
+    }
+    let second = s.routed_case(GRID, "0502").await;
+    for w in [&mut watch_a, &mut watch_b] {
+        let item = tokio::time::timeout(std::time::Duration::from_secs(10), w.message()).await.unwrap().unwrap().unwrap();
+        assert_eq!((item.kind(), item.case_id.as_str()), (v1::QueueItemKind::ToAccept, second.case_id.as_str()), "every console sees every item");
+    }
+    let mut a = s.escalation(TestServer::staff(COMMUNITY));
+    let mut b = s.escalation(TestServer::staff(COMMUNITY));
+    let req = v1::AcceptRequest { case_id: second.case_id.clone(), unit_code: COMMUNITY.into(), expected_version: 0 };
+    let (ra, rb) = tokio::join!(a.accept(req.clone()), b.accept(req));
+    let codes = [ra.as_ref().err().map(tonic::Status::code), rb.as_ref().err().map(tonic::Status::code)];
+    assert_eq!(codes.iter().filter(|c| c.is_none()).count(), 1, "{codes:?}");
+    assert!(codes.contains(&Some(Code::FailedPrecondition)), "{codes:?}");
+    // the accepted item is withdrawn from every console
+    let item = tokio::time::timeout(std::time::Duration::from_secs(10), watch_a.message()).await.unwrap().unwrap().unwrap();
+    assert_eq!((item.kind(), item.case_id.as_str()), (v1::QueueItemKind::Withdrawn, second.case_id.as_str()));
+    // a console outside the area may not watch
+    let err = s
+        .escalation(TestServer::staff("360102002001"))
+        .watch_queue(v1::WatchQueueRequest { unit_code: COMMUNITY.into() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    s.stop().await;
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn commands_check_who_acts_and_the_version(pool: PgPool) {
+    let s = TestServer::start(pool).await;
+    let case = s.routed_case(GRID, "0501").await;
+    let id = case.case_id.clone();
+    let mut other = s.escalation(TestServer::staff("360102002001"));
+    let err = other.accept(v1::AcceptRequest { case_id: id.clone(), unit_code: COMMUNITY.into(), expected_version: 0 }).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "acting for another unit");
+    let err = other
+        .accept(v1::AcceptRequest { case_id: id.clone(), unit_code: "360102002001".into(), expected_version: 0 })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "a case outside the area");
+    let mut community = s.escalation(TestServer::staff(COMMUNITY));
+    let err = community.accept(v1::AcceptRequest { case_id: id.clone(), unit_code: COMMUNITY.into(), expected_version: 7 }).await.unwrap_err();
+    assert_eq!(err.code(), Code::Aborted);
+    let err = community
+        .accept(v1::AcceptRequest { case_id: uuid::Uuid::now_v7().to_string(), unit_code: COMMUNITY.into(), expected_version: 0 })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let err = community.accept(v1::AcceptRequest { case_id: "x".into(), unit_code: COMMUNITY.into(), expected_version: 0 }).await.unwrap_err();
+    assert_eq!(violated_fields(&err), vec!["case_id"]);
+    let err = community
+        .call_up(v1::CallUpRequest { case_id: id.clone(), unit_code: COMMUNITY.into(), reason: " ".into(), expected_version: 0 })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&err), vec!["reason"]);
+    let err = s
+        .escalation(TestServer::staff(COUNTY))
+        .dispatch(v1::DispatchRequest { case_id: id.clone(), unit_code: COUNTY.into(), lead_unit: "360102-NOPE".into(), ..Default::default() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let (status, holder, version) = s.case_row(&id).await;
+    assert_eq!((status.as_str(), holder.as_deref(), version), ("PENDING_ACCEPT", Some(COMMUNITY), 2), "nothing changed");
+    // a return goes to the tier above and is counted
+    let c = community
+        .r#return(v1::ReturnRequest { case_id: id.clone(), unit_code: COMMUNITY.into(), reason: "不属于本社区".into(), expected_version: 2 })
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!(c.holder_unit, TOWNSHIP);
+    s.stop().await;
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn extensions_move_the_handling_deadline(pool: PgPool) {
+    let s = TestServer::start(pool).await;
+    let case = s.routed_case(GRID, "0501").await;
+    let id = case.case_id.clone();
+    let c = s
+        .escalation(TestServer::staff(COMMUNITY))
+        .accept(v1::AcceptRequest { case_id: id.clone(), unit_code: COMMUNITY.into(), expected_version: 0 })
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    let due = c.handle_due_at.unwrap();
+    let until = prost_types::Timestamp { seconds: due.seconds + 7 * 86_400, nanos: 0 };
+    s.handling(TestServer::staff(COMMUNITY))
+        .request_extension(v1::RequestExtensionRequest { case_id: id.clone(), unit_code: COMMUNITY.into(), until: Some(until), reason: "等待材料".into(), expected_version: 0 })
+        .await
+        .unwrap();
+    let c = s
+        .handling(TestServer::staff(TOWNSHIP))
+        .decide_extension(v1::DecideExtensionRequest { case_id: id.clone(), unit_code: TOWNSHIP.into(), approved: true, note: String::new(), expected_version: 0 })
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!(c.handle_due_at.unwrap().seconds, until.seconds);
+    // the old deadline passing no longer makes the case overdue
+    s.advance(chrono::Duration::seconds(due.seconds - chrono::Utc::now().timestamp() + 3600));
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!s.get_case(&id).await.case.unwrap().overdue);
+    s.stop().await;
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn accept_racing_the_deadline_with_two_timer_workers(pool: PgPool) {
+    const N: usize = 1000;
+    let s = TestServer::start(pool.clone()).await;
+    let replica = TestServer::start_with(pool, s.queue.prefix(), s.clock.clone(), false).await;
+    let batch: Vec<v1::SyncReportsRequest> =
+        (0..N).map(|i| v1::SyncReportsRequest { report: Some(report(GRID, "0501", &format!("竞争 {i}"))) }).collect();
+    let mut replies = s.worker(GRID).sync_reports(tokio_stream::iter(batch)).await.unwrap().into_inner();
+    let mut ids = Vec::new();
+    while let Some(r) = replies.message().await.unwrap() {
+        if let Some(v1::sync_reports_response::Result::Ok(ok)) = r.result {
+            ids.push(ok.case.unwrap().case_id);
+        }
+    }
+    assert_eq!(ids.len(), N);
+    s.eventually(60, "every case routed", || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM cases WHERE status = 'PENDING_ACCEPT'").fetch_one(&s.pool).await.unwrap() == N as i64
+    })
+    .await;
+    // the clock jumps past every accept deadline while the community accepts them all
+    s.advance(chrono::Duration::days(40));
+    replica.wake.timers.notify_one();
+    let mut accepts = Vec::new();
+    for chunk in ids.chunks(N / 16) {
+        let mut client = if accepts.len() % 2 == 0 { s.escalation(TestServer::staff(COMMUNITY)) } else { replica.escalation(TestServer::staff(COMMUNITY)) };
+        let chunk = chunk.to_vec();
+        accepts.push(tokio::spawn(async move {
+            let mut ok = 0;
+            for id in chunk {
+                match client.accept(v1::AcceptRequest { case_id: id, unit_code: COMMUNITY.into(), expected_version: 0 }).await {
+                    Ok(_) => ok += 1,
+                    Err(e) => assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}"),
+                }
+            }
+            ok
+        }));
+    }
+    let mut accepted_ok = 0;
+    for a in accepts {
+        accepted_ok += a.await.unwrap();
+    }
+    s.eventually(60, "every community accept deadline fired", || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM deadlines WHERE fired_at IS NULL AND unit_code = $1 AND clock = 'accept'")
+            .bind(COMMUNITY)
+            .fetch_one(&s.pool)
+            .await
+            .unwrap()
+            == 0
+    })
+    .await;
+    let rows: Vec<(uuid::Uuid, String, Option<String>)> =
+        sqlx::query_as("SELECT case_id, event_type, actor_unit FROM case_events WHERE event_type IN ('accepted', 'escalated')")
+            .fetch_all(&s.pool)
+            .await
+            .unwrap();
+    let mut per_case: HashMap<uuid::Uuid, (usize, usize)> = HashMap::new();
+    for (case, kind, _) in &rows {
+        let e = per_case.entry(*case).or_default();
+        if kind == "accepted" {
+            e.0 += 1;
+        } else {
+            e.1 += 1;
+        }
+    }
+    assert_eq!(per_case.len(), N);
+    let mut escalated = 0;
+    for (case, (acc, esc)) in &per_case {
+        assert!(acc + esc == 1, "case {case}: accepted {acc} times and escalated {esc} times");
+        escalated += esc;
+    }
+    assert_eq!(accepted_ok + escalated, N);
+    println!("race: {accepted_ok} accepted, {escalated} escalated, none both");
+    replica.stop().await;
+    s.stop().await;
+}
