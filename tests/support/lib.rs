@@ -69,7 +69,18 @@ impl TestServer {
 
     /// A server over an already seeded (or not) database and a given key prefix and clock:
     /// several of them make several replicas.
-    pub async fn start_with(pool: PgPool, prefix: &str, clock: Arc<OffsetClock>, seed: bool) -> TestServer {
+    pub async fn start_with(
+        pool: PgPool,
+        prefix: &str,
+        clock: Arc<OffsetClock>,
+        seed: bool,
+    ) -> TestServer {
+        // the pool #[sqlx::test] hands out is small; a server wants its own, as in production
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(24)
+            .connect_with((*pool.connect_options()).clone())
+            .await
+            .unwrap();
         let store = Store::from_pool(pool.clone());
         if seed {
             seed_sample(&store).await;
@@ -167,14 +178,16 @@ impl TestServer {
             .unwrap()
     }
 
-    /// Rows written by reports: cases, events, outbox, keys, audit, counters.
+    /// Rows written by reporting itself (not by the router that follows): cases, their
+    /// first events, intake outbox rows, keys, audit records, case-number counters.
     pub async fn report_rows(&self) -> [i64; 6] {
         [
             self.count("cases").await,
-            self.count("case_events").await,
-            self.count("outbox").await,
+            self.count("case_events WHERE event_type = 'reported'")
+                .await,
+            self.count("outbox WHERE stream LIKE 'intake/%'").await,
             self.count("idempotency_keys").await,
-            self.count("audit_log").await,
+            self.count("audit_log WHERE action = 'report'").await,
             self.count("case_number_counters").await,
         ]
     }
@@ -190,14 +203,27 @@ impl TestServer {
             r.shutdown(Duration::from_secs(5)).await;
         }
         delete_prefix(&self.queue).await;
+        self.pool.close().await;
     }
 
-    pub fn escalation(&self, b: Bearer) -> v1::escalation_service_client::EscalationServiceClient<Authed> {
-        v1::escalation_service_client::EscalationServiceClient::with_interceptor(self.channel.clone(), b)
+    pub fn escalation(
+        &self,
+        b: Bearer,
+    ) -> v1::escalation_service_client::EscalationServiceClient<Authed> {
+        v1::escalation_service_client::EscalationServiceClient::with_interceptor(
+            self.channel.clone(),
+            b,
+        )
     }
 
-    pub fn handling(&self, b: Bearer) -> v1::handling_service_client::HandlingServiceClient<Authed> {
-        v1::handling_service_client::HandlingServiceClient::with_interceptor(self.channel.clone(), b)
+    pub fn handling(
+        &self,
+        b: Bearer,
+    ) -> v1::handling_service_client::HandlingServiceClient<Authed> {
+        v1::handling_service_client::HandlingServiceClient::with_interceptor(
+            self.channel.clone(),
+            b,
+        )
     }
 
     pub fn console(&self, b: Bearer) -> v1::console_service_client::ConsoleServiceClient<Authed> {
@@ -206,7 +232,11 @@ impl TestServer {
 
     /// Staff of `unit` (a dispatcher for townships and above).
     pub fn staff(unit: &str) -> Bearer {
-        let role = if unit.len() <= 9 && !unit.contains('-') { Role::Dispatcher } else { Role::UnitStaff };
+        let role = if unit.len() <= 9 && !unit.contains('-') {
+            Role::Dispatcher
+        } else {
+            Role::UnitStaff
+        };
         Self::bearer(role, unit)
     }
 
@@ -256,7 +286,9 @@ impl TestServer {
 
     pub async fn get_case(&self, id: &str) -> v1::GetCaseResponse {
         self.console(Self::bearer(Role::Admin, ""))
-            .get_case(v1::GetCaseRequest { case_id: id.to_owned() })
+            .get_case(v1::GetCaseRequest {
+                case_id: id.to_owned(),
+            })
             .await
             .unwrap()
             .into_inner()

@@ -261,15 +261,11 @@ async fn policies_round_trip_and_route(pool: PgPool) {
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn later_rpcs_say_unimplemented_and_health_and_reflection_answer(pool: PgPool) {
     let s = TestServer::start(pool).await;
-    let mut esc = v1::escalation_service_client::EscalationServiceClient::with_interceptor(
-        s.channel.clone(),
-        TestServer::bearer(Role::Admin, ""),
-    );
-    let err = esc
-        .accept(v1::AcceptRequest {
-            case_id: uuid::Uuid::now_v7().to_string(),
-            unit_code: COMMUNITY.into(),
-            expected_version: 0,
+    let err = s
+        .console(TestServer::bearer(Role::Admin, ""))
+        .list_cases(v1::ListCasesRequest {
+            region_code: COUNTY.into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

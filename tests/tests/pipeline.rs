@@ -14,27 +14,32 @@ const LEAD: &str = "360102-CGJ";
 const HELP_A: &str = "360102-ZJJ";
 const HELP_B: &str = "360102-GAFJ";
 
-async fn event_types(s: &TestServer, id: &str) -> Vec<(u64, String, String)> {
-    s.get_case(id)
-        .await
-        .events
-        .into_iter()
-        .map(|e| (e.version, e.event_type, e.actor_unit))
-        .collect()
-}
-
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn one_case_through_all_four_stages(pool: PgPool) {
     let s = TestServer::start(pool).await;
     // 網格發現: the grid worker reports
-    let case = s.worker(GRID).report_event(report(GRID, "0501", "路口暴露垃圾")).await.unwrap().into_inner().case.unwrap();
+    let case = s
+        .worker(GRID)
+        .report_event(report(GRID, "0501", "路口暴露垃圾"))
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
     let id = case.case_id.clone();
-    s.eventually(10, "routed to the community", || async { s.case_row(&id).await.1.as_deref() == Some(COMMUNITY) }).await;
+    s.eventually(10, "routed to the community", || async {
+        s.case_row(&id).await.1.as_deref() == Some(COMMUNITY)
+    })
+    .await;
 
     // 社區呼叫: the community accepts, then calls the township
     let mut community = s.escalation(TestServer::staff(COMMUNITY));
     let c = community
-        .accept(v1::AcceptRequest { case_id: id.clone(), unit_code: COMMUNITY.into(), expected_version: 2 })
+        .accept(v1::AcceptRequest {
+            case_id: id.clone(),
+            unit_code: COMMUNITY.into(),
+            expected_version: 2,
+        })
         .await
         .unwrap()
         .into_inner()
@@ -43,17 +48,30 @@ async fn one_case_through_all_four_stages(pool: PgPool) {
     assert_eq!(c.status(), v1::CaseStatus::InProgress);
     assert!(c.handle_due_at.is_some());
     let c = community
-        .call_up(v1::CallUpRequest { case_id: id.clone(), unit_code: COMMUNITY.into(), reason: "涉及多个小区，需街道协调".into(), expected_version: 0 })
+        .call_up(v1::CallUpRequest {
+            case_id: id.clone(),
+            unit_code: COMMUNITY.into(),
+            reason: "涉及多个小区，需街道协调".into(),
+            expected_version: 0,
+        })
         .await
         .unwrap()
         .into_inner()
         .case
         .unwrap();
-    assert_eq!((c.status(), c.tier(), c.holder_unit.as_str()), (v1::CaseStatus::PendingAccept, v1::Tier::Township, TOWNSHIP));
+    assert_eq!(
+        (c.status(), c.tier(), c.holder_unit.as_str()),
+        (v1::CaseStatus::PendingAccept, v1::Tier::Township, TOWNSHIP)
+    );
 
     // 分級響應: the township calls the county
     s.escalation(TestServer::staff(TOWNSHIP))
-        .call_up(v1::CallUpRequest { case_id: id.clone(), unit_code: TOWNSHIP.into(), reason: "需区级部门联合处置".into(), expected_version: 0 })
+        .call_up(v1::CallUpRequest {
+            case_id: id.clone(),
+            unit_code: TOWNSHIP.into(),
+            reason: "需区级部门联合处置".into(),
+            expected_version: 0,
+        })
         .await
         .unwrap();
     // 協同處置: the county dispatches a lead and two assisting departments
@@ -73,29 +91,51 @@ async fn one_case_through_all_four_stages(pool: PgPool) {
         .case
         .unwrap();
     assert_eq!(c.lead_unit, LEAD);
-    assert_eq!(c.assisting_units, vec![HELP_A.to_owned(), HELP_B.to_owned()]);
+    assert_eq!(
+        c.assisting_units,
+        vec![HELP_A.to_owned(), HELP_B.to_owned()]
+    );
     for dept in [HELP_A, HELP_B, LEAD] {
         s.escalation(TestServer::staff(dept))
-            .accept(v1::AcceptRequest { case_id: id.clone(), unit_code: dept.into(), expected_version: 0 })
+            .accept(v1::AcceptRequest {
+                case_id: id.clone(),
+                unit_code: dept.into(),
+                expected_version: 0,
+            })
             .await
             .unwrap();
     }
     // the lead cannot finish before every part is in
     let err = s
         .handling(TestServer::staff(LEAD))
-        .submit_result(v1::SubmitResultRequest { case_id: id.clone(), unit_code: LEAD.into(), note: "已清理".into(), ..Default::default() })
+        .submit_result(v1::SubmitResultRequest {
+            case_id: id.clone(),
+            unit_code: LEAD.into(),
+            note: "已清理".into(),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
     for dept in [HELP_A, HELP_B] {
         s.handling(TestServer::staff(dept))
-            .submit_result(v1::SubmitResultRequest { case_id: id.clone(), unit_code: dept.into(), note: "配合完成".into(), ..Default::default() })
+            .submit_result(v1::SubmitResultRequest {
+                case_id: id.clone(),
+                unit_code: dept.into(),
+                note: "配合完成".into(),
+                ..Default::default()
+            })
             .await
             .unwrap();
     }
     let c = s
         .handling(TestServer::staff(LEAD))
-        .submit_result(v1::SubmitResultRequest { case_id: id.clone(), unit_code: LEAD.into(), note: "已清理".into(), ..Default::default() })
+        .submit_result(v1::SubmitResultRequest {
+            case_id: id.clone(),
+            unit_code: LEAD.into(),
+            note: "已清理".into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
@@ -105,20 +145,37 @@ async fn one_case_through_all_four_stages(pool: PgPool) {
     // 核查: the check fails, the same lead reworks, the check passes
     let c = s
         .worker(GRID)
-        .verify_case(v1::VerifyCaseRequest { case_id: id.clone(), passed: false, note: "仍有残留".into(), ..Default::default() })
+        .verify_case(v1::VerifyCaseRequest {
+            case_id: id.clone(),
+            passed: false,
+            note: "仍有残留".into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
         .case
         .unwrap();
-    assert_eq!((c.status(), c.holder_unit.as_str(), c.rework_count), (v1::CaseStatus::InProgress, LEAD, 1));
+    assert_eq!(
+        (c.status(), c.holder_unit.as_str(), c.rework_count),
+        (v1::CaseStatus::InProgress, LEAD, 1)
+    );
     s.handling(TestServer::staff(LEAD))
-        .submit_result(v1::SubmitResultRequest { case_id: id.clone(), unit_code: LEAD.into(), note: "二次清理完毕".into(), ..Default::default() })
+        .submit_result(v1::SubmitResultRequest {
+            case_id: id.clone(),
+            unit_code: LEAD.into(),
+            note: "二次清理完毕".into(),
+            ..Default::default()
+        })
         .await
         .unwrap();
     let c = s
         .worker(GRID)
-        .verify_case(v1::VerifyCaseRequest { case_id: id.clone(), passed: true, ..Default::default() })
+        .verify_case(v1::VerifyCaseRequest {
+            case_id: id.clone(),
+            passed: true,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
@@ -127,14 +184,26 @@ async fn one_case_through_all_four_stages(pool: PgPool) {
     assert_eq!(c.status(), v1::CaseStatus::Closed);
     let c = s
         .worker(GRID)
-        .rate_case(v1::RateCaseRequest { case_id: id.clone(), score: 5, comment: "处理及时".into() })
+        .rate_case(v1::RateCaseRequest {
+            case_id: id.clone(),
+            score: 5,
+            comment: "处理及时".into(),
+        })
         .await
         .unwrap()
         .into_inner()
         .case
         .unwrap();
     assert_eq!(c.rating, 5);
-    let err = s.worker(GRID).rate_case(v1::RateCaseRequest { case_id: id.clone(), score: 4, comment: String::new() }).await.unwrap_err();
+    let err = s
+        .worker(GRID)
+        .rate_case(v1::RateCaseRequest {
+            case_id: id.clone(),
+            score: 4,
+            comment: String::new(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "rated once");
 
     let file = s.get_case(&id).await;
@@ -142,19 +211,45 @@ async fn one_case_through_all_four_stages(pool: PgPool) {
     assert_eq!(
         types,
         [
-            "reported", "routed", "accepted", "called_up", "called_up", "dispatched", "accepted", "accepted", "accepted",
-            "part_submitted", "part_submitted", "result_submitted", "verified", "result_submitted", "verified", "rated"
+            "reported",
+            "routed",
+            "accepted",
+            "called_up",
+            "called_up",
+            "dispatched",
+            "accepted",
+            "accepted",
+            "accepted",
+            "part_submitted",
+            "part_submitted",
+            "result_submitted",
+            "verified",
+            "result_submitted",
+            "verified",
+            "rated"
         ]
     );
     let versions: Vec<u64> = file.events.iter().map(|e| e.version).collect();
-    assert_eq!(versions, (1..=16).collect::<Vec<u64>>(), "versions without gaps");
+    assert_eq!(
+        versions,
+        (1..=16).collect::<Vec<u64>>(),
+        "versions without gaps"
+    );
     assert_eq!(file.case.unwrap().version, 16);
     // every unit's share is on file
-    let units: Vec<&str> = file.assignments.iter().map(|a| a.unit_code.as_str()).collect();
+    let units: Vec<&str> = file
+        .assignments
+        .iter()
+        .map(|a| a.unit_code.as_str())
+        .collect();
     for u in [COMMUNITY, TOWNSHIP, COUNTY, LEAD, HELP_A, HELP_B] {
         assert!(units.contains(&u), "{u} in {units:?}");
     }
-    assert!(file.assignments.iter().all(|a| a.status() != v1::AssignmentStatus::AssignmentPendingAccept));
+    assert!(
+        file.assignments
+            .iter()
+            .all(|a| a.status() != v1::AssignmentStatus::AssignmentPendingAccept)
+    );
     s.stop().await;
 }
 
@@ -165,11 +260,18 @@ async fn unaccepted_cases_escalate_tier_by_tier_then_stay_flagged(pool: PgPool) 
     let id = case.case_id.clone();
     for (holder, tier) in [(TOWNSHIP, "TOWNSHIP"), (COUNTY, "COUNTY"), (CITY, "CITY")] {
         s.advance(chrono::Duration::days(40));
-        s.eventually(10, &format!("escalated to {tier}"), || async { s.case_row(&id).await.1.as_deref() == Some(holder) }).await;
+        s.eventually(10, &format!("escalated to {tier}"), || async {
+            s.case_row(&id).await.1.as_deref() == Some(holder)
+        })
+        .await;
     }
     s.advance(chrono::Duration::days(40));
     s.eventually(10, "flagged at the top", || async {
-        s.get_case(&id).await.events.iter().any(|e| e.event_type == "flagged")
+        s.get_case(&id)
+            .await
+            .events
+            .iter()
+            .any(|e| e.event_type == "flagged")
     })
     .await;
     // nothing further fires, however long nobody acts
@@ -177,11 +279,33 @@ async fn unaccepted_cases_escalate_tier_by_tier_then_stay_flagged(pool: PgPool) 
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let file = s.get_case(&id).await;
     let c = file.case.unwrap();
-    assert_eq!((c.status(), c.tier(), c.holder_unit.as_str()), (v1::CaseStatus::PendingAccept, v1::Tier::City, CITY));
+    assert_eq!(
+        (c.status(), c.tier(), c.holder_unit.as_str()),
+        (v1::CaseStatus::PendingAccept, v1::Tier::City, CITY)
+    );
     assert!(c.overdue);
-    let kinds: Vec<&str> = file.events.iter().map(|e| e.event_type.as_str()).filter(|t| *t != "warned").collect();
-    assert_eq!(kinds, ["reported", "routed", "escalated", "escalated", "escalated", "flagged"]);
-    let warned = file.events.iter().filter(|e| e.event_type == "warned").count();
+    let kinds: Vec<&str> = file
+        .events
+        .iter()
+        .map(|e| e.event_type.as_str())
+        .filter(|t| *t != "warned")
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "reported",
+            "routed",
+            "escalated",
+            "escalated",
+            "escalated",
+            "flagged"
+        ]
+    );
+    let warned = file
+        .events
+        .iter()
+        .filter(|e| e.event_type == "warned")
+        .count();
     assert_eq!(warned, 4, "one yellow warning per tier's accept clock");
     let versions: Vec<u64> = file.events.iter().map(|e| e.version).collect();
     assert_eq!(versions, (1..=versions.len() as u64).collect::<Vec<_>>());
@@ -194,15 +318,25 @@ async fn handle_deadlines_bring_supervision_to_the_tier_above(pool: PgPool) {
     let case = s.routed_case(GRID, "0501").await;
     let id = case.case_id.clone();
     s.escalation(TestServer::staff(COMMUNITY))
-        .accept(v1::AcceptRequest { case_id: id.clone(), unit_code: COMMUNITY.into(), expected_version: 0 })
+        .accept(v1::AcceptRequest {
+            case_id: id.clone(),
+            unit_code: COMMUNITY.into(),
+            expected_version: 0,
+        })
         .await
         .unwrap();
     s.advance(chrono::Duration::days(60));
-    s.eventually(10, "overdue", || async { s.get_case(&id).await.case.unwrap().overdue }).await;
+    s.eventually(10, "overdue", || async {
+        s.get_case(&id).await.case.unwrap().overdue
+    })
+    .await;
     let supervise: Vec<serde_json::Value> = {
         let key = s.queue.inbox_key(COUNTY, TOWNSHIP);
         let entries = read_stream(&s, &key).await;
-        entries.into_iter().filter(|v| v["kind"] == "SUPERVISE").collect()
+        entries
+            .into_iter()
+            .filter(|v| v["kind"] == "SUPERVISE")
+            .collect()
     };
     assert_eq!(supervise.len(), 1, "督辦 item in the township's inbox");
     assert_eq!(supervise[0]["case_id"], id);
@@ -216,7 +350,13 @@ async fn read_stream(s: &TestServer, key: &str) -> Vec<serde_json::Value> {
     for _ in 0..50 {
         out = s
             .queue
-            .read_after(&mut conn, key, "0-0", 10_000, std::time::Duration::from_millis(10))
+            .read_after(
+                &mut conn,
+                key,
+                "0-0",
+                10_000,
+                std::time::Duration::from_millis(10),
+            )
             .await
             .unwrap()
             .into_iter()
@@ -236,40 +376,74 @@ async fn watch_queue_shows_pending_then_live_and_the_first_accept_wins(pool: PgP
     let first = s.routed_case(GRID, "0501").await;
     let mut watch_a = s
         .escalation(TestServer::staff(COMMUNITY))
-        .watch_queue(v1::WatchQueueRequest { unit_code: COMMUNITY.into() })
+        .watch_queue(v1::WatchQueueRequest {
+            unit_code: COMMUNITY.into(),
+        })
         .await
         .unwrap()
         .into_inner();
     let mut watch_b = s
         .escalation(TestServer::staff(COMMUNITY))
-        .watch_queue(v1::WatchQueueRequest { unit_code: COMMUNITY.into() })
+        .watch_queue(v1::WatchQueueRequest {
+            unit_code: COMMUNITY.into(),
+        })
         .await
         .unwrap()
         .into_inner();
     for w in [&mut watch_a, &mut watch_b] {
         let item = w.message().await.unwrap().unwrap();
-        assert_eq!((item.kind(), item.case_id.as_str()), (v1::QueueItemKind::ToAccept, first.case_id.as_str()));
-        assert_eq!(w.message().await.unwrap().unwrap().kind(), v1::QueueItemKind::SnapshotEnd);
+        assert_eq!(
+            (item.kind(), item.case_id.as_str()),
+            (v1::QueueItemKind::ToAccept, first.case_id.as_str())
+        );
+        assert_eq!(
+            w.message().await.unwrap().unwrap().kind(),
+            v1::QueueItemKind::SnapshotEnd
+        );
     }
     let second = s.routed_case(GRID, "0502").await;
     for w in [&mut watch_a, &mut watch_b] {
-        let item = tokio::time::timeout(std::time::Duration::from_secs(10), w.message()).await.unwrap().unwrap().unwrap();
-        assert_eq!((item.kind(), item.case_id.as_str()), (v1::QueueItemKind::ToAccept, second.case_id.as_str()), "every console sees every item");
+        let item = tokio::time::timeout(std::time::Duration::from_secs(10), w.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (item.kind(), item.case_id.as_str()),
+            (v1::QueueItemKind::ToAccept, second.case_id.as_str()),
+            "every console sees every item"
+        );
     }
     let mut a = s.escalation(TestServer::staff(COMMUNITY));
     let mut b = s.escalation(TestServer::staff(COMMUNITY));
-    let req = v1::AcceptRequest { case_id: second.case_id.clone(), unit_code: COMMUNITY.into(), expected_version: 0 };
+    let req = v1::AcceptRequest {
+        case_id: second.case_id.clone(),
+        unit_code: COMMUNITY.into(),
+        expected_version: 0,
+    };
     let (ra, rb) = tokio::join!(a.accept(req.clone()), b.accept(req));
-    let codes = [ra.as_ref().err().map(tonic::Status::code), rb.as_ref().err().map(tonic::Status::code)];
+    let codes = [
+        ra.as_ref().err().map(tonic::Status::code),
+        rb.as_ref().err().map(tonic::Status::code),
+    ];
     assert_eq!(codes.iter().filter(|c| c.is_none()).count(), 1, "{codes:?}");
     assert!(codes.contains(&Some(Code::FailedPrecondition)), "{codes:?}");
     // the accepted item is withdrawn from every console
-    let item = tokio::time::timeout(std::time::Duration::from_secs(10), watch_a.message()).await.unwrap().unwrap().unwrap();
-    assert_eq!((item.kind(), item.case_id.as_str()), (v1::QueueItemKind::Withdrawn, second.case_id.as_str()));
+    let item = tokio::time::timeout(std::time::Duration::from_secs(10), watch_a.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (item.kind(), item.case_id.as_str()),
+        (v1::QueueItemKind::Withdrawn, second.case_id.as_str())
+    );
     // a console outside the area may not watch
     let err = s
         .escalation(TestServer::staff("360102002001"))
-        .watch_queue(v1::WatchQueueRequest { unit_code: COMMUNITY.into() })
+        .watch_queue(v1::WatchQueueRequest {
+            unit_code: COMMUNITY.into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
@@ -282,39 +456,95 @@ async fn commands_check_who_acts_and_the_version(pool: PgPool) {
     let case = s.routed_case(GRID, "0501").await;
     let id = case.case_id.clone();
     let mut other = s.escalation(TestServer::staff("360102002001"));
-    let err = other.accept(v1::AcceptRequest { case_id: id.clone(), unit_code: COMMUNITY.into(), expected_version: 0 }).await.unwrap_err();
-    assert_eq!(err.code(), Code::PermissionDenied, "acting for another unit");
     let err = other
-        .accept(v1::AcceptRequest { case_id: id.clone(), unit_code: "360102002001".into(), expected_version: 0 })
+        .accept(v1::AcceptRequest {
+            case_id: id.clone(),
+            unit_code: COMMUNITY.into(),
+            expected_version: 0,
+        })
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::PermissionDenied, "a case outside the area");
+    assert_eq!(
+        err.code(),
+        Code::PermissionDenied,
+        "acting for another unit"
+    );
+    let err = other
+        .accept(v1::AcceptRequest {
+            case_id: id.clone(),
+            unit_code: "360102002001".into(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Code::PermissionDenied,
+        "a case outside the area"
+    );
     let mut community = s.escalation(TestServer::staff(COMMUNITY));
-    let err = community.accept(v1::AcceptRequest { case_id: id.clone(), unit_code: COMMUNITY.into(), expected_version: 7 }).await.unwrap_err();
+    let err = community
+        .accept(v1::AcceptRequest {
+            case_id: id.clone(),
+            unit_code: COMMUNITY.into(),
+            expected_version: 7,
+        })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::Aborted);
     let err = community
-        .accept(v1::AcceptRequest { case_id: uuid::Uuid::now_v7().to_string(), unit_code: COMMUNITY.into(), expected_version: 0 })
+        .accept(v1::AcceptRequest {
+            case_id: uuid::Uuid::now_v7().to_string(),
+            unit_code: COMMUNITY.into(),
+            expected_version: 0,
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
-    let err = community.accept(v1::AcceptRequest { case_id: "x".into(), unit_code: COMMUNITY.into(), expected_version: 0 }).await.unwrap_err();
+    let err = community
+        .accept(v1::AcceptRequest {
+            case_id: "x".into(),
+            unit_code: COMMUNITY.into(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap_err();
     assert_eq!(violated_fields(&err), vec!["case_id"]);
     let err = community
-        .call_up(v1::CallUpRequest { case_id: id.clone(), unit_code: COMMUNITY.into(), reason: " ".into(), expected_version: 0 })
+        .call_up(v1::CallUpRequest {
+            case_id: id.clone(),
+            unit_code: COMMUNITY.into(),
+            reason: " ".into(),
+            expected_version: 0,
+        })
         .await
         .unwrap_err();
     assert_eq!(violated_fields(&err), vec!["reason"]);
     let err = s
         .escalation(TestServer::staff(COUNTY))
-        .dispatch(v1::DispatchRequest { case_id: id.clone(), unit_code: COUNTY.into(), lead_unit: "360102-NOPE".into(), ..Default::default() })
+        .dispatch(v1::DispatchRequest {
+            case_id: id.clone(),
+            unit_code: COUNTY.into(),
+            lead_unit: "360102-NOPE".into(),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     let (status, holder, version) = s.case_row(&id).await;
-    assert_eq!((status.as_str(), holder.as_deref(), version), ("PENDING_ACCEPT", Some(COMMUNITY), 2), "nothing changed");
+    assert_eq!(
+        (status.as_str(), holder.as_deref(), version),
+        ("PENDING_ACCEPT", Some(COMMUNITY), 2),
+        "nothing changed"
+    );
     // a return goes to the tier above and is counted
     let c = community
-        .r#return(v1::ReturnRequest { case_id: id.clone(), unit_code: COMMUNITY.into(), reason: "不属于本社区".into(), expected_version: 2 })
+        .r#return(v1::ReturnRequest {
+            case_id: id.clone(),
+            unit_code: COMMUNITY.into(),
+            reason: "不属于本社区".into(),
+            expected_version: 2,
+        })
         .await
         .unwrap()
         .into_inner()
@@ -331,21 +561,40 @@ async fn extensions_move_the_handling_deadline(pool: PgPool) {
     let id = case.case_id.clone();
     let c = s
         .escalation(TestServer::staff(COMMUNITY))
-        .accept(v1::AcceptRequest { case_id: id.clone(), unit_code: COMMUNITY.into(), expected_version: 0 })
+        .accept(v1::AcceptRequest {
+            case_id: id.clone(),
+            unit_code: COMMUNITY.into(),
+            expected_version: 0,
+        })
         .await
         .unwrap()
         .into_inner()
         .case
         .unwrap();
     let due = c.handle_due_at.unwrap();
-    let until = prost_types::Timestamp { seconds: due.seconds + 7 * 86_400, nanos: 0 };
+    let until = prost_types::Timestamp {
+        seconds: due.seconds + 7 * 86_400,
+        nanos: 0,
+    };
     s.handling(TestServer::staff(COMMUNITY))
-        .request_extension(v1::RequestExtensionRequest { case_id: id.clone(), unit_code: COMMUNITY.into(), until: Some(until), reason: "等待材料".into(), expected_version: 0 })
+        .request_extension(v1::RequestExtensionRequest {
+            case_id: id.clone(),
+            unit_code: COMMUNITY.into(),
+            until: Some(until),
+            reason: "等待材料".into(),
+            expected_version: 0,
+        })
         .await
         .unwrap();
     let c = s
         .handling(TestServer::staff(TOWNSHIP))
-        .decide_extension(v1::DecideExtensionRequest { case_id: id.clone(), unit_code: TOWNSHIP.into(), approved: true, note: String::new(), expected_version: 0 })
+        .decide_extension(v1::DecideExtensionRequest {
+            case_id: id.clone(),
+            unit_code: TOWNSHIP.into(),
+            approved: true,
+            note: String::new(),
+            expected_version: 0,
+        })
         .await
         .unwrap()
         .into_inner()
@@ -353,7 +602,9 @@ async fn extensions_move_the_handling_deadline(pool: PgPool) {
         .unwrap();
     assert_eq!(c.handle_due_at.unwrap().seconds, until.seconds);
     // the old deadline passing no longer makes the case overdue
-    s.advance(chrono::Duration::seconds(due.seconds - chrono::Utc::now().timestamp() + 3600));
+    s.advance(chrono::Duration::seconds(
+        due.seconds - chrono::Utc::now().timestamp() + 3600,
+    ));
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert!(!s.get_case(&id).await.case.unwrap().overdue);
     s.stop().await;
@@ -364,9 +615,17 @@ async fn accept_racing_the_deadline_with_two_timer_workers(pool: PgPool) {
     const N: usize = 1000;
     let s = TestServer::start(pool.clone()).await;
     let replica = TestServer::start_with(pool, s.queue.prefix(), s.clock.clone(), false).await;
-    let batch: Vec<v1::SyncReportsRequest> =
-        (0..N).map(|i| v1::SyncReportsRequest { report: Some(report(GRID, "0501", &format!("竞争 {i}"))) }).collect();
-    let mut replies = s.worker(GRID).sync_reports(tokio_stream::iter(batch)).await.unwrap().into_inner();
+    let batch: Vec<v1::SyncReportsRequest> = (0..N)
+        .map(|i| v1::SyncReportsRequest {
+            report: Some(report(GRID, "0501", &format!("竞争 {i}"))),
+        })
+        .collect();
+    let mut replies = s
+        .worker(GRID)
+        .sync_reports(tokio_stream::iter(batch))
+        .await
+        .unwrap()
+        .into_inner();
     let mut ids = Vec::new();
     while let Some(r) = replies.message().await.unwrap() {
         if let Some(v1::sync_reports_response::Result::Ok(ok)) = r.result {
@@ -375,7 +634,11 @@ async fn accept_racing_the_deadline_with_two_timer_workers(pool: PgPool) {
     }
     assert_eq!(ids.len(), N);
     s.eventually(60, "every case routed", || async {
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM cases WHERE status = 'PENDING_ACCEPT'").fetch_one(&s.pool).await.unwrap() == N as i64
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM cases WHERE status = 'PENDING_ACCEPT'")
+            .fetch_one(&s.pool)
+            .await
+            .unwrap()
+            == N as i64
     })
     .await;
     // the clock jumps past every accept deadline while the community accepts them all
@@ -383,12 +646,23 @@ async fn accept_racing_the_deadline_with_two_timer_workers(pool: PgPool) {
     replica.wake.timers.notify_one();
     let mut accepts = Vec::new();
     for chunk in ids.chunks(N / 16) {
-        let mut client = if accepts.len() % 2 == 0 { s.escalation(TestServer::staff(COMMUNITY)) } else { replica.escalation(TestServer::staff(COMMUNITY)) };
+        let mut client = if accepts.len() % 2 == 0 {
+            s.escalation(TestServer::staff(COMMUNITY))
+        } else {
+            replica.escalation(TestServer::staff(COMMUNITY))
+        };
         let chunk = chunk.to_vec();
         accepts.push(tokio::spawn(async move {
             let mut ok = 0;
             for id in chunk {
-                match client.accept(v1::AcceptRequest { case_id: id, unit_code: COMMUNITY.into(), expected_version: 0 }).await {
+                match client
+                    .accept(v1::AcceptRequest {
+                        case_id: id,
+                        unit_code: COMMUNITY.into(),
+                        expected_version: 0,
+                    })
+                    .await
+                {
                     Ok(_) => ok += 1,
                     Err(e) => assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}"),
                 }
@@ -426,7 +700,10 @@ async fn accept_racing_the_deadline_with_two_timer_workers(pool: PgPool) {
     assert_eq!(per_case.len(), N);
     let mut escalated = 0;
     for (case, (acc, esc)) in &per_case {
-        assert!(acc + esc == 1, "case {case}: accepted {acc} times and escalated {esc} times");
+        assert!(
+            acc + esc == 1,
+            "case {case}: accepted {acc} times and escalated {esc} times"
+        );
         escalated += esc;
     }
     assert_eq!(accepted_ok + escalated, N);

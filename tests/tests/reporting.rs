@@ -26,19 +26,21 @@ async fn a_reported_case_is_in_postgres_before_the_reply(pool: PgPool) {
             .fetch_one(&s.pool)
             .await
             .unwrap();
-    assert_eq!(status, "REPORTED");
+    // the router may already have routed it: reporting's own work is what must be there
+    assert!(["REPORTED", "PENDING_ACCEPT"].contains(&status.as_str()), "{status}");
     assert_eq!(number, case.case_number);
-    assert_eq!(version, 1);
+    assert!(version >= 1);
     assert!(number.starts_with("360102-"), "{number}");
-    let events: Vec<(i64, String)> =
-        sqlx::query_as("SELECT version, event_type FROM case_events WHERE case_id = $1")
-            .bind(id)
-            .fetch_all(&s.pool)
-            .await
-            .unwrap();
+    let events: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT version, event_type FROM case_events WHERE case_id = $1 AND version = 1",
+    )
+    .bind(id)
+    .fetch_all(&s.pool)
+    .await
+    .unwrap();
     assert_eq!(events, vec![(1, "reported".to_owned())]);
     let outbox: Vec<(String, serde_json::Value)> =
-        sqlx::query_as("SELECT stream, payload FROM outbox")
+        sqlx::query_as("SELECT stream, payload FROM outbox WHERE stream LIKE 'intake/%'")
             .fetch_all(&s.pool)
             .await
             .unwrap();
@@ -46,7 +48,7 @@ async fn a_reported_case_is_in_postgres_before_the_reply(pool: PgPool) {
     assert_eq!(outbox[0].0, "intake/360102");
     assert_eq!(outbox[0].1["case_id"], case.case_id);
     let audit: (String, String, String) =
-        sqlx::query_as("SELECT principal, action, result FROM audit_log")
+        sqlx::query_as("SELECT principal, action, result FROM audit_log WHERE action = 'report'")
             .fetch_one(&s.pool)
             .await
             .unwrap();
@@ -86,10 +88,7 @@ async fn fifty_concurrent_reports_with_one_key_make_one_case(pool: PgPool) {
     }
     assert_eq!(ids.len(), 1, "one key, one case");
     assert_eq!(fresh, 1, "exactly one call created it");
-    assert_eq!(s.count("cases").await, 1);
-    assert_eq!(s.count("case_events").await, 1);
-    assert_eq!(s.count("outbox").await, 1);
-    assert_eq!(s.count("idempotency_keys").await, 1);
+    assert_eq!(s.report_rows().await, [1, 1, 1, 1, 1, 1]);
     s.stop().await;
 }
 
@@ -230,7 +229,7 @@ async fn sync_of_1000_reports_with_100_duplicates_makes_900_cases(pool: PgPool) 
     assert_eq!(replayed, 100);
     assert_eq!(cases.len(), 900);
     assert_eq!(s.count("cases").await, 900);
-    assert_eq!(s.count("outbox").await, 900);
+    assert_eq!(s.count("outbox WHERE stream LIKE 'intake/%'").await, 900);
     s.stop().await;
 }
 
@@ -395,6 +394,8 @@ async fn self_handled_reports_are_closed_and_not_queued(pool: PgPool) {
     assert!(case.self_handled);
     assert_eq!(case.lead_unit, GRID);
     assert_eq!(s.count("outbox").await, 0, "nothing for the router");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(s.count("case_events").await, 1, "and nothing happens to it");
     s.stop().await;
 }
 

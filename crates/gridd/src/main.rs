@@ -121,7 +121,10 @@ async fn serve(cfg: Config, no_migrate: bool, roles: server::RoleSet) -> anyhow:
     let queue = queue::Queue::connect(&cfg.redis_url, &cfg.redis_prefix)
         .await
         .context("connecting to Redis")?;
-    let wants_api = matches!(roles, server::RoleSet::All | server::RoleSet::Some { api: true, .. });
+    let wants_api = matches!(
+        roles,
+        server::RoleSet::All | server::RoleSet::Some { api: true, .. }
+    );
     let listener = if wants_api {
         Some(
             tokio::net::TcpListener::bind(cfg.listen)

@@ -50,7 +50,10 @@ impl RoleSet {
         }
         for n in names {
             if !Self::NAMES.contains(&n.as_str()) {
-                return Err(format!("unknown role {n}: known roles are {}", Self::NAMES.join(", ")));
+                return Err(format!(
+                    "unknown role {n}: known roles are {}",
+                    Self::NAMES.join(", ")
+                ));
             }
         }
         let has = |n: &str| names.iter().any(|x| x == n);
@@ -66,7 +69,13 @@ impl RoleSet {
     fn has(self, f: impl Fn(bool, bool, bool, bool, bool) -> bool) -> bool {
         match self {
             RoleSet::All => true,
-            RoleSet::Some { api, relay, router, timers, reconciler } => f(api, relay, router, timers, reconciler),
+            RoleSet::Some {
+                api,
+                relay,
+                router,
+                timers,
+                reconciler,
+            } => f(api, relay, router, timers, reconciler),
         }
     }
 }
@@ -168,12 +177,17 @@ impl Running {
 pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
     let shutdown = CancellationToken::new();
     let wake = Arc::new(Wake::default());
-    let directory = Arc::new(Directory::new(opts.store.clone(), opts.workers.directory_ttl));
+    let directory = Arc::new(Directory::new(&opts.store, opts.workers.directory_ttl));
     let roles = opts.roles;
     let w = &opts.workers;
     let mut workers = Vec::new();
     if roles.has(|_, relay, _, _, _| relay) {
-        let relay = Relay { store: opts.store.clone(), queue: opts.queue.clone(), wake: wake.clone(), poll: w.relay_poll };
+        let relay = Relay {
+            store: opts.store.clone(),
+            queue: opts.queue.clone(),
+            wake: wake.clone(),
+            poll: w.relay_poll,
+        };
         workers.push(tokio::spawn(relay.run(shutdown.clone())));
     }
     if roles.has(|_, _, router, _, _| router) {
@@ -200,11 +214,22 @@ pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
         workers.push(tokio::spawn(timers.run(shutdown.clone())));
     }
     if roles.has(|_, _, _, _, reconciler| reconciler) {
-        let rec = Reconciler { store: opts.store.clone(), queue: opts.queue.clone(), interval: w.reconcile_interval };
+        let rec = Reconciler {
+            store: opts.store.clone(),
+            queue: opts.queue.clone(),
+            interval: w.reconcile_interval,
+        };
         workers.push(tokio::spawn(rec.run(shutdown.clone())));
     }
     let Some(listener) = opts.listener.filter(|_| roles.has(|api, _, _, _, _| api)) else {
-        return Ok(Running { addr: None, wake, directory, shutdown, join: None, workers });
+        return Ok(Running {
+            addr: None,
+            wake,
+            directory,
+            shutdown,
+            join: None,
+            workers,
+        });
     };
     let addr = listener.local_addr()?;
     let ctx = Ctx {

@@ -90,6 +90,19 @@ impl Store {
         Store { pool }
     }
 
+    /// A second handle to the same database with its own pool of `max_connections`: for
+    /// lookups made while a transaction holds a connection, so they never wait on a pool that
+    /// those transactions have drained.
+    #[must_use]
+    pub fn fork(&self, max_connections: u32) -> Store {
+        let opts = (*self.pool.connect_options()).clone();
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy_with(opts);
+        Store { pool }
+    }
+
     #[must_use]
     pub fn pool(&self) -> &PgPool {
         &self.pool

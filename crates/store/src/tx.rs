@@ -119,7 +119,12 @@ impl CaseTx {
         .bind(s.tier.as_str())
         .bind(s.holder.as_ref().map(ToString::to_string))
         .bind(s.lead.as_ref().map(ToString::to_string))
-        .bind(s.assisting_units().iter().map(ToString::to_string).collect::<Vec<_>>())
+        .bind(
+            s.assisting_units()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+        )
         .bind(s.accept_due_at)
         .bind(s.handle_due_at)
         .bind(s.overdue)
@@ -253,16 +258,23 @@ impl CaseTx {
 
     /// Claims up to `limit` due deadlines that no other transaction holds.
     pub async fn claim_due(&mut self, now: DateTime<Utc>, limit: i64) -> Result<Vec<DueDeadline>> {
-        let rows: Vec<(i64, Uuid, String, String, bool, DateTime<Utc>, DateTime<Utc>)> =
-            sqlx::query_as(
-                "SELECT id, case_id, unit_code, clock, warn, fire_at, clock_due_at FROM deadlines
+        let rows: Vec<(
+            i64,
+            Uuid,
+            String,
+            String,
+            bool,
+            DateTime<Utc>,
+            DateTime<Utc>,
+        )> = sqlx::query_as(
+            "SELECT id, case_id, unit_code, clock, warn, fire_at, clock_due_at FROM deadlines
                   WHERE fired_at IS NULL AND fire_at <= $1
                   ORDER BY fire_at LIMIT $2 FOR UPDATE SKIP LOCKED",
-            )
-            .bind(now)
-            .bind(limit)
-            .fetch_all(&mut *self.tx)
-            .await?;
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut *self.tx)
+        .await?;
         rows.into_iter()
             .map(|(id, case_id, unit, clock, warn, fire_at, clock_due_at)| {
                 Ok(DueDeadline {
@@ -394,7 +406,11 @@ impl Store {
     }
 
     /// Every pending-accept assignment, after `after` (keyset on assignment id), for rebuilds.
-    pub async fn pending_everywhere(&self, after: Option<Uuid>, limit: i64) -> Result<Vec<(Uuid, PendingAnywhere)>> {
+    pub async fn pending_everywhere(
+        &self,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<(Uuid, PendingAnywhere)>> {
         let rows: Vec<(Uuid, Uuid, String, String, i64)> = sqlx::query_as(
             "SELECT a.assignment_id, a.case_id, a.unit_code, c.county_code, c.version
                FROM assignments a JOIN cases c USING (case_id)
@@ -423,7 +439,11 @@ impl Store {
     }
 
     /// Cases still waiting for the router, after `after`, for rebuilding intake queues.
-    pub async fn reported_cases(&self, after: Option<Uuid>, limit: i64) -> Result<Vec<(Uuid, String, i64)>> {
+    pub async fn reported_cases(
+        &self,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<(Uuid, String, i64)>> {
         Ok(sqlx::query_as(
             "SELECT case_id, county_code, version FROM cases
               WHERE status = 'REPORTED' AND ($1::uuid IS NULL OR case_id > $1)
@@ -437,14 +457,18 @@ impl Store {
 
     /// Every unit code, for the in-memory registry.
     pub async fn unit_codes(&self) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar("SELECT code FROM units").fetch_all(&self.pool).await?)
+        Ok(sqlx::query_scalar("SELECT code FROM units")
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// County codes with a policy: the intake queues the router reads.
     pub async fn counties(&self) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar("SELECT county_code FROM policies ORDER BY county_code")
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT county_code FROM policies ORDER BY county_code")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     /// The assignments of a case, oldest first.

@@ -36,7 +36,10 @@ fn assignment_to_wire(a: &store::AssignmentRow) -> v1::Assignment {
         assignment_id: a.assignment_id.to_string(),
         case_id: a.case_id.to_string(),
         unit_code: a.unit_code.clone(),
-        tier: a.tier.parse::<domain::Tier>().map_or(0, |t| convert::tier_to_wire(t).into()),
+        tier: a
+            .tier
+            .parse::<domain::Tier>()
+            .map_or(0, |t| convert::tier_to_wire(t).into()),
         role: role.into(),
         status: status.into(),
         accept_due_at: a.accept_due_at.map(convert::timestamp),
@@ -50,7 +53,11 @@ fn assignment_to_wire(a: &store::AssignmentRow) -> v1::Assignment {
 }
 
 impl Ctx {
-    async fn case_file(&self, who: &crate::auth::Principal, id: &str) -> ApiResult<v1::GetCaseResponse> {
+    async fn case_file(
+        &self,
+        who: &crate::auth::Principal,
+        id: &str,
+    ) -> ApiResult<v1::GetCaseResponse> {
         let case_id = parse_uuid(id, "case_id")?;
         let rec = self
             .store
@@ -58,7 +65,9 @@ impl Ctx {
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("case {case_id} not found")))?;
         if !who.can_see(&rec) {
-            return Err(ApiError::PermissionDenied("the case is outside the caller's area".into()));
+            return Err(ApiError::PermissionDenied(
+                "the case is outside the caller's area".into(),
+            ));
         }
         let events = self.store.case_events(case_id).await?;
         let assignments = self.store.case_assignments(case_id).await?;
@@ -74,20 +83,34 @@ impl Ctx {
 impl v1::console_service_server::ConsoleService for Console {
     type WatchCasesStream = super::pending::ServerStream<v1::CaseChange>;
 
-    async fn list_cases(&self, _: Request<v1::ListCasesRequest>) -> Result<Response<v1::ListCasesResponse>, Status> {
+    async fn list_cases(
+        &self,
+        _: Request<v1::ListCasesRequest>,
+    ) -> Result<Response<v1::ListCasesResponse>, Status> {
         Err(ApiError::Unimplemented("ListCases").into())
     }
 
-    async fn get_case(&self, req: Request<v1::GetCaseRequest>) -> Result<Response<v1::GetCaseResponse>, Status> {
+    async fn get_case(
+        &self,
+        req: Request<v1::GetCaseRequest>,
+    ) -> Result<Response<v1::GetCaseResponse>, Status> {
         let who = principal(&req)?;
-        Ok(Response::new(self.ctx.case_file(&who, &req.get_ref().case_id).await?))
+        Ok(Response::new(
+            self.ctx.case_file(&who, &req.get_ref().case_id).await?,
+        ))
     }
 
-    async fn watch_cases(&self, _: Request<v1::WatchCasesRequest>) -> Result<Response<Self::WatchCasesStream>, Status> {
+    async fn watch_cases(
+        &self,
+        _: Request<v1::WatchCasesRequest>,
+    ) -> Result<Response<Self::WatchCasesStream>, Status> {
         Err(ApiError::Unimplemented("WatchCases").into())
     }
 
-    async fn get_stats(&self, _: Request<v1::GetStatsRequest>) -> Result<Response<v1::GetStatsResponse>, Status> {
+    async fn get_stats(
+        &self,
+        _: Request<v1::GetStatsRequest>,
+    ) -> Result<Response<v1::GetStatsResponse>, Status> {
         Err(ApiError::Unimplemented("GetStats").into())
     }
 }

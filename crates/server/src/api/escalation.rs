@@ -33,7 +33,10 @@ pub(crate) fn text_arg(s: &str, field: &str, max: usize) -> ApiResult<String> {
         return Err(ApiError::invalid(field, "required"));
     }
     if t.chars().count() > max {
-        return Err(ApiError::invalid(field, format!("at most {max} characters")));
+        return Err(ApiError::invalid(
+            field,
+            format!("at most {max} characters"),
+        ));
     }
     Ok(t.to_owned())
 }
@@ -81,7 +84,12 @@ fn kind_to_wire(k: ItemKind) -> v1::QueueItemKind {
 }
 
 impl Ctx {
-    async fn queue_item(&self, kind: v1::QueueItemKind, case_id: uuid::Uuid, version: u64) -> ApiResult<Option<v1::QueueItem>> {
+    async fn queue_item(
+        &self,
+        kind: v1::QueueItemKind,
+        case_id: uuid::Uuid,
+        version: u64,
+    ) -> ApiResult<Option<v1::QueueItem>> {
         let Some(rec) = self.store.get_case(case_id).await? else {
             return Ok(None);
         };
@@ -96,14 +104,25 @@ impl Ctx {
     }
 
     /// The pending items of `unit` now, then every new item as it is published.
-    async fn watch(self, unit: UnitCode, tx: tokio::sync::mpsc::Sender<Result<v1::QueueItem, Status>>) -> ApiResult<()> {
+    async fn watch(
+        self,
+        unit: UnitCode,
+        tx: tokio::sync::mpsc::Sender<Result<v1::QueueItem, Status>>,
+    ) -> ApiResult<()> {
         let county = unit.county().map(|c| c.to_string()).unwrap_or_default();
         let key = self.queue.inbox_key(&county, unit.as_str());
         // The stream position is taken before the snapshot, so nothing published in between
         // is missed (it may be seen twice; items carry the case version).
-        let mut last = self.queue.last_id(&key).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        let mut last = self
+            .queue
+            .last_id(&key)
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
         for p in self.store.pending_for_unit(unit.as_str()).await? {
-            if let Some(mut item) = self.queue_item(v1::QueueItemKind::ToAccept, p.case_id, 0).await? {
+            if let Some(mut item) = self
+                .queue_item(v1::QueueItemKind::ToAccept, p.case_id, 0)
+                .await?
+            {
                 item.assignment_id = p.assignment_id.to_string();
                 item.version = item.case.as_ref().map_or(0, |c| c.version);
                 if tx.send(Ok(item)).await.is_err() {
@@ -118,9 +137,15 @@ impl Ctx {
         if tx.send(Ok(end)).await.is_err() {
             return Ok(());
         }
-        let mut conn = self.queue.blocking_conn().await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        let mut conn = self
+            .queue
+            .blocking_conn()
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
         loop {
-            let read = self.queue.read_after(&mut conn, &key, &last, 100, Duration::from_secs(2));
+            let read = self
+                .queue
+                .read_after(&mut conn, &key, &last, 100, Duration::from_secs(2));
             let entries = tokio::select! {
                 () = self.shutdown.cancelled() => return Ok(()),
                 () = tx.closed() => return Ok(()),
@@ -128,8 +153,12 @@ impl Ctx {
             };
             for e in entries {
                 last.clone_from(&e.id);
-                let Ok(m) = serde_json::from_str::<ItemMsg>(&e.payload) else { continue };
-                if let Some(item) = self.queue_item(kind_to_wire(m.kind), m.case_id, m.version).await?
+                let Ok(m) = serde_json::from_str::<ItemMsg>(&e.payload) else {
+                    continue;
+                };
+                if let Some(item) = self
+                    .queue_item(kind_to_wire(m.kind), m.case_id, m.version)
+                    .await?
                     && tx.send(Ok(item)).await.is_err()
                 {
                     return Ok(());
@@ -143,11 +172,17 @@ impl Ctx {
 impl v1::escalation_service_server::EscalationService for Escalation {
     type WatchQueueStream = QueueStream;
 
-    async fn watch_queue(&self, req: Request<v1::WatchQueueRequest>) -> Result<Response<Self::WatchQueueStream>, Status> {
+    async fn watch_queue(
+        &self,
+        req: Request<v1::WatchQueueRequest>,
+    ) -> Result<Response<Self::WatchQueueStream>, Status> {
         let who = principal(&req)?;
         let unit = unit_arg(&req.get_ref().unit_code, "unit_code")?;
         if !(who.covers(&unit) || who.require_acts_for(&unit).is_ok()) {
-            return Err(ApiError::PermissionDenied("not allowed to watch this unit's queue".into()).into());
+            return Err(ApiError::PermissionDenied(
+                "not allowed to watch this unit's queue".into(),
+            )
+            .into());
         }
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let ctx = self.ctx.clone();
@@ -160,26 +195,43 @@ impl v1::escalation_service_server::EscalationService for Escalation {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn accept(&self, req: Request<v1::AcceptRequest>) -> Result<Response<v1::AcceptResponse>, Status> {
+    async fn accept(
+        &self,
+        req: Request<v1::AcceptRequest>,
+    ) -> Result<Response<v1::AcceptResponse>, Status> {
         let who = principal(&req)?;
         let r = req.into_inner();
         let case_id = parse_uuid(&r.case_id, "case_id")?;
         let unit = acting(&who, &r.unit_code)?;
         let rec = self
             .ctx
-            .command(&who, case_id, r.expected_version, "accept", |env, rec, plan| {
-                let tier = unit.tier().unwrap_or(rec.state.tier);
-                let (due, warn) = env.start(env.limits(rec, tier).handle);
-                plan.push(Event::Accepted { unit: unit.clone(), handle_due_at: due })?;
-                plan.arm(&unit, Clock::Handle, due, warn);
-                Ok(())
-            })
+            .command(
+                &who,
+                case_id,
+                r.expected_version,
+                "accept",
+                |env, rec, plan| {
+                    let tier = unit.tier().unwrap_or(rec.state.tier);
+                    let (due, warn) = env.start(env.limits(rec, tier).handle);
+                    plan.push(Event::Accepted {
+                        unit: unit.clone(),
+                        handle_due_at: due,
+                    })?;
+                    plan.arm(&unit, Clock::Handle, due, warn);
+                    Ok(())
+                },
+            )
             .await?;
         info!(%case_id, unit = %r.unit_code, "accepted");
-        Ok(Response::new(v1::AcceptResponse { case: case_reply(&rec) }))
+        Ok(Response::new(v1::AcceptResponse {
+            case: case_reply(&rec),
+        }))
     }
 
-    async fn call_up(&self, req: Request<v1::CallUpRequest>) -> Result<Response<v1::CallUpResponse>, Status> {
+    async fn call_up(
+        &self,
+        req: Request<v1::CallUpRequest>,
+    ) -> Result<Response<v1::CallUpResponse>, Status> {
         let who = principal(&req)?;
         let r = req.into_inner();
         let case_id = parse_uuid(&r.case_id, "case_id")?;
@@ -187,58 +239,95 @@ impl v1::escalation_service_server::EscalationService for Escalation {
         let reason = text_arg(&r.reason, "reason", 1000)?;
         let rec = self
             .ctx
-            .command(&who, case_id, r.expected_version, "call_up", |env, rec, plan| {
-                let (to_unit, to_tier) = env
-                    .above(&unit, rec.state.tier)
-                    .ok_or_else(|| ApiError::FailedPrecondition("there is no tier above to call".into()))?;
-                let (due, warn) = env.start(env.limits(rec, to_tier).accept);
-                plan.push(Event::CalledUp { unit: unit.clone(), reason, to_unit: to_unit.clone(), to_tier, accept_due_at: due })?;
-                plan.arm(&to_unit, Clock::Accept, due, warn);
-                Ok(())
-            })
-            .await?;
-        info!(%case_id, unit = %r.unit_code, "called up");
-        Ok(Response::new(v1::CallUpResponse { case: case_reply(&rec) }))
-    }
-
-    async fn r#return(&self, req: Request<v1::ReturnRequest>) -> Result<Response<v1::ReturnResponse>, Status> {
-        let who = principal(&req)?;
-        let r = req.into_inner();
-        let case_id = parse_uuid(&r.case_id, "case_id")?;
-        let unit = acting(&who, &r.unit_code)?;
-        let reason = text_arg(&r.reason, "reason", 1000)?;
-        let rec = self
-            .ctx
-            .command(&who, case_id, r.expected_version, "return", |env, rec, plan| {
-                let s = &rec.state;
-                if s.holder.as_ref() == Some(&unit) {
-                    // the dispatcher re-routes a dispatched case; otherwise the tier above
-                    let target = match &s.dispatcher {
-                        Some(d) => d.tier().map(|t| (d.clone(), t)),
-                        None => env.above(&unit, s.tier),
-                    };
-                    let (to_unit, to_tier) =
-                        target.ok_or_else(|| ApiError::FailedPrecondition("there is no tier above to return to".into()))?;
+            .command(
+                &who,
+                case_id,
+                r.expected_version,
+                "call_up",
+                |env, rec, plan| {
+                    let (to_unit, to_tier) = env.above(&unit, rec.state.tier).ok_or_else(|| {
+                        ApiError::FailedPrecondition("there is no tier above to call".into())
+                    })?;
                     let (due, warn) = env.start(env.limits(rec, to_tier).accept);
-                    plan.push(Event::Returned {
+                    plan.push(Event::CalledUp {
                         unit: unit.clone(),
                         reason,
-                        to_unit: Some(to_unit.clone()),
-                        to_tier: Some(to_tier),
-                        accept_due_at: Some(due),
+                        to_unit: to_unit.clone(),
+                        to_tier,
+                        accept_due_at: due,
                     })?;
                     plan.arm(&to_unit, Clock::Accept, due, warn);
-                } else {
-                    plan.push(Event::Returned { unit: unit.clone(), reason, to_unit: None, to_tier: None, accept_due_at: None })?;
-                }
-                Ok(())
-            })
+                    Ok(())
+                },
+            )
             .await?;
-        info!(%case_id, unit = %r.unit_code, "returned");
-        Ok(Response::new(v1::ReturnResponse { case: case_reply(&rec) }))
+        info!(%case_id, unit = %r.unit_code, "called up");
+        Ok(Response::new(v1::CallUpResponse {
+            case: case_reply(&rec),
+        }))
     }
 
-    async fn dispatch(&self, req: Request<v1::DispatchRequest>) -> Result<Response<v1::DispatchResponse>, Status> {
+    async fn r#return(
+        &self,
+        req: Request<v1::ReturnRequest>,
+    ) -> Result<Response<v1::ReturnResponse>, Status> {
+        let who = principal(&req)?;
+        let r = req.into_inner();
+        let case_id = parse_uuid(&r.case_id, "case_id")?;
+        let unit = acting(&who, &r.unit_code)?;
+        let reason = text_arg(&r.reason, "reason", 1000)?;
+        let rec = self
+            .ctx
+            .command(
+                &who,
+                case_id,
+                r.expected_version,
+                "return",
+                |env, rec, plan| {
+                    let s = &rec.state;
+                    if s.holder.as_ref() == Some(&unit) {
+                        // the dispatcher re-routes a dispatched case; otherwise the tier above
+                        let target = match &s.dispatcher {
+                            Some(d) => d.tier().map(|t| (d.clone(), t)),
+                            None => env.above(&unit, s.tier),
+                        };
+                        let (to_unit, to_tier) = target.ok_or_else(|| {
+                            ApiError::FailedPrecondition(
+                                "there is no tier above to return to".into(),
+                            )
+                        })?;
+                        let (due, warn) = env.start(env.limits(rec, to_tier).accept);
+                        plan.push(Event::Returned {
+                            unit: unit.clone(),
+                            reason,
+                            to_unit: Some(to_unit.clone()),
+                            to_tier: Some(to_tier),
+                            accept_due_at: Some(due),
+                        })?;
+                        plan.arm(&to_unit, Clock::Accept, due, warn);
+                    } else {
+                        plan.push(Event::Returned {
+                            unit: unit.clone(),
+                            reason,
+                            to_unit: None,
+                            to_tier: None,
+                            accept_due_at: None,
+                        })?;
+                    }
+                    Ok(())
+                },
+            )
+            .await?;
+        info!(%case_id, unit = %r.unit_code, "returned");
+        Ok(Response::new(v1::ReturnResponse {
+            case: case_reply(&rec),
+        }))
+    }
+
+    async fn dispatch(
+        &self,
+        req: Request<v1::DispatchRequest>,
+    ) -> Result<Response<v1::DispatchResponse>, Status> {
         let who = principal(&req)?;
         let r = req.into_inner();
         let case_id = parse_uuid(&r.case_id, "case_id")?;
@@ -256,36 +345,52 @@ impl v1::escalation_service_server::EscalationService for Escalation {
         let note = r.note.trim().to_owned();
         let rec = self
             .ctx
-            .command(&who, case_id, r.expected_version, "dispatch", |env, rec, plan| {
-                let mut missing = Vec::new();
-                if !env.exists(&lead) {
-                    missing.push(domain::report::FieldViolation::new("lead_unit", "unknown unit"));
-                }
-                for (i, a) in assisting.iter().enumerate() {
-                    if !env.exists(a) {
-                        missing.push(domain::report::FieldViolation::new(format!("assisting_units[{i}]"), "unknown unit"));
+            .command(
+                &who,
+                case_id,
+                r.expected_version,
+                "dispatch",
+                |env, rec, plan| {
+                    let mut missing = Vec::new();
+                    if !env.exists(&lead) {
+                        missing.push(domain::report::FieldViolation::new(
+                            "lead_unit",
+                            "unknown unit",
+                        ));
                     }
-                }
-                if !missing.is_empty() {
-                    return Err(ApiError::Invalid(missing));
-                }
-                let lead_tier = lead.tier().ok_or_else(|| ApiError::invalid("lead_unit", "not a unit that handles cases"))?;
-                let (due, warn) = env.start(env.limits(rec, lead_tier).accept);
-                plan.push(Event::Dispatched {
-                    unit: unit.clone(),
-                    lead: lead.clone(),
-                    lead_tier,
-                    assisting: assisting.clone(),
-                    accept_due_at: due,
-                    note,
-                })?;
-                for u in std::iter::once(&lead).chain(&assisting) {
-                    plan.arm(u, Clock::Accept, due, warn);
-                }
-                Ok(())
-            })
+                    for (i, a) in assisting.iter().enumerate() {
+                        if !env.exists(a) {
+                            missing.push(domain::report::FieldViolation::new(
+                                format!("assisting_units[{i}]"),
+                                "unknown unit",
+                            ));
+                        }
+                    }
+                    if !missing.is_empty() {
+                        return Err(ApiError::Invalid(missing));
+                    }
+                    let lead_tier = lead.tier().ok_or_else(|| {
+                        ApiError::invalid("lead_unit", "not a unit that handles cases")
+                    })?;
+                    let (due, warn) = env.start(env.limits(rec, lead_tier).accept);
+                    plan.push(Event::Dispatched {
+                        unit: unit.clone(),
+                        lead: lead.clone(),
+                        lead_tier,
+                        assisting: assisting.clone(),
+                        accept_due_at: due,
+                        note,
+                    })?;
+                    for u in std::iter::once(&lead).chain(&assisting) {
+                        plan.arm(u, Clock::Accept, due, warn);
+                    }
+                    Ok(())
+                },
+            )
             .await?;
         debug!(%case_id, lead = %r.lead_unit, assisting = r.assisting_units.len(), "dispatched");
-        Ok(Response::new(v1::DispatchResponse { case: case_reply(&rec) }))
+        Ok(Response::new(v1::DispatchResponse {
+            case: case_reply(&rec),
+        }))
     }
 }

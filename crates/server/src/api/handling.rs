@@ -29,7 +29,10 @@ fn reply(rec: &domain::record::CaseRecord) -> Option<v1::Case> {
 
 #[tonic::async_trait]
 impl v1::handling_service_server::HandlingService for Handling {
-    async fn submit_result(&self, req: Request<v1::SubmitResultRequest>) -> Result<Response<v1::SubmitResultResponse>, Status> {
+    async fn submit_result(
+        &self,
+        req: Request<v1::SubmitResultRequest>,
+    ) -> Result<Response<v1::SubmitResultResponse>, Status> {
         let who = principal(&req)?;
         let r = req.into_inner();
         let case_id = parse_uuid(&r.case_id, "case_id")?;
@@ -37,18 +40,32 @@ impl v1::handling_service_server::HandlingService for Handling {
         let note = text_arg(&r.note, "note", 4000)?;
         let rec = self
             .ctx
-            .command(&who, case_id, r.expected_version, "submit_result", |_, rec, plan| {
-                let event = if rec.state.parts.iter().any(|p| p.unit == unit) {
-                    Event::PartSubmitted { unit: unit.clone(), note }
-                } else {
-                    Event::ResultSubmitted { unit: unit.clone(), note }
-                };
-                plan.push(event)?;
-                Ok(())
-            })
+            .command(
+                &who,
+                case_id,
+                r.expected_version,
+                "submit_result",
+                |_, rec, plan| {
+                    let event = if rec.state.parts.iter().any(|p| p.unit == unit) {
+                        Event::PartSubmitted {
+                            unit: unit.clone(),
+                            note,
+                        }
+                    } else {
+                        Event::ResultSubmitted {
+                            unit: unit.clone(),
+                            note,
+                        }
+                    };
+                    plan.push(event)?;
+                    Ok(())
+                },
+            )
             .await?;
         info!(%case_id, unit = %r.unit_code, "result submitted");
-        Ok(Response::new(v1::SubmitResultResponse { case: reply(&rec) }))
+        Ok(Response::new(v1::SubmitResultResponse {
+            case: reply(&rec),
+        }))
     }
 
     async fn request_extension(
@@ -65,20 +82,37 @@ impl v1::handling_service_server::HandlingService for Handling {
             .ok_or_else(|| ApiError::invalid("until", "required"))?;
         let rec = self
             .ctx
-            .command(&who, case_id, r.expected_version, "request_extension", |env, rec, plan| {
-                // the dispatcher decides for a dispatched case, otherwise the tier above
-                let decider = match &rec.state.dispatcher {
-                    Some(d) => d.clone(),
-                    None => env
-                        .above(&unit, rec.state.tier)
-                        .map(|(u, _)| u)
-                        .ok_or_else(|| ApiError::FailedPrecondition("there is no tier above to decide".into()))?,
-                };
-                plan.push(Event::ExtensionRequested { unit: unit.clone(), until, reason, decider })?;
-                Ok(())
-            })
+            .command(
+                &who,
+                case_id,
+                r.expected_version,
+                "request_extension",
+                |env, rec, plan| {
+                    // the dispatcher decides for a dispatched case, otherwise the tier above
+                    let decider = match &rec.state.dispatcher {
+                        Some(d) => d.clone(),
+                        None => env
+                            .above(&unit, rec.state.tier)
+                            .map(|(u, _)| u)
+                            .ok_or_else(|| {
+                                ApiError::FailedPrecondition(
+                                    "there is no tier above to decide".into(),
+                                )
+                            })?,
+                    };
+                    plan.push(Event::ExtensionRequested {
+                        unit: unit.clone(),
+                        until,
+                        reason,
+                        decider,
+                    })?;
+                    Ok(())
+                },
+            )
             .await?;
-        Ok(Response::new(v1::RequestExtensionResponse { case: reply(&rec) }))
+        Ok(Response::new(v1::RequestExtensionResponse {
+            case: reply(&rec),
+        }))
     }
 
     async fn decide_extension(
@@ -93,55 +127,99 @@ impl v1::handling_service_server::HandlingService for Handling {
         let approved = r.approved;
         let rec = self
             .ctx
-            .command(&who, case_id, r.expected_version, "decide_extension", |env, rec, plan| {
-                let ext = rec.state.extension.clone();
-                plan.push(Event::ExtensionDecided { unit: unit.clone(), approved, note })?;
-                if approved && let (Some(ext), Some(lead)) = (ext, rec.state.lead.clone()) {
-                    // the warning keeps its place at 80 % of the time left
-                    let warn = env.now + (ext.until - env.now) * 4 / 5;
-                    plan.arm(&lead, Clock::Handle, ext.until, warn);
-                }
-                Ok(())
-            })
+            .command(
+                &who,
+                case_id,
+                r.expected_version,
+                "decide_extension",
+                |env, rec, plan| {
+                    let ext = rec.state.extension.clone();
+                    plan.push(Event::ExtensionDecided {
+                        unit: unit.clone(),
+                        approved,
+                        note,
+                    })?;
+                    if approved && let (Some(ext), Some(lead)) = (ext, rec.state.lead.clone()) {
+                        // the warning keeps its place at 80 % of the time left
+                        let warn = env.now + (ext.until - env.now) * 4 / 5;
+                        plan.arm(&lead, Clock::Handle, ext.until, warn);
+                    }
+                    Ok(())
+                },
+            )
             .await?;
-        Ok(Response::new(v1::DecideExtensionResponse { case: reply(&rec) }))
+        Ok(Response::new(v1::DecideExtensionResponse {
+            case: reply(&rec),
+        }))
     }
 }
 
 /// Checks and records a grid's on-site verification; used by ReportingService.
-pub(crate) async fn verify(ctx: &Ctx, who: &crate::auth::Principal, r: v1::VerifyCaseRequest) -> ApiResult<domain::record::CaseRecord> {
+pub(crate) async fn verify(
+    ctx: &Ctx,
+    who: &crate::auth::Principal,
+    r: v1::VerifyCaseRequest,
+) -> ApiResult<domain::record::CaseRecord> {
     let case_id = parse_uuid(&r.case_id, "case_id")?;
     let unit_text = if r.unit_code.is_empty() {
-        who.unit.as_ref().map(ToString::to_string).unwrap_or_default()
+        who.unit
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default()
     } else {
         r.unit_code.clone()
     };
     let unit = super::escalation::unit_arg(&unit_text, "unit_code")?;
-    who.require_role(&[crate::auth::Role::GridWorker, crate::auth::Role::UnitStaff, crate::auth::Role::Admin])?;
+    who.require_role(&[
+        crate::auth::Role::GridWorker,
+        crate::auth::Role::UnitStaff,
+        crate::auth::Role::Admin,
+    ])?;
     who.require_acts_for(&unit)?;
     let passed = r.passed;
     let note = r.note.trim().to_owned();
     if !passed && note.is_empty() {
-        return Err(ApiError::invalid("note", "required when the check fails: what is still wrong"));
+        return Err(ApiError::invalid(
+            "note",
+            "required when the check fails: what is still wrong",
+        ));
     }
-    ctx.command(who, case_id, r.expected_version, "verify", |env, rec, plan| {
-        let handle_due = if passed {
-            None
-        } else {
-            let lead = rec.state.lead.clone().ok_or_else(|| ApiError::FailedPrecondition("the case has no lead".into()))?;
-            let tier = lead.tier().unwrap_or(rec.state.tier);
-            let (due, warn) = env.start(env.limits(rec, tier).handle);
-            plan.arm(&lead, Clock::Handle, due, warn);
-            Some(due)
-        };
-        plan.push(Event::Verified { unit: unit.clone(), passed, note, handle_due_at: handle_due })?;
-        Ok(())
-    })
+    ctx.command(
+        who,
+        case_id,
+        r.expected_version,
+        "verify",
+        |env, rec, plan| {
+            let handle_due = if passed {
+                None
+            } else {
+                let lead =
+                    rec.state.lead.clone().ok_or_else(|| {
+                        ApiError::FailedPrecondition("the case has no lead".into())
+                    })?;
+                let tier = lead.tier().unwrap_or(rec.state.tier);
+                let (due, warn) = env.start(env.limits(rec, tier).handle);
+                plan.arm(&lead, Clock::Handle, due, warn);
+                Some(due)
+            };
+            plan.push(Event::Verified {
+                unit: unit.clone(),
+                passed,
+                note,
+                handle_due_at: handle_due,
+            })?;
+            Ok(())
+        },
+    )
     .await
 }
 
 /// Records a rating; used by ReportingService.
-pub(crate) async fn rate(ctx: &Ctx, who: &crate::auth::Principal, r: v1::RateCaseRequest) -> ApiResult<domain::record::CaseRecord> {
+pub(crate) async fn rate(
+    ctx: &Ctx,
+    who: &crate::auth::Principal,
+    r: v1::RateCaseRequest,
+) -> ApiResult<domain::record::CaseRecord> {
     let case_id = parse_uuid(&r.case_id, "case_id")?;
     let score = u8::try_from(r.score)
         .ok()
@@ -154,8 +232,13 @@ pub(crate) async fn rate(ctx: &Ctx, who: &crate::auth::Principal, r: v1::RateCas
     let subject = who.subject.clone();
     let admin = who.role == crate::auth::Role::Admin;
     ctx.command(who, case_id, 0, "rate", |_, rec, plan| {
-        if !admin && rec.reported_by != subject && who.unit.as_ref() != Some(&rec.grid.clone().into()) {
-            return Err(ApiError::PermissionDenied("only the reporter or the reporting grid rates a case".into()));
+        if !admin
+            && rec.reported_by != subject
+            && who.unit.as_ref() != Some(&rec.grid.clone().into())
+        {
+            return Err(ApiError::PermissionDenied(
+                "only the reporter or the reporting grid rates a case".into(),
+            ));
         }
         plan.push(Event::Rated { score, comment })?;
         Ok(())

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use domain::Tier;
 use domain::calendar::{TimeLimit, WorkCalendar};
 use domain::case::{CaseState, Clock, Event, TransitionError};
 use domain::effects::{ItemKind, inbox_items};
 use domain::policy::{Category, CategoryCode, Limits, Policy};
 use domain::record::CaseRecord;
 use domain::region::{RegionCode, UnitCode};
-use domain::Tier;
 use store::{Arm, OutboxMsg, Store};
 use tokio::sync::{Notify, RwLock};
 
@@ -44,10 +44,12 @@ pub struct Directory {
 }
 
 impl Directory {
+    /// Reads through its own small pool (see [`Store::fork`]): commands ask the directory
+    /// while holding a transaction's connection.
     #[must_use]
-    pub fn new(store: Store, ttl: Duration) -> Directory {
+    pub fn new(store: &Store, ttl: Duration) -> Directory {
         Directory {
-            store,
+            store: store.fork(4),
             ttl,
             units: RwLock::new(None),
             policies: RwLock::new(HashMap::new()),
@@ -68,7 +70,8 @@ impl Directory {
         {
             return Ok(u.clone());
         }
-        let fresh: Arc<HashSet<String>> = Arc::new(self.store.unit_codes().await?.into_iter().collect());
+        let fresh: Arc<HashSet<String>> =
+            Arc::new(self.store.unit_codes().await?.into_iter().collect());
         *self.units.write().await = Some((Instant::now(), fresh.clone()));
         Ok(fresh)
     }
@@ -106,7 +109,9 @@ impl Directory {
             .collect();
         let found = all.get(code.as_str()).cloned();
         *self.categories.write().await = Some((Instant::now(), Arc::new(all)));
-        found.ok_or_else(|| ApiError::FailedPrecondition(format!("category {code} is no longer in the catalogue")))
+        found.ok_or_else(|| {
+            ApiError::FailedPrecondition(format!("category {code} is no longer in the catalogue"))
+        })
     }
 
     /// What a command or timer needs to know about a case's county and category.
@@ -232,7 +237,13 @@ impl Plan {
 
 /// An inbox item as the relay publishes it.
 #[must_use]
-pub fn inbox_msg(county: &str, case_id: uuid::Uuid, version: u64, unit: &UnitCode, kind: ItemKind) -> OutboxMsg {
+pub fn inbox_msg(
+    county: &str,
+    case_id: uuid::Uuid,
+    version: u64,
+    unit: &UnitCode,
+    kind: ItemKind,
+) -> OutboxMsg {
     OutboxMsg {
         stream: store::inbox_stream(county, unit.as_str()),
         payload: serde_json::json!({
@@ -271,7 +282,10 @@ pub fn clock_running(s: &CaseState, unit: &UnitCode, clock: Clock, due: DateTime
     }
     match clock {
         Clock::Accept => {
-            s.status == PendingAccept && s.holder.as_ref() == Some(unit) && s.accept_due_at == Some(due) && !s.flagged
+            s.status == PendingAccept
+                && s.holder.as_ref() == Some(unit)
+                && s.accept_due_at == Some(due)
+                && !s.flagged
         }
         Clock::Handle => {
             s.status == InProgress

@@ -30,7 +30,12 @@ fn unavailable(e: &queue::QueueError) -> ApiError {
 impl Reconciler {
     /// Rebuilds the queues if Redis lost them; answers whether it did.
     pub async fn check(&self) -> ApiResult<bool> {
-        if self.queue.marker_present().await.map_err(|e| unavailable(&e))? {
+        if self
+            .queue
+            .marker_present()
+            .await
+            .map_err(|e| unavailable(&e))?
+        {
             return Ok(false);
         }
         let (inbox, intake) = self.rebuild().await?;
@@ -48,32 +53,49 @@ impl Reconciler {
             after = Some(*last);
             let mut entries = Vec::with_capacity(page.len());
             for (_, p) in &page {
-                let Ok(unit) = UnitCode::parse(&p.unit) else { continue };
-                let msg = inbox_msg(&p.county, p.case_id, u64::try_from(p.version).unwrap_or(0), &unit, ItemKind::ToAccept);
+                let Ok(unit) = UnitCode::parse(&p.unit) else {
+                    continue;
+                };
+                let msg = inbox_msg(
+                    &p.county,
+                    p.case_id,
+                    u64::try_from(p.version).unwrap_or(0),
+                    &unit,
+                    ItemKind::ToAccept,
+                );
                 if let Some(key) = super::redis_key(&self.queue, &msg.stream) {
                     entries.push((key, msg.payload.to_string()));
                 }
             }
             inbox += entries.len();
-            self.queue.publish(&entries).await.map_err(|e| unavailable(&e))?;
+            self.queue
+                .publish(&entries)
+                .await
+                .map_err(|e| unavailable(&e))?;
         }
         let mut intake = 0;
         let mut after = None;
         loop {
             let page = self.store.reported_cases(after, PAGE).await?;
-            let Some((last, _, _)) = page.last() else { break };
+            let Some((last, _, _)) = page.last() else {
+                break;
+            };
             after = Some(*last);
             let entries: Vec<(String, String)> = page
                 .iter()
                 .map(|(id, county, version)| {
                     (
                         self.queue.intake_key(county),
-                        serde_json::json!({"case_id": id, "version": version, "county": county}).to_string(),
+                        serde_json::json!({"case_id": id, "version": version, "county": county})
+                            .to_string(),
                     )
                 })
                 .collect();
             intake += entries.len();
-            self.queue.publish(&entries).await.map_err(|e| unavailable(&e))?;
+            self.queue
+                .publish(&entries)
+                .await
+                .map_err(|e| unavailable(&e))?;
         }
         Ok((inbox, intake))
     }

@@ -35,7 +35,9 @@ impl Relay {
         for r in &rows {
             match redis_key(&self.queue, &r.stream) {
                 Some(key) => entries.push((key, r.payload.to_string())),
-                None => warn!(stream = %r.stream, id = r.id, "outbox row names no known stream; dropped"),
+                None => {
+                    warn!(stream = %r.stream, id = r.id, "outbox row names no known stream; dropped")
+                }
             }
         }
         self.queue
@@ -70,7 +72,11 @@ impl Relay {
             };
             if last_prune.elapsed() > Duration::from_secs(60) {
                 last_prune = std::time::Instant::now();
-                if let Err(e) = self.store.prune_outbox(Utc::now() - chrono::Duration::hours(1)).await {
+                if let Err(e) = self
+                    .store
+                    .prune_outbox(Utc::now() - chrono::Duration::hours(1))
+                    .await
+                {
                     warn!(error = %e, "pruning the outbox failed");
                 }
             }

@@ -84,8 +84,17 @@ impl Router {
             reason: decision.reasons.join("; "),
         })?;
         plan.arm(&unit, Clock::Accept, due, warn);
-        tx.append(&rec, plan.state, &plan.events, &plan.arms, &plan.outbox, &Actor::system(), "route", now)
-            .await?;
+        tx.append(
+            &rec,
+            plan.state,
+            &plan.events,
+            &plan.arms,
+            &plan.outbox,
+            &Actor::system(),
+            "route",
+            now,
+        )
+        .await?;
         tx.commit().await?;
         self.wake.timers.notify_one();
         self.wake.relay.notify_one();
@@ -102,7 +111,9 @@ impl Router {
                 .dead_letter(e, &self.queue.dead_key(&county), GROUP, &reason)
                 .await
             {
-                Ok(()) => warn!(key = %e.key, id = %e.id, deliveries = e.deliveries, "intake entry dead-lettered"),
+                Ok(()) => {
+                    warn!(key = %e.key, id = %e.id, deliveries = e.deliveries, "intake entry dead-lettered")
+                }
                 Err(err) => warn!(error = %err, "dead-lettering failed"),
             }
             return;
@@ -113,13 +124,19 @@ impl Router {
         };
         match result {
             Ok(()) => {
-                if let Err(err) = self.queue.ack(&e.key, GROUP, std::slice::from_ref(&e.id)).await {
+                if let Err(err) = self
+                    .queue
+                    .ack(&e.key, GROUP, std::slice::from_ref(&e.id))
+                    .await
+                {
                     warn!(error = %err, "ack failed; the entry will be delivered again");
                 }
             }
             // Left pending: it is claimed again after `min_idle`, and dead-lettered after too
             // many deliveries.
-            Err(err) => warn!(key = %e.key, id = %e.id, deliveries = e.deliveries, error = %err, "routing failed"),
+            Err(err) => {
+                warn!(key = %e.key, id = %e.id, deliveries = e.deliveries, error = %err, "routing failed")
+            }
         }
     }
 
@@ -165,7 +182,11 @@ impl Router {
             if last_claim.elapsed() >= self.min_idle / 2 {
                 last_claim = Instant::now();
                 for key in &keys {
-                    match self.queue.autoclaim(key, GROUP, &self.consumer, self.min_idle, 100).await {
+                    match self
+                        .queue
+                        .autoclaim(key, GROUP, &self.consumer, self.min_idle, 100)
+                        .await
+                    {
                         Ok(entries) => {
                             for e in &entries {
                                 self.handle(e).await;
@@ -177,7 +198,11 @@ impl Router {
             }
             let Some(c) = conn.as_mut() else { continue };
             let block = self.min_idle.min(Duration::from_millis(500));
-            match self.queue.read_group(c, &keys, GROUP, &self.consumer, 100, block).await {
+            match self
+                .queue
+                .read_group(c, &keys, GROUP, &self.consumer, 100, block)
+                .await
+            {
                 Ok(entries) => {
                     for e in &entries {
                         self.handle(e).await;

@@ -83,7 +83,12 @@ impl Timers {
         }
     }
 
-    async fn fire_one(&self, tx: &mut store::CaseTx, d: &DueDeadline, now: DateTime<Utc>) -> ApiResult<Outcome> {
+    async fn fire_one(
+        &self,
+        tx: &mut store::CaseTx,
+        d: &DueDeadline,
+        now: DateTime<Utc>,
+    ) -> ApiResult<Outcome> {
         let Some(rec) = tx.lock_case(d.case_id).await? else {
             return Ok(Outcome::Stale);
         };
@@ -143,8 +148,17 @@ impl Timers {
             return Ok(Outcome::Refused);
         }
         let action = format!("timer:{}", outcome.as_str());
-        tx.append(&rec, plan.state, &plan.events, &plan.arms, &plan.outbox, &Actor::system(), &action, now)
-            .await?;
+        tx.append(
+            &rec,
+            plan.state,
+            &plan.events,
+            &plan.arms,
+            &plan.outbox,
+            &Actor::system(),
+            &action,
+            now,
+        )
+        .await?;
         Ok(outcome)
     }
 
