@@ -75,6 +75,17 @@ impl TestServer {
         clock: Arc<OffsetClock>,
         seed: bool,
     ) -> TestServer {
+        Self::start_roles(pool, prefix, clock, seed, server::RoleSet::All).await
+    }
+
+    /// A server running only `roles` (the api always, so tests can talk to it).
+    pub async fn start_roles(
+        pool: PgPool,
+        prefix: &str,
+        clock: Arc<OffsetClock>,
+        seed: bool,
+        roles: server::RoleSet,
+    ) -> TestServer {
         // the pool #[sqlx::test] hands out is small; a server wants its own, as in production
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(24)
@@ -94,7 +105,7 @@ impl TestServer {
             verifier: Verifier::hs256(SECRET),
             listener: Some(listener),
             max_sync_batch: 10_000,
-            roles: server::RoleSet::All,
+            roles,
             workers: server::WorkerOptions {
                 relay_poll: Duration::from_millis(20),
                 timer_reread: Duration::from_millis(50),
@@ -293,6 +304,33 @@ impl TestServer {
             .unwrap()
             .into_inner()
     }
+}
+
+/// Every role but the router.
+pub const NO_ROUTER: server::RoleSet = server::RoleSet::Some {
+    api: true,
+    relay: true,
+    router: false,
+    timers: true,
+    reconciler: true,
+};
+
+/// The api and the router only.
+pub const ROUTER_ONLY: server::RoleSet = server::RoleSet::Some {
+    api: true,
+    relay: false,
+    router: true,
+    timers: false,
+    reconciler: false,
+};
+
+/// A plain Redis connection for poking at streams from a test.
+pub async fn redis_conn() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
 }
 
 pub fn redis_url() -> String {
