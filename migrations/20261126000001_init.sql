@@ -59,6 +59,8 @@ CREATE TABLE cases (
     rating          smallint,
     version         bigint NOT NULL,
     state           jsonb NOT NULL,
+    -- W3C trace context of the report: every later step of the case joins this trace
+    trace           jsonb NOT NULL DEFAULT '{}',
     updated_at      timestamptz NOT NULL
 );
 CREATE INDEX cases_grid_reported ON cases (grid_code text_pattern_ops, reported_at DESC, case_id DESC);

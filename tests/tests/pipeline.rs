@@ -716,26 +716,90 @@ async fn accept_racing_the_deadline_with_two_timer_workers(pool: PgPool) {
 /// spread over `a` and `b` (the same server twice, or two replicas). Answers each case's
 /// event types in order.
 async fn scripted_day(a: &TestServer, b: &TestServer) -> Vec<Vec<String>> {
-    let pick = |i: usize| if i % 2 == 0 { a } else { b };
+    let pick = |i: usize| if i.is_multiple_of(2) { a } else { b };
     let handled = a.routed_case(GRID, "0501").await.case_id;
     let idle = b.routed_case(OTHER_GRID, "0501").await.case_id;
-    pick(0).escalation(TestServer::staff(COMMUNITY)).accept(v1::AcceptRequest { case_id: handled.clone(), unit_code: COMMUNITY.into(), expected_version: 0 }).await.unwrap();
-    pick(1).escalation(TestServer::staff(COMMUNITY)).call_up(v1::CallUpRequest { case_id: handled.clone(), unit_code: COMMUNITY.into(), reason: "需街道协调".into(), expected_version: 0 }).await.unwrap();
-    pick(2).escalation(TestServer::staff(TOWNSHIP)).dispatch(v1::DispatchRequest { case_id: handled.clone(), unit_code: TOWNSHIP.into(), lead_unit: LEAD.into(), assisting_units: vec![HELP_A.into()], note: String::new(), expected_version: 0 }).await.unwrap();
+    pick(0)
+        .escalation(TestServer::staff(COMMUNITY))
+        .accept(v1::AcceptRequest {
+            case_id: handled.clone(),
+            unit_code: COMMUNITY.into(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap();
+    pick(1)
+        .escalation(TestServer::staff(COMMUNITY))
+        .call_up(v1::CallUpRequest {
+            case_id: handled.clone(),
+            unit_code: COMMUNITY.into(),
+            reason: "需街道协调".into(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap();
+    pick(2)
+        .escalation(TestServer::staff(TOWNSHIP))
+        .dispatch(v1::DispatchRequest {
+            case_id: handled.clone(),
+            unit_code: TOWNSHIP.into(),
+            lead_unit: LEAD.into(),
+            assisting_units: vec![HELP_A.into()],
+            note: String::new(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap();
     for (i, dept) in [HELP_A, LEAD].into_iter().enumerate() {
-        pick(i).escalation(TestServer::staff(dept)).accept(v1::AcceptRequest { case_id: handled.clone(), unit_code: dept.into(), expected_version: 0 }).await.unwrap();
+        pick(i)
+            .escalation(TestServer::staff(dept))
+            .accept(v1::AcceptRequest {
+                case_id: handled.clone(),
+                unit_code: dept.into(),
+                expected_version: 0,
+            })
+            .await
+            .unwrap();
     }
     for (i, dept) in [HELP_A, LEAD].into_iter().enumerate() {
-        pick(i + 1).handling(TestServer::staff(dept)).submit_result(v1::SubmitResultRequest { case_id: handled.clone(), unit_code: dept.into(), note: "完成".into(), ..Default::default() }).await.unwrap();
+        pick(i + 1)
+            .handling(TestServer::staff(dept))
+            .submit_result(v1::SubmitResultRequest {
+                case_id: handled.clone(),
+                unit_code: dept.into(),
+                note: "完成".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
     }
-    pick(0).worker(GRID).verify_case(v1::VerifyCaseRequest { case_id: handled.clone(), passed: true, ..Default::default() }).await.unwrap();
-    pick(1).worker(GRID).rate_case(v1::RateCaseRequest { case_id: handled.clone(), score: 4, comment: String::new() }).await.unwrap();
+    pick(0)
+        .worker(GRID)
+        .verify_case(v1::VerifyCaseRequest {
+            case_id: handled.clone(),
+            passed: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    pick(1)
+        .worker(GRID)
+        .rate_case(v1::RateCaseRequest {
+            case_id: handled.clone(),
+            score: 4,
+            comment: String::new(),
+        })
+        .await
+        .unwrap();
     // the idle case escalates to the top and is flagged; both replicas' timers are running
     for _ in 0..4 {
         a.advance(chrono::Duration::days(40));
         b.wake.timers.notify_one();
         let before = a.get_case(&idle).await.events.len();
-        a.eventually(10, "the next escalation", || async { a.get_case(&idle).await.events.len() > before }).await;
+        a.eventually(10, "the next escalation", || async {
+            a.get_case(&idle).await.events.len() > before
+        })
+        .await;
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
     let mut out = Vec::new();

@@ -14,7 +14,10 @@ const GRIDS: [&str; 4] = [GRID, OTHER_GRID, "360102003001001", "360102001002001"
 async fn flushall_mid_run_rebuilds_every_queue_from_postgres(pool: PgPool) {
     let s = TestServer::start(pool).await;
     for i in 0..40 {
-        s.admin_reporting().report_event(report(GRIDS[i % 4], "0501", &format!("清空前 {i}"))).await.unwrap();
+        s.admin_reporting()
+            .report_event(report(GRIDS[i % 4], "0501", &format!("清空前 {i}")))
+            .await
+            .unwrap();
     }
     s.eventually(20, "all routed", || async {
         s.count("cases WHERE status = 'PENDING_ACCEPT'").await == 40
@@ -26,7 +29,10 @@ async fn flushall_mid_run_rebuilds_every_queue_from_postgres(pool: PgPool) {
         let mut client = s.admin_reporting();
         tokio::spawn(async move {
             for i in 0..60 {
-                client.report_event(report(GRIDS[i % 4], "0501", &format!("清空中 {i}"))).await.unwrap();
+                client
+                    .report_event(report(GRIDS[i % 4], "0501", &format!("清空中 {i}")))
+                    .await
+                    .unwrap();
                 tokio::time::sleep(Duration::from_millis(15)).await;
             }
         })
@@ -67,7 +73,11 @@ async fn flushall_mid_run_rebuilds_every_queue_from_postgres(pool: PgPool) {
 
     // nothing duplicated in Postgres
     assert_eq!(s.count("cases").await, 100);
-    assert_eq!(s.count("case_events WHERE event_type = 'routed'").await, 100, "each case routed once");
+    assert_eq!(
+        s.count("case_events WHERE event_type = 'routed'").await,
+        100,
+        "each case routed once"
+    );
     let dup: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM (SELECT case_id FROM case_events GROUP BY case_id HAVING max(version) <> count(*)) g",
     )

@@ -27,7 +27,10 @@ async fn a_reported_case_is_in_postgres_before_the_reply(pool: PgPool) {
             .await
             .unwrap();
     // the router may already have routed it: reporting's own work is what must be there
-    assert!(["REPORTED", "PENDING_ACCEPT"].contains(&status.as_str()), "{status}");
+    assert!(
+        ["REPORTED", "PENDING_ACCEPT"].contains(&status.as_str()),
+        "{status}"
+    );
     assert_eq!(number, case.case_number);
     assert!(version >= 1);
     assert!(number.starts_with("360102-"), "{number}");

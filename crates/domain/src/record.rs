@@ -31,6 +31,10 @@ pub struct CaseRecord {
     pub reported_by: String,
     pub state: CaseState,
     pub updated_at: DateTime<Utc>,
+    /// Trace context (W3C `traceparent`/`tracestate`) of the report, so that every later step
+    /// of the case can join the same trace.
+    #[serde(default)]
+    pub trace: std::collections::BTreeMap<String, String>,
 }
 
 /// One stored event of a case's log.

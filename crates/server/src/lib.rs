@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod pipeline;
 pub mod telemetry;
+pub mod trace;
 
 pub use app::{RoleSet, Running, ServerOptions, WorkerOptions, start};
 pub use config::Config;

@@ -62,6 +62,7 @@ impl Store {
         severity: Severity,
         actor: &Actor,
         now: DateTime<Utc>,
+        trace: std::collections::BTreeMap<String, String>,
     ) -> Result<ReportOutcome> {
         let fingerprint = report.fingerprint();
         let case_id = Uuid::now_v7();
@@ -125,6 +126,7 @@ impl Store {
             reported_by: actor.subject.clone(),
             state,
             updated_at: now,
+            trace,
         };
         insert_case(&mut tx, &record).await?;
         insert_event(&mut tx, &record, &event, actor, now).await?;
@@ -135,6 +137,7 @@ impl Store {
                     "case_id": case_id,
                     "version": record.state.version,
                     "county": county.as_str(),
+                    "trace": record.trace,
                 }))
                 .execute(&mut *tx)
                 .await?;
@@ -222,9 +225,10 @@ async fn insert_case(tx: &mut Transaction<'_, Postgres>, r: &CaseRecord) -> Resu
         "INSERT INTO cases (case_id, case_number, county_code, grid_code, category, severity,
             title, description, lat, lon, reported_crs, attachments, occurred_at, reported_at,
             reported_by, self_handled, status, tier, holder_unit, lead_unit, assisting_units,
-            accept_due_at, handle_due_at, overdue, rework_count, rating, version, state, updated_at)
+            accept_due_at, handle_due_at, overdue, rework_count, rating, version, state, updated_at,
+            trace)
          VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,
-                 $22,$23,$24,$25,$26,$27,$28,$29)",
+                 $22,$23,$24,$25,$26,$27,$28,$29,$30)",
     )
     .bind(r.case_id)
     .bind(&r.case_number)
@@ -260,6 +264,7 @@ async fn insert_case(tx: &mut Transaction<'_, Postgres>, r: &CaseRecord) -> Resu
     .bind(version_i64(s.version))
     .bind(serde_json::to_value(s).expect("state serialises"))
     .bind(r.updated_at)
+    .bind(serde_json::to_value(&r.trace).expect("trace serialises"))
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -13,7 +13,7 @@ use crate::StoreError;
 /// The columns of `cases` that [`CaseRow`] reads, in its order.
 pub(crate) const CASE_COLUMNS: &str = "case_id, case_number, county_code, grid_code, category, \
      severity, title, description, lat, lon, reported_crs, attachments, occurred_at, \
-     reported_at, reported_by, state, updated_at";
+     reported_at, reported_by, state, updated_at, trace";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct CaseRow {
@@ -34,6 +34,7 @@ pub(crate) struct CaseRow {
     reported_by: String,
     state: serde_json::Value,
     updated_at: DateTime<Utc>,
+    trace: serde_json::Value,
 }
 
 pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -66,6 +67,7 @@ impl TryFrom<CaseRow> for CaseRecord {
             reported_by: r.reported_by,
             state: serde_json::from_value::<CaseState>(r.state).map_err(|e| corrupt("state", e))?,
             updated_at: r.updated_at,
+            trace: serde_json::from_value(r.trace).unwrap_or_default(),
         })
     }
 }

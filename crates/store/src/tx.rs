@@ -50,6 +50,17 @@ fn clock_name(c: Clock) -> &'static str {
     }
 }
 
+/// `deadlines` columns as [`CaseTx::claim_due`] reads them.
+type DeadlineTuple = (
+    i64,
+    Uuid,
+    String,
+    String,
+    bool,
+    DateTime<Utc>,
+    DateTime<Utc>,
+);
+
 pub struct CaseTx {
     tx: Transaction<'static, Postgres>,
 }
@@ -258,15 +269,7 @@ impl CaseTx {
 
     /// Claims up to `limit` due deadlines that no other transaction holds.
     pub async fn claim_due(&mut self, now: DateTime<Utc>, limit: i64) -> Result<Vec<DueDeadline>> {
-        let rows: Vec<(
-            i64,
-            Uuid,
-            String,
-            String,
-            bool,
-            DateTime<Utc>,
-            DateTime<Utc>,
-        )> = sqlx::query_as(
+        let rows: Vec<DeadlineTuple> = sqlx::query_as(
             "SELECT id, case_id, unit_code, clock, warn, fire_at, clock_due_at FROM deadlines
                   WHERE fired_at IS NULL AND fire_at <= $1
                   ORDER BY fire_at LIMIT $2 FOR UPDATE SKIP LOCKED",

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use domain::record::CaseRecord;
 use store::Store;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::auth::Principal;
@@ -59,22 +60,34 @@ impl Ctx {
                 rec.state.version
             )));
         }
-        let env = self.directory.env(&rec, now).await?;
-        let mut plan = Plan::new(&rec, now);
-        decide(&env, &rec, &mut plan)?;
-        let out = tx
-            .append(
-                &rec,
-                plan.state,
-                &plan.events,
-                &plan.arms,
-                &plan.outbox,
-                &who.actor(),
-                action,
-                now,
-            )
+        let span = crate::trace::case_span("command", case_id, &rec.trace);
+        span.record("case_id", tracing::field::display(case_id));
+        let env = self
+            .directory
+            .env(&rec, now)
+            .instrument(span.clone())
             .await?;
-        tx.commit().await?;
+        let mut plan = Plan::new(&rec, now);
+        span.in_scope(|| decide(&env, &rec, &mut plan))?;
+        let out = async {
+            let out = tx
+                .append(
+                    &rec,
+                    plan.state,
+                    &plan.events,
+                    &plan.arms,
+                    &plan.outbox,
+                    &who.actor(),
+                    action,
+                    now,
+                )
+                .await?;
+            tx.commit().await?;
+            tracing::info!(action, version = out.state.version, "case changed");
+            Ok::<_, ApiError>(out)
+        }
+        .instrument(span)
+        .await?;
         self.wake.timers.notify_one();
         self.wake.relay.notify_one();
         Ok(out)

@@ -78,7 +78,13 @@ impl Ctx {
         let severity = report.severity.unwrap_or(category.default_severity);
         let outcome = self
             .store
-            .report(&report, severity, &who.actor(), now)
+            .report(
+                &report,
+                severity,
+                &who.actor(),
+                now,
+                crate::trace::current_carrier(),
+            )
             .await?;
         info!(
             case_id = %outcome.case.case_id,

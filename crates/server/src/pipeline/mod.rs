@@ -38,10 +38,13 @@ pub struct Wake {
 pub struct Directory {
     store: Store,
     ttl: Duration,
-    units: RwLock<Option<(Instant, Arc<HashSet<String>>)>>,
+    units: Cached<HashSet<String>>,
     policies: RwLock<HashMap<String, (Instant, Arc<Policy>)>>,
-    categories: RwLock<Option<(Instant, Arc<HashMap<String, Category>>)>>,
+    categories: Cached<HashMap<String, Category>>,
 }
+
+/// A value read at an instant, shared until it is older than the TTL.
+type Cached<T> = RwLock<Option<(Instant, Arc<T>)>>;
 
 impl Directory {
     /// Reads through its own small pool (see [`Store::fork`]): commands ask the directory

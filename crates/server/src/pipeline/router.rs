@@ -12,7 +12,7 @@ use domain::region::{Level, UnitCode};
 use queue::{Entry, Queue};
 use store::Actor;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{Instrument as _, debug, info, warn};
 use uuid::Uuid;
 
 use super::{Directory, Plan, Wake};
@@ -57,6 +57,17 @@ impl Router {
         if rec.state.status != CaseStatus::Reported {
             return Ok(false);
         }
+        let span = crate::trace::case_span("route", case_id, &rec.trace);
+        self.route_locked(tx, rec, now).instrument(span).await
+    }
+
+    async fn route_locked(
+        &self,
+        mut tx: store::CaseTx,
+        rec: domain::record::CaseRecord,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> ApiResult<bool> {
+        let case_id = rec.case_id;
         let env = self.directory.env(&rec, now).await?;
         let decision = env.policy.route(&env.category, Some(rec.severity));
         // The grid's own unit at that tier, or the nearest one above it that exists.

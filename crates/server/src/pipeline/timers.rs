@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use domain::case::{Clock, Event};
 use store::{Actor, DueDeadline};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{Instrument as _, debug, info, warn};
 
 use super::{Directory, Plan, Wake, clock_running};
 use crate::clock::SharedClock;
@@ -95,6 +95,17 @@ impl Timers {
         if !clock_running(&rec.state, &d.unit, d.clock, d.clock_due_at) {
             return Ok(Outcome::Stale);
         }
+        let span = crate::trace::case_span("deadline", d.case_id, &rec.trace);
+        self.fire_locked(tx, d, rec, now).instrument(span).await
+    }
+
+    async fn fire_locked(
+        &self,
+        tx: &mut store::CaseTx,
+        d: &DueDeadline,
+        rec: domain::record::CaseRecord,
+        now: DateTime<Utc>,
+    ) -> ApiResult<Outcome> {
         let env = match self.directory.env(&rec, now).await {
             Ok(env) => env,
             Err(e) => {
