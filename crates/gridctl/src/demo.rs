@@ -303,8 +303,224 @@ pub(crate) async fn run(conn: &Conn) -> anyhow::Result<()> {
     for c in &mine.cases {
         print_case("mine", c, false);
     }
+    stages(conn, grids[0]).await?;
+    println!("\ndemo done.");
+    Ok(())
+}
+
+/// Waits until the router has given the case to a unit.
+async fn routed(conn: &Conn, id: &str) -> anyhow::Result<v1::Case> {
+    let mut console = conn.console(conn.auth_as(Role::Admin, "", "demo-console")?);
+    for _ in 0..200 {
+        let c = console
+            .get_case(v1::GetCaseRequest {
+                case_id: id.to_owned(),
+            })
+            .await?
+            .into_inner()
+            .case
+            .context("no case")?;
+        if c.status() != v1::CaseStatus::Reported {
+            return Ok(c);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    bail!("case {id} was not routed within 10 s")
+}
+
+fn step(label: &str, c: &v1::Case) {
     println!(
-        "\ndemo done: cases are in Postgres, with their first events and outbox rows for the router."
+        "  {label:<46} status={:<20} tier={:<9} holder={:<15} lead={} assisting={:?}",
+        c.status().as_str_name(),
+        c.tier().as_str_name(),
+        c.holder_unit,
+        c.lead_unit,
+        c.assisting_units
     );
+}
+
+fn fail(s: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!(describe(&s))
+}
+
+/// One case through the four stages: 網格發現 → 社區呼叫 → 分級響應 → 協同處置.
+async fn stages(conn: &Conn, grid: &str) -> anyhow::Result<()> {
+    println!("\n== 8. one case through the four stages");
+    let community = &grid[..12];
+    let township = &grid[..9];
+    let (lead, help) = ("360102-CGJ", "360102-ZJJ");
+    let staff = |unit: &str, role: Role| conn.auth_as(role, unit, &format!("staff-{unit}"));
+    let mut worker = conn.reporting(staff(grid, Role::GridWorker)?);
+    let req = report_request(
+        uuid::Uuid::now_v7().to_string(),
+        grid,
+        "0601",
+        "小区空地私搭彩钢棚",
+        "网格巡查发现，正在施工",
+        (28.6811, 115.8903, v1::Crs::Wgs84),
+        false,
+    );
+    let c = worker
+        .report_event(req)
+        .await
+        .map_err(fail)?
+        .into_inner()
+        .case
+        .context("no case")?;
+    let id = c.case_id.clone();
+    step("grid worker reports (網格發現)", &c);
+    let c = routed(conn, &id).await?;
+    step("router: policy sends 0601 to the township", &c);
+    let c = conn
+        .escalation(staff(township, Role::Dispatcher)?)
+        .dispatch(v1::DispatchRequest {
+            case_id: id.clone(),
+            unit_code: township.into(),
+            lead_unit: community.into(),
+            assisting_units: vec![],
+            note: "社区先行核实".into(),
+            expected_version: 0,
+        })
+        .await
+        .map_err(fail)?
+        .into_inner()
+        .case
+        .context("no case")?;
+    step("township sends it down (下發) to the community", &c);
+    let mut com = conn.escalation(staff(community, Role::UnitStaff)?);
+    com.accept(v1::AcceptRequest {
+        case_id: id.clone(),
+        unit_code: community.into(),
+        expected_version: 0,
+    })
+    .await
+    .map_err(fail)?;
+    let c = com
+        .call_up(v1::CallUpRequest {
+            case_id: id.clone(),
+            unit_code: community.into(),
+            reason: "违建需执法，社区无权处置".into(),
+            expected_version: 0,
+        })
+        .await
+        .map_err(fail)?
+        .into_inner()
+        .case
+        .context("no case")?;
+    step("community accepts, then calls up (社區呼叫)", &c);
+    let c = conn
+        .escalation(staff(township, Role::Dispatcher)?)
+        .dispatch(v1::DispatchRequest {
+            case_id: id.clone(),
+            unit_code: township.into(),
+            lead_unit: lead.into(),
+            assisting_units: vec![help.into()],
+            note: "城管牵头，住建配合".into(),
+            expected_version: 0,
+        })
+        .await
+        .map_err(fail)?
+        .into_inner()
+        .case
+        .context("no case")?;
+    step("township whistles (吹哨): lead + assisting", &c);
+    for dept in [help, lead] {
+        conn.escalation(staff(dept, Role::UnitStaff)?)
+            .accept(v1::AcceptRequest {
+                case_id: id.clone(),
+                unit_code: dept.into(),
+                expected_version: 0,
+            })
+            .await
+            .map_err(fail)?;
+    }
+    conn.handling(staff(help, Role::UnitStaff)?)
+        .submit_result(v1::SubmitResultRequest {
+            case_id: id.clone(),
+            unit_code: help.into(),
+            note: "结构安全核查完毕".into(),
+            ..Default::default()
+        })
+        .await
+        .map_err(fail)?;
+    let c = conn
+        .handling(staff(lead, Role::UnitStaff)?)
+        .submit_result(v1::SubmitResultRequest {
+            case_id: id.clone(),
+            unit_code: lead.into(),
+            note: "已责令拆除".into(),
+            ..Default::default()
+        })
+        .await
+        .map_err(fail)?
+        .into_inner()
+        .case
+        .context("no case")?;
+    step("departments report in; part and result (協同處置)", &c);
+    let c = worker
+        .verify_case(v1::VerifyCaseRequest {
+            case_id: id.clone(),
+            passed: false,
+            note: "仍有部分未拆除".into(),
+            ..Default::default()
+        })
+        .await
+        .map_err(fail)?
+        .into_inner()
+        .case
+        .context("no case")?;
+    step("grid checks on site: not done (返工)", &c);
+    conn.handling(staff(lead, Role::UnitStaff)?)
+        .submit_result(v1::SubmitResultRequest {
+            case_id: id.clone(),
+            unit_code: lead.into(),
+            note: "已全部拆除".into(),
+            ..Default::default()
+        })
+        .await
+        .map_err(fail)?;
+    worker
+        .verify_case(v1::VerifyCaseRequest {
+            case_id: id.clone(),
+            passed: true,
+            ..Default::default()
+        })
+        .await
+        .map_err(fail)?;
+    let c = worker
+        .rate_case(v1::RateCaseRequest {
+            case_id: id.clone(),
+            score: 5,
+            comment: "处理及时".into(),
+        })
+        .await
+        .map_err(fail)?
+        .into_inner()
+        .case
+        .context("no case")?;
+    step("checked, closed and rated (結案、好差評)", &c);
+    let file = conn
+        .console(staff("360102", Role::Dispatcher)?)
+        .get_case(v1::GetCaseRequest {
+            case_id: id.clone(),
+        })
+        .await
+        .map_err(fail)?
+        .into_inner();
+    println!(
+        "  case file {}: rating {}, {} events, {} assignments",
+        c.case_number,
+        c.rating,
+        file.events.len(),
+        file.assignments.len()
+    );
+    for e in &file.events {
+        let actor = if e.actor_unit.is_empty() {
+            "(system)"
+        } else {
+            e.actor_unit.as_str()
+        };
+        println!("    v{:<3} {:<18} {actor}", e.version, e.event_type);
+    }
     Ok(())
 }

@@ -143,6 +143,36 @@ impl Conn {
         )
     }
 
+    pub(crate) fn escalation(
+        &self,
+        auth: Auth,
+    ) -> v1::escalation_service_client::EscalationServiceClient<Intercepted> {
+        v1::escalation_service_client::EscalationServiceClient::with_interceptor(
+            self.channel.clone(),
+            auth,
+        )
+    }
+
+    pub(crate) fn handling(
+        &self,
+        auth: Auth,
+    ) -> v1::handling_service_client::HandlingServiceClient<Intercepted> {
+        v1::handling_service_client::HandlingServiceClient::with_interceptor(
+            self.channel.clone(),
+            auth,
+        )
+    }
+
+    pub(crate) fn console(
+        &self,
+        auth: Auth,
+    ) -> v1::console_service_client::ConsoleServiceClient<Intercepted> {
+        v1::console_service_client::ConsoleServiceClient::with_interceptor(
+            self.channel.clone(),
+            auth,
+        )
+    }
+
     pub(crate) fn reporting(
         &self,
         auth: Auth,
