@@ -339,6 +339,7 @@ fn step(label: &str, c: &v1::Case) {
     );
 }
 
+#[allow(clippy::needless_pass_by_value)] // shaped for `map_err`
 fn fail(s: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!(describe(&s))
 }
