@@ -68,21 +68,17 @@ CREATE INDEX cases_reporter ON cases (reported_by, reported_at DESC, case_id DES
 CREATE INDEX cases_holder ON cases (holder_unit) WHERE holder_unit IS NOT NULL;
 CREATE INDEX cases_status ON cases (county_code, status);
 
--- Case numbers: one counter per county and day, bumped inside the reporting transaction so
--- that concurrent reports serialize on it and never share a number.
-CREATE TABLE case_number_counters (
-    county_code text NOT NULL,
-    day         date NOT NULL,
-    last        integer NOT NULL,
-    PRIMARY KEY (county_code, day)
-);
+-- Case numbers: one sequence per county, `case_seq_<county>`, created with the county's first
+-- report (see store::cases). A sequence hands out numbers without a lock that concurrent
+-- reports queue on; a rolled-back report leaves a gap, never a duplicate.
 
 -- The append-only event log. (case_id, version) makes versions unique; the command that
 -- appends version n holds the case row's lock and checked version n-1, so there are no gaps.
 -- `txid` is the writing transaction, for commit-order export.
 CREATE TABLE case_events (
     seq         bigint GENERATED ALWAYS AS IDENTITY,
-    case_id     uuid NOT NULL REFERENCES cases (case_id),
+    -- deferred: a report writes its first event before the case row (see store::cases)
+    case_id     uuid NOT NULL REFERENCES cases (case_id) DEFERRABLE INITIALLY DEFERRED,
     version     bigint NOT NULL CHECK (version > 0),
     event_type  text NOT NULL,
     data        jsonb NOT NULL,

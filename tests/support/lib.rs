@@ -199,7 +199,8 @@ impl TestServer {
             self.count("outbox WHERE stream LIKE 'intake/%'").await,
             self.count("idempotency_keys").await,
             self.count("audit_log WHERE action = 'report'").await,
-            self.count("case_number_counters").await,
+            self.count("pg_class WHERE relkind = 'S' AND relname LIKE 'case_seq_%'")
+                .await,
         ]
     }
 

@@ -49,9 +49,9 @@ pub struct EventRecord {
     pub recorded_at: DateTime<Utc>,
 }
 
-/// Formats a case number from its county, local day and daily sequence.
+/// Formats a case number from its county, local day and the county's case sequence.
 #[must_use]
-pub fn case_number(county: &RegionCode, day: chrono::NaiveDate, seq: u32) -> String {
+pub fn case_number(county: &RegionCode, day: chrono::NaiveDate, seq: u64) -> String {
     format!("{county}-{}-{seq:06}", day.format("%Y%m%d"))
 }
 

@@ -1,6 +1,7 @@
 //! `gridctl`: the GridDispatch command line — seed the registry, mint development tokens,
 //! report events, list units, and run the demo pipeline.
 
+mod bench;
 mod demo;
 
 use std::path::PathBuf;
@@ -15,7 +16,12 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 #[derive(Parser)]
-#[command(name = "gridctl", version, about = "GridDispatch command line")]
+#[command(
+    name = "gridctl",
+    version,
+    about = "GridDispatch command line",
+    args_override_self = true
+)]
 struct Cli {
     /// gridd's address.
     #[arg(
@@ -75,6 +81,8 @@ enum Command {
         #[arg(long)]
         self_handled: bool,
     },
+    /// Load the whole pipeline and print throughput, latencies and this machine's baselines.
+    Bench(bench::BenchArgs),
     /// Wait until gridd answers its health check (up to --wait seconds).
     Health {
         #[arg(long, default_value_t = 30)]
@@ -360,6 +368,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
                 }
             }
+        }
+        Command::Bench(args) => {
+            let conn = Conn::open(&cli.server, cli.token).await?;
+            bench::run(&conn, args).await?;
         }
         Command::Demo => {
             let conn = Conn::open(&cli.server, cli.token).await?;

@@ -7,7 +7,6 @@ use std::time::Duration;
 use proto::v1;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tracing::{info, warn};
@@ -298,7 +297,12 @@ pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
             v1::export_service_server::ExportServiceServer::with_interceptor(PendingExport, auth),
         );
     let token = shutdown.clone();
-    let incoming = TcpListenerStream::new(listener);
+    // Accepted sockets need TCP_NODELAY set here: with an incoming stream of our own the
+    // builder's `tcp_nodelay` does not apply, and small replies then wait ~40 ms for the
+    // peer's delayed ACK.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(Duration::from_secs(60)));
     let join = tokio::spawn(async move {
         router
             .serve_with_incoming_shutdown(incoming, token.cancelled_owned())

@@ -66,6 +66,11 @@ impl Store {
     ) -> Result<ReportOutcome> {
         let fingerprint = report.fingerprint();
         let case_id = Uuid::now_v7();
+        let county = report
+            .grid
+            .county()
+            .ok_or_else(|| corrupt("grid", "a grid lies in a county"))?;
+        self.ensure_case_seq(county.as_str()).await?;
         let mut tx = self.pool.begin().await?;
         // The key row goes first: a concurrent retry of the same key waits here for this
         // transaction and then sees its outcome, so one key makes one case.
@@ -83,24 +88,9 @@ impl Store {
             return self.replay(report.idempotency_key, &fingerprint).await;
         }
 
-        let county = report
-            .grid
-            .county()
-            .ok_or_else(|| corrupt("grid", "a grid lies in a county"))?;
         let day = now
             .with_timezone(&FixedOffset::east_opt(CST_SECONDS).expect("valid offset"))
             .date_naive();
-        let (seq,): (i32,) = sqlx::query_as(
-            "INSERT INTO case_number_counters (county_code, day, last) VALUES ($1, $2, 1)
-             ON CONFLICT (county_code, day) DO UPDATE SET last = case_number_counters.last + 1
-             RETURNING last",
-        )
-        .bind(county.as_str())
-        .bind(day)
-        .fetch_one(&mut *tx)
-        .await?;
-        let number = case_number(&county, day, u32::try_from(seq).unwrap_or_default());
-
         let event = Event::Reported {
             grid: report.grid.clone().into(),
             self_handled: report.self_handled,
@@ -109,9 +99,10 @@ impl Store {
             field: "grid_code".into(),
             reason: e.to_string(),
         })?;
-        let record = CaseRecord {
+        let mut record = CaseRecord {
             case_id,
-            case_number: number,
+            // numbered last, see below
+            case_number: String::new(),
             county: county.clone(),
             grid: report.grid.clone(),
             category: report.category.clone(),
@@ -128,7 +119,6 @@ impl Store {
             updated_at: now,
             trace,
         };
-        insert_case(&mut tx, &record).await?;
         insert_event(&mut tx, &record, &event, actor, now).await?;
         if !report.self_handled {
             sqlx::query("INSERT INTO outbox (stream, payload) VALUES ($1, $2)")
@@ -143,6 +133,9 @@ impl Store {
                 .await?;
         }
         audit(&mut tx, actor, "report", &case_id.to_string(), "ok").await?;
+        let seq = next_case_seq(&mut tx, county.as_str()).await?;
+        record.case_number = case_number(&county, day, seq);
+        insert_case(&mut tx, &record).await?;
         tx.commit().await?;
         Ok(ReportOutcome {
             case: record,
@@ -212,6 +205,56 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter().map(EventRecord::try_from).collect()
+    }
+}
+
+/// The next number of a county's case sequence (created beforehand by
+/// [`Store::ensure_case_seq`]). A sequence never makes concurrent reports wait on each other;
+/// a counter row did: every report of a county queued on its lock until commit.
+async fn next_case_seq(tx: &mut Transaction<'_, Postgres>, county: &str) -> Result<u64> {
+    let n: i64 = sqlx::query_scalar("SELECT nextval($1::regclass)")
+        .bind(format!("case_seq_{county}"))
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok(u64::try_from(n).unwrap_or_default())
+}
+
+impl Store {
+    /// Creates a county's case sequence the first time this process sees the county.
+    async fn ensure_case_seq(&self, county: &str) -> Result<()> {
+        // the name is built from a validated 6-digit county code only
+        if county.len() != 6 || !county.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(corrupt("county", "not a county code"));
+        }
+        if self
+            .known_seqs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(county)
+        {
+            return Ok(());
+        }
+        let created = sqlx::query(&format!(
+            "CREATE SEQUENCE IF NOT EXISTS case_seq_{county} AS bigint"
+        ))
+        .execute(&self.pool)
+        .await;
+        if let Err(e) = created {
+            // two processes creating it at once: one of them loses a catalog race; what
+            // matters is that it exists now
+            let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+                .bind(format!("case_seq_{county}"))
+                .fetch_one(&self.pool)
+                .await?;
+            if !exists {
+                return Err(e.into());
+            }
+        }
+        self.known_seqs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(county.to_owned());
+        Ok(())
     }
 }
 

@@ -278,23 +278,29 @@ impl CaseTx {
         .bind(limit)
         .fetch_all(&mut *self.tx)
         .await?;
-        rows.into_iter()
-            .map(|(id, case_id, unit, clock, warn, fire_at, clock_due_at)| {
-                Ok(DueDeadline {
-                    id,
-                    case_id,
-                    unit: UnitCode::parse(&unit).map_err(|e| corrupt("deadlines.unit_code", e))?,
-                    clock: if clock == "accept" {
-                        Clock::Accept
-                    } else {
-                        Clock::Handle
-                    },
-                    warn,
-                    fire_at,
-                    clock_due_at,
-                })
-            })
-            .collect()
+        let mut due = Vec::with_capacity(rows.len());
+        for (id, case_id, unit, clock, warn, fire_at, clock_due_at) in rows {
+            let Ok(unit) = UnitCode::parse(&unit) else {
+                // a row nobody can act on must not stall every deadline behind it
+                tracing::warn!(id, "deadline names no valid unit; retired");
+                self.mark_fired(id, "corrupt", Utc::now()).await?;
+                continue;
+            };
+            due.push(DueDeadline {
+                id,
+                case_id,
+                unit,
+                clock: if clock == "accept" {
+                    Clock::Accept
+                } else {
+                    Clock::Handle
+                },
+                warn,
+                fire_at,
+                clock_due_at,
+            });
+        }
+        Ok(due)
     }
 
     pub async fn mark_fired(&mut self, id: i64, outcome: &str, now: DateTime<Utc>) -> Result<()> {

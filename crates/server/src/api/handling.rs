@@ -173,6 +173,7 @@ pub(crate) async fn verify(
     who.require_role(&[
         crate::auth::Role::GridWorker,
         crate::auth::Role::UnitStaff,
+        crate::auth::Role::Dispatcher,
         crate::auth::Role::Admin,
     ])?;
     who.require_acts_for(&unit)?;

@@ -14,6 +14,9 @@ use crate::error::{ApiError, ApiResult};
 
 const BATCH: i64 = 500;
 
+/// How long the relay gathers commits after a wake-up before publishing.
+const COALESCE: Duration = Duration::from_millis(3);
+
 #[derive(Clone)]
 pub struct Relay {
     pub store: store::Store,
@@ -85,7 +88,11 @@ impl Relay {
             }
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                () = self.wake.relay.notified() => {}
+                () = self.wake.relay.notified() => {
+                    // a wake-up comes with every commit: a moment's wait lets one batch carry
+                    // the rows of many commits instead of one commit per row
+                    tokio::time::sleep(COALESCE).await;
+                }
                 () = tokio::time::sleep(self.poll) => {}
             }
         }

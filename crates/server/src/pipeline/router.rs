@@ -21,6 +21,9 @@ use crate::error::{ApiError, ApiResult};
 
 pub const GROUP: &str = "router";
 
+/// Cases routed at once by one router.
+const CONCURRENCY: usize = 16;
+
 #[derive(Clone)]
 pub struct Router {
     pub store: store::Store,
@@ -151,6 +154,16 @@ impl Router {
         }
     }
 
+    /// Routes a batch with several cases in flight at once: each case is its own transaction
+    /// on its own row, so they do not wait on each other, and one slow case does not hold up
+    /// the rest.
+    async fn handle_all(&self, entries: &[Entry]) {
+        use futures::StreamExt as _;
+        futures::stream::iter(entries)
+            .for_each_concurrent(CONCURRENCY, |e| self.handle(e))
+            .await;
+    }
+
     async fn keys(&self) -> Vec<String> {
         match self.store.counties().await {
             Ok(c) => c.iter().map(|c| self.queue.intake_key(c)).collect(),
@@ -168,14 +181,20 @@ impl Router {
         let mut refreshed: Option<Instant> = None;
         let mut last_claim = Instant::now();
         while !shutdown.is_cancelled() {
-            if refreshed.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
+            // new counties are looked for every few seconds, and often while there are none
+            let every = if keys.is_empty() {
+                Duration::from_millis(250)
+            } else {
+                Duration::from_secs(5)
+            };
+            if refreshed.is_none_or(|t| t.elapsed() > every) {
                 keys = self.keys().await;
                 refreshed = Some(Instant::now());
             }
             if keys.is_empty() {
                 tokio::select! {
                     () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                    () = tokio::time::sleep(Duration::from_millis(250)) => continue,
                 }
             }
             if conn.is_none() {
@@ -198,11 +217,7 @@ impl Router {
                         .autoclaim(key, GROUP, &self.consumer, self.min_idle, 100)
                         .await
                     {
-                        Ok(entries) => {
-                            for e in &entries {
-                                self.handle(e).await;
-                            }
-                        }
+                        Ok(entries) => self.handle_all(&entries).await,
                         Err(e) => warn!(error = %e, "claiming stuck intake entries failed"),
                     }
                 }
@@ -214,11 +229,7 @@ impl Router {
                 .read_group(c, &keys, GROUP, &self.consumer, 100, block)
                 .await
             {
-                Ok(entries) => {
-                    for e in &entries {
-                        self.handle(e).await;
-                    }
-                }
+                Ok(entries) => self.handle_all(&entries).await,
                 Err(e) => {
                     warn!(error = %e, "reading intake failed");
                     conn = None;
