@@ -67,6 +67,7 @@ CREATE INDEX cases_grid_reported ON cases (grid_code text_pattern_ops, reported_
 CREATE INDEX cases_reporter ON cases (reported_by, reported_at DESC, case_id DESC);
 CREATE INDEX cases_holder ON cases (holder_unit) WHERE holder_unit IS NOT NULL;
 CREATE INDEX cases_status ON cases (county_code, status);
+CREATE INDEX cases_waiting ON cases (reported_at) WHERE status = 'REPORTED';
 
 -- Case numbers: one sequence per county, `case_seq_<county>`, created with the county's first
 -- report (see store::cases). A sequence hands out numbers without a lock that concurrent

@@ -371,7 +371,7 @@ def build() -> dict:
 # Validation: the same invariants a loader relies on, so a bad edit fails here, not at load.
 # --------------------------------------------------------------------------------------------
 
-DEPT_RE = re.compile(r"^(\d{6})-([A-Z0-9]{2,8})$")
+DEPT_RE = re.compile(r"^(\d{6})-([A-Z0-9]{2,10})$")
 # kind -> (code length, parent kind)
 HIERARCHY = {"CITY": (4, None), "COUNTY": (6, "CITY"), "TOWNSHIP": (9, "COUNTY"),
              "COMMUNITY": (12, "TOWNSHIP"), "GRID": (15, "COMMUNITY")}

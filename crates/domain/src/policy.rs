@@ -235,7 +235,8 @@ impl Policy {
 
     /// The accept and handle limits of a case at `tier`. Each is looked up on its own, most
     /// specific first: a category+severity rule, a category rule (a sub-category's before its
-    /// parent's), a severity rule, the category's own limits, then the tier's default rule.
+    /// parent's), a severity rule, then the category's own limits (every category has them;
+    /// the tier's default rule is for callers without a category, see [`Policy::tier_default`]).
     #[must_use]
     pub fn limits(&self, category: &Category, severity: Severity, tier: Tier) -> Limits {
         let lineage = category.code.lineage();

@@ -33,9 +33,12 @@ pub struct BenchArgs {
     /// Extra idle WatchQueue streams held open during the run (memory under many consoles).
     #[arg(long, default_value_t = 0)]
     pub watchers: usize,
-    /// Synthetic deadlines armed at the start, due across the run (timer lateness).
+    /// Synthetic deadlines armed at the start (timer lateness with many armed).
     #[arg(long, default_value_t = 0)]
     pub deadlines: usize,
+    /// Seconds over which the armed deadlines fall due (the ones due during the run fire).
+    #[arg(long, default_value_t = 3600)]
+    pub deadline_spread: u64,
     /// gridd's process id, for its CPU time and peak memory.
     #[arg(long)]
     pub gridd_pid: Option<u32>,
@@ -48,10 +51,16 @@ pub struct BenchArgs {
         default_value = "redis://127.0.0.1:6379"
     )]
     pub redis_url: String,
+    /// Concurrency of the baselines (32: where this machine's Postgres peaks).
+    #[arg(long, default_value_t = 32)]
+    pub baseline_concurrency: usize,
     /// Seconds for each baseline.
     #[arg(long, default_value_t = 10)]
     pub baseline_secs: u64,
 }
+
+/// Idle console streams carried by one connection.
+const WATCHERS_PER_CONNECTION: usize = 100;
 
 /// Cases one console takes through the stages at once.
 const HANDLERS_PER_CONSOLE: usize = 4;
@@ -129,7 +138,7 @@ fn code_name(s: &tonic::Status) -> String {
     format!("{:?}", s.code())
 }
 
-pub async fn run(conn: &Conn, args: BenchArgs) -> anyhow::Result<()> {
+pub async fn run(conn: &Conn, server: &str, args: BenchArgs) -> anyhow::Result<()> {
     println!(
         "== gridctl bench: {} s, {}",
         args.duration,
@@ -139,6 +148,9 @@ pub async fn run(conn: &Conn, args: BenchArgs) -> anyhow::Result<()> {
             format!("closed loop at concurrency {}", args.concurrency)
         }
     );
+    // the baselines first, on a quiet machine
+    let pg = baseline_postgres(&args).await?;
+    let rd = baseline_redis(&args).await?;
     load_seed(conn, domain::seed::SAMPLE).await?;
     let seed = domain::seed::parse(domain::seed::SAMPLE)?;
     let grids: Vec<String> = seed
@@ -153,11 +165,11 @@ pub async fn run(conn: &Conn, args: BenchArgs) -> anyhow::Result<()> {
         .filter(|u| u.kind == domain::UnitKind::Community)
         .map(|u| u.code.to_string())
         .collect();
-    let consoles = args.consoles.min(communities.len()).max(1);
+    let consoles = args.consoles.min(communities.len());
     // reports come only from grids whose community has a console
     let active: Vec<String> = grids
         .iter()
-        .filter(|g| communities[..consoles].contains(&g[..12].to_owned()))
+        .filter(|g| consoles == 0 || communities[..consoles].contains(&g[..12].to_owned()))
         .cloned()
         .collect();
     let shared = Arc::new(Shared {
@@ -299,8 +311,15 @@ pub async fn run(conn: &Conn, args: BenchArgs) -> anyhow::Result<()> {
     }
     // idle watchers: memory under many open consoles
     let mut idle = Vec::new();
+    let mut idle_conn = None;
     for i in 0..args.watchers {
-        let unit = &grids[i % grids.len()][..12];
+        if i % WATCHERS_PER_CONNECTION == 0 {
+            idle_conn = Some(conn.another(server).await?);
+        }
+        let conn = idle_conn.as_ref().expect("opened above");
+        // quiet units (grids hold no queue items): what is measured is the cost of holding a
+        // console's stream open, not of feeding it
+        let unit = grids[grids.len() - 1 - i % grids.len()].as_str();
         let s = conn
             .escalation(conn.auth_as(Role::UnitStaff, unit, "bench-idle")?)
             .watch_queue(v1::WatchQueueRequest {
@@ -398,7 +417,7 @@ pub async fn run(conn: &Conn, args: BenchArgs) -> anyhow::Result<()> {
             )
             .bind(case_id)
             .bind(format!("bench:{bench_run}"))
-            .bind((args.duration as f64 - 2.0).max(1.0))
+            .bind(args.deadline_spread.max(1) as f64)
             .bind(i64::try_from(args.deadlines).unwrap_or(0))
             .execute(&pool)
             .await?;
@@ -477,12 +496,10 @@ pub async fn run(conn: &Conn, args: BenchArgs) -> anyhow::Result<()> {
     }
     drop(s);
 
-    // baselines on this machine, at the same concurrency
-    let pg = baseline_postgres(&args).await?;
-    let rd = baseline_redis(&args).await?;
+    // baselines on this machine
     println!(
         "\n-- this machine's baselines (concurrency {})",
-        args.concurrency
+        args.baseline_concurrency
     );
     println!("  Postgres single-row INSERT (jsonb, uuid key, synchronous_commit on)  {pg:.0} tx/s");
     println!(
@@ -531,12 +548,13 @@ async fn warm_up(conn: &Conn, grid: &str, shared: &Shared) -> anyhow::Result<()>
             .into_inner()
             .case
             .context("no case")?;
-        if c.status() == v1::CaseStatus::Closed {
+        // routed is enough to know every role is up (with no consoles nothing closes it)
+        if c.status() != v1::CaseStatus::Reported {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    bail!("the warm-up case did not close within 15 s: is every role running?")
+    bail!("the warm-up case was not routed within 15 s: is every role running?")
 }
 
 async fn baseline_postgres(args: &BenchArgs) -> anyhow::Result<f64> {
@@ -557,7 +575,7 @@ async fn baseline_postgres(args: &BenchArgs) -> anyhow::Result<f64> {
         .await?;
     let url = format!("{}/{db}", admin_url.rsplit_once('/').map_or("", |x| x.0));
     let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(u32::try_from(args.concurrency).unwrap_or(32))
+        .max_connections(u32::try_from(args.baseline_concurrency).unwrap_or(32))
         .connect(&url)
         .await?;
     sqlx::query("CREATE TABLE reports (id uuid PRIMARY KEY, payload jsonb NOT NULL)")
@@ -571,7 +589,7 @@ async fn baseline_postgres(args: &BenchArgs) -> anyhow::Result<f64> {
     let started = Instant::now();
     let window = Duration::from_secs(args.baseline_secs);
     let mut tasks = Vec::new();
-    for _ in 0..args.concurrency {
+    for _ in 0..args.baseline_concurrency {
         let pool = pool.clone();
         let payload = payload.clone();
         tasks.push(tokio::spawn(async move {
@@ -621,7 +639,7 @@ async fn baseline_redis(args: &BenchArgs) -> anyhow::Result<(f64, f64)> {
     let window = Duration::from_secs(args.baseline_secs);
     let payload = "x".repeat(480);
     let mut producers = Vec::new();
-    for _ in 0..args.concurrency {
+    for _ in 0..args.baseline_concurrency {
         let mut c = client.get_multiplexed_async_connection().await?;
         let key = key.clone();
         let payload = payload.clone();

@@ -2,6 +2,7 @@
 //! report events, list units, and run the demo pipeline.
 
 mod bench;
+mod deadletters;
 mod demo;
 
 use std::path::PathBuf;
@@ -83,6 +84,8 @@ enum Command {
     },
     /// Load the whole pipeline and print throughput, latencies and this machine's baselines.
     Bench(bench::BenchArgs),
+    /// List the router's dead letters of a county, or re-drive them.
+    DeadLetters(deadletters::DeadLetterArgs),
     /// Wait until gridd answers its health check (up to --wait seconds).
     Health {
         #[arg(long, default_value_t = 30)]
@@ -114,6 +117,13 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
+    /// Another connection to the same server with the same credentials: a console per
+    /// connection, as real consoles have (one HTTP/2 connection carries a bounded number of
+    /// concurrent streams).
+    pub(crate) async fn another(&self, server: &str) -> anyhow::Result<Conn> {
+        Conn::open(server, self.token.clone()).await
+    }
+
     async fn open(server: &str, token: Option<String>) -> anyhow::Result<Conn> {
         let channel = Endpoint::from_shared(server.to_owned())
             .context("parsing --server")?
@@ -371,8 +381,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench(args) => {
             let conn = Conn::open(&cli.server, cli.token).await?;
-            bench::run(&conn, args).await?;
+            bench::run(&conn, &cli.server, args).await?;
         }
+        Command::DeadLetters(args) => deadletters::run(args).await?,
         Command::Demo => {
             let conn = Conn::open(&cli.server, cli.token).await?;
             demo::run(&conn).await?;

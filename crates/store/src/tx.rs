@@ -464,6 +464,23 @@ impl Store {
         .await?)
     }
 
+    /// Cases still REPORTED that were filed before `before` (oldest first).
+    pub async fn reported_before(
+        &self,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<(Uuid, String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT case_id, county_code, version FROM cases
+              WHERE status = 'REPORTED' AND reported_at < $1
+              ORDER BY reported_at LIMIT $2",
+        )
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Every unit code, for the in-memory registry.
     pub async fn unit_codes(&self) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar("SELECT code FROM units")

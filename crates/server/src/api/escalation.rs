@@ -109,8 +109,9 @@ impl Ctx {
         unit: UnitCode,
         tx: tokio::sync::mpsc::Sender<Result<v1::QueueItem, Status>>,
     ) -> ApiResult<()> {
-        let county = unit.county().map(|c| c.to_string()).unwrap_or_default();
-        let key = self.queue.inbox_key(&county, unit.as_str());
+        let key = self
+            .queue
+            .inbox_key(&crate::pipeline::inbox_tag(&unit), unit.as_str());
         // The stream position is taken before the snapshot, so nothing published in between
         // is missed (it may be seen twice; items carry the case version).
         let mut last = self

@@ -208,13 +208,8 @@ impl Plan {
     pub fn push(&mut self, event: Event) -> Result<(), TransitionError> {
         let next = self.state.apply(&event, self.now)?;
         for item in inbox_items(&self.state, &next, &event) {
-            self.outbox.push(inbox_msg(
-                &self.county,
-                self.case_id,
-                next.version,
-                &item.unit,
-                item.kind,
-            ));
+            self.outbox
+                .push(inbox_msg(self.case_id, next.version, &item.unit, item.kind));
         }
         self.state = next;
         self.events.push(event);
@@ -238,17 +233,19 @@ impl Plan {
     }
 }
 
+/// The hash tag of a unit's inbox key: its county, or its own code above the county level
+/// (a city's command centre), so that publisher and consoles always agree on the key.
+#[must_use]
+pub fn inbox_tag(unit: &UnitCode) -> String {
+    unit.county()
+        .map_or_else(|| unit.region().to_string(), |c| c.to_string())
+}
+
 /// An inbox item as the relay publishes it.
 #[must_use]
-pub fn inbox_msg(
-    county: &str,
-    case_id: uuid::Uuid,
-    version: u64,
-    unit: &UnitCode,
-    kind: ItemKind,
-) -> OutboxMsg {
+pub fn inbox_msg(case_id: uuid::Uuid, version: u64, unit: &UnitCode, kind: ItemKind) -> OutboxMsg {
     OutboxMsg {
-        stream: store::inbox_stream(county, unit.as_str()),
+        stream: store::inbox_stream(&inbox_tag(unit), unit.as_str()),
         payload: serde_json::json!({
             "kind": kind,
             "case_id": case_id,
@@ -297,5 +294,23 @@ pub fn clock_running(s: &CaseState, unit: &UnitCode, clock: Clock, due: DateTime
                 && s.handle_due_at == Some(due)
                 && !s.overdue
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inbox_keys_are_tagged_by_county_or_own_code_above_it() {
+        let u = |c: &str| UnitCode::parse(c).unwrap();
+        assert_eq!(inbox_tag(&u("360102001001")), "360102");
+        assert_eq!(inbox_tag(&u("360102-CGJ")), "360102");
+        assert_eq!(inbox_tag(&u("360102")), "360102");
+        // a city's command centre has no county: its own code keeps publisher and console
+        // on the same key
+        assert_eq!(inbox_tag(&u("3601")), "3601");
+        let m = inbox_msg(uuid::Uuid::nil(), 3, &u("3601"), ItemKind::ToAccept);
+        assert_eq!(m.stream, "inbox/3601/3601");
     }
 }

@@ -16,6 +16,9 @@ use crate::error::{ApiError, ApiResult};
 
 const PAGE: i64 = 1000;
 
+/// A case still REPORTED this long after it was filed has lost its intake entry.
+const STALE: chrono::Duration = chrono::Duration::seconds(60);
+
 #[derive(Clone)]
 pub struct Reconciler {
     pub store: store::Store,
@@ -28,7 +31,9 @@ fn unavailable(e: &queue::QueueError) -> ApiError {
 }
 
 impl Reconciler {
-    /// Rebuilds the queues if Redis lost them; answers whether it did.
+    /// Rebuilds the queues if Redis lost them; answers whether it did. Also hands cases that
+    /// have waited for the router too long (their intake entry lost or dead-lettered, e.g.
+    /// during a Postgres outage) to the router again; routing is idempotent.
     pub async fn check(&self) -> ApiResult<bool> {
         if self
             .queue
@@ -36,6 +41,7 @@ impl Reconciler {
             .await
             .map_err(|e| unavailable(&e))?
         {
+            self.resend_stale().await?;
             return Ok(false);
         }
         let (inbox, intake) = self.rebuild().await?;
@@ -57,7 +63,6 @@ impl Reconciler {
                     continue;
                 };
                 let msg = inbox_msg(
-                    &p.county,
                     p.case_id,
                     u64::try_from(p.version).unwrap_or(0),
                     &unit,
@@ -98,6 +103,33 @@ impl Reconciler {
                 .map_err(|e| unavailable(&e))?;
         }
         Ok((inbox, intake))
+    }
+
+    async fn resend_stale(&self) -> ApiResult<()> {
+        let before = chrono::Utc::now() - STALE;
+        let stale = self.store.reported_before(before, PAGE).await?;
+        if stale.is_empty() {
+            return Ok(());
+        }
+        let entries: Vec<(String, String)> = stale
+            .iter()
+            .map(|(id, county, version)| {
+                (
+                    self.queue.intake_key(county),
+                    serde_json::json!({"case_id": id, "version": version, "county": county})
+                        .to_string(),
+                )
+            })
+            .collect();
+        self.queue
+            .publish(&entries)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        warn!(
+            cases = entries.len(),
+            "cases waiting for the router too long were sent again"
+        );
+        Ok(())
     }
 
     pub async fn run(self, shutdown: CancellationToken) {
