@@ -793,9 +793,10 @@ async fn scripted_day(a: &TestServer, b: &TestServer) -> Vec<Vec<String>> {
         .unwrap();
     // the idle case escalates to the top and is flagged; both replicas' timers are running
     for _ in 0..4 {
+        // counted before the clock moves: the escalation may land at once
+        let before = a.get_case(&idle).await.events.len();
         a.advance(chrono::Duration::days(40));
         b.wake.timers.notify_one();
-        let before = a.get_case(&idle).await.events.len();
         a.eventually(10, "the next escalation", || async {
             a.get_case(&idle).await.events.len() > before
         })

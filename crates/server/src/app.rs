@@ -232,15 +232,16 @@ pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
     };
     let addr = listener.local_addr()?;
     let ctx = Ctx {
-        store: opts.store,
+        store: opts.store.clone(),
         queue: opts.queue,
-        clock: opts.clock,
+        clock: opts.clock.clone(),
         limits: Arc::new(Limits {
             max_sync_batch: opts.max_sync_batch,
         }),
         directory: directory.clone(),
         wake: wake.clone(),
         shutdown: shutdown.clone(),
+        reports: crate::batcher::Batcher::start(&opts.store, &opts.clock, 4),
     };
     let (health, health_service) = tonic_health::server::health_reporter();
     health

@@ -50,6 +50,13 @@ impl From<StoreError> for ApiError {
             StoreError::Unavailable(inner) => ApiError::Unavailable(inner.to_string()),
             StoreError::Corrupt(what) => ApiError::Internal(what),
             StoreError::Db(inner) => ApiError::Internal(inner.to_string()),
+            StoreError::Batch(inner) => match &*inner {
+                StoreError::Unavailable(e) => ApiError::Unavailable(e.to_string()),
+                StoreError::Invalid { field, reason } => {
+                    ApiError::invalid(field.clone(), reason.clone())
+                }
+                other => ApiError::Internal(other.to_string()),
+            },
         }
     }
 }

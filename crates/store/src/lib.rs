@@ -9,11 +9,13 @@ use std::time::Duration;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
+mod batch;
 mod cases;
 mod registry;
 mod rows;
 mod tx;
 
+pub use batch::BatchItem;
 pub use cases::{Actor, ReportOutcome, inbox_stream, intake_stream};
 pub use registry::UnitFilter;
 pub use tx::{
@@ -38,6 +40,9 @@ pub enum StoreError {
     Unavailable(#[source] sqlx::Error),
     #[error("database error")]
     Db(#[source] sqlx::Error),
+    /// The group-committed batch this request was part of failed.
+    #[error("{0}")]
+    Batch(std::sync::Arc<StoreError>),
 }
 
 impl From<sqlx::Error> for StoreError {

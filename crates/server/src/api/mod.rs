@@ -30,6 +30,7 @@ pub struct Ctx {
     pub directory: Arc<Directory>,
     pub wake: Arc<Wake>,
     pub shutdown: tokio_util::sync::CancellationToken,
+    pub reports: crate::batcher::Batcher,
 }
 
 impl Ctx {

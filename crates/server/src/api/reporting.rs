@@ -80,14 +80,13 @@ impl Ctx {
         };
         let severity = report.severity.unwrap_or(category.default_severity);
         let outcome = self
-            .store
-            .report(
-                &report,
+            .reports
+            .submit(store::BatchItem {
+                report,
                 severity,
-                &who.actor(),
-                now,
-                crate::trace::current_carrier(),
-            )
+                actor: who.actor(),
+                trace: crate::trace::current_carrier(),
+            })
             .await?;
         if !outcome.replayed {
             // the intake row is committed: no need for the relay to wait for its next poll
