@@ -169,12 +169,13 @@ impl Env {
         None
     }
 
-    /// Due and warning instants of a clock of `limit` that starts now.
+    /// Due and warning instants of a clock of `limit` that starts now, at the microsecond
+    /// precision PostgreSQL keeps (see [`clock_running`]).
     #[must_use]
     pub fn start(&self, limit: TimeLimit) -> (DateTime<Utc>, DateTime<Utc>) {
         (
-            limit.due_at(self.calendar(), self.now),
-            limit.warn_at(self.calendar(), self.now, WARN_PERCENT),
+            micros(limit.due_at(self.calendar(), self.now)),
+            micros(limit.warn_at(self.calendar(), self.now, WARN_PERCENT)),
         )
     }
 }
@@ -266,9 +267,19 @@ pub fn redis_key(queue: &queue::Queue, stream: &str) -> Option<String> {
     }
 }
 
+/// `t` at microsecond precision: PostgreSQL's `timestamptz` keeps microseconds while the case
+/// state (JSON) keeps nanoseconds, so instants are compared at the coarser of the two.
+#[must_use]
+pub fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::SubsecRound as _;
+    t.trunc_subsecs(6)
+}
+
 /// Whether `unit`'s `clock` still runs with the due time a deadline was armed for.
 #[must_use]
 pub fn clock_running(s: &CaseState, unit: &UnitCode, clock: Clock, due: DateTime<Utc>) -> bool {
+    let due = micros(due);
+    let same = |t: Option<DateTime<Utc>>| t.map(micros) == Some(due);
     use domain::CaseStatus::{InProgress, PendingAccept};
     use domain::case::PartStatus;
     if let Some(p) = s.parts.iter().find(|p| &p.unit == unit) {
@@ -276,22 +287,22 @@ pub fn clock_running(s: &CaseState, unit: &UnitCode, clock: Clock, due: DateTime
             return false;
         }
         return match clock {
-            Clock::Accept => p.status == PartStatus::PendingAccept && p.accept_due_at == due,
-            Clock::Handle => p.status == PartStatus::Accepted && p.handle_due_at == Some(due),
+            Clock::Accept => p.status == PartStatus::PendingAccept && same(Some(p.accept_due_at)),
+            Clock::Handle => p.status == PartStatus::Accepted && same(p.handle_due_at),
         };
     }
     match clock {
         Clock::Accept => {
             s.status == PendingAccept
                 && s.holder.as_ref() == Some(unit)
-                && s.accept_due_at == Some(due)
+                && same(s.accept_due_at)
                 && !s.flagged
         }
         Clock::Handle => {
             s.status == InProgress
                 && s.holder.as_ref() == Some(unit)
                 && s.lead.as_ref() == Some(unit)
-                && s.handle_due_at == Some(due)
+                && same(s.handle_due_at)
                 && !s.overdue
         }
     }
@@ -300,6 +311,42 @@ pub fn clock_running(s: &CaseState, unit: &UnitCode, clock: Clock, due: DateTime
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_deadline_read_back_from_postgres_still_matches_its_clock() {
+        use chrono::TimeZone as _;
+        let grid = UnitCode::parse("360102001001001").unwrap();
+        let unit = UnitCode::parse("360102001001").unwrap();
+        let t0 = Utc.with_ymd_and_hms(2026, 11, 27, 1, 0, 0).unwrap();
+        // a natural-clock due time carries nanoseconds from the wall clock
+        let due = t0 + chrono::Duration::nanoseconds(60_000_000_123);
+        let s = CaseState::start(
+            &Event::Reported {
+                grid,
+                self_handled: false,
+            },
+            t0,
+        )
+        .unwrap()
+        .apply(
+            &Event::Routed {
+                unit: unit.clone(),
+                tier: Tier::Community,
+                accept_due_at: due,
+                reason: String::new(),
+            },
+            t0,
+        )
+        .unwrap();
+        // PostgreSQL gives it back truncated to microseconds
+        assert!(clock_running(&s, &unit, Clock::Accept, micros(due)));
+        assert!(!clock_running(
+            &s,
+            &unit,
+            Clock::Accept,
+            micros(due) + chrono::Duration::microseconds(1)
+        ));
+    }
 
     #[test]
     fn inbox_keys_are_tagged_by_county_or_own_code_above_it() {
