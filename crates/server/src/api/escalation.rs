@@ -49,6 +49,15 @@ pub(crate) fn acting(who: &Principal, unit: &str) -> ApiResult<UnitCode> {
     Ok(unit)
 }
 
+/// The two arguments every unit command starts with: the case, and the unit acting on it.
+pub(crate) fn case_and_unit(
+    who: &Principal,
+    case_id: &str,
+    unit_code: &str,
+) -> ApiResult<(uuid::Uuid, UnitCode)> {
+    Ok((parse_uuid(case_id, "case_id")?, acting(who, unit_code)?))
+}
+
 #[derive(Clone)]
 pub struct Escalation {
     ctx: Ctx,
@@ -59,10 +68,6 @@ impl Escalation {
     pub fn new(ctx: Ctx) -> Self {
         Self { ctx }
     }
-}
-
-fn case_reply(rec: &domain::record::CaseRecord) -> Option<v1::Case> {
-    Some(convert::case_to_wire(rec))
 }
 
 type QueueStream = Pin<Box<dyn Stream<Item = Result<v1::QueueItem, Status>> + Send>>;
@@ -202,8 +207,7 @@ impl v1::escalation_service_server::EscalationService for Escalation {
     ) -> Result<Response<v1::AcceptResponse>, Status> {
         let who = principal(&req)?;
         let r = req.into_inner();
-        let case_id = parse_uuid(&r.case_id, "case_id")?;
-        let unit = acting(&who, &r.unit_code)?;
+        let (case_id, unit) = case_and_unit(&who, &r.case_id, &r.unit_code)?;
         let rec = self
             .ctx
             .command(
@@ -225,7 +229,7 @@ impl v1::escalation_service_server::EscalationService for Escalation {
             .await?;
         info!(%case_id, unit = %r.unit_code, "accepted");
         Ok(Response::new(v1::AcceptResponse {
-            case: case_reply(&rec),
+            case: super::case_reply(&rec),
         }))
     }
 
@@ -235,8 +239,7 @@ impl v1::escalation_service_server::EscalationService for Escalation {
     ) -> Result<Response<v1::CallUpResponse>, Status> {
         let who = principal(&req)?;
         let r = req.into_inner();
-        let case_id = parse_uuid(&r.case_id, "case_id")?;
-        let unit = acting(&who, &r.unit_code)?;
+        let (case_id, unit) = case_and_unit(&who, &r.case_id, &r.unit_code)?;
         let reason = text_arg(&r.reason, "reason", 1000)?;
         let rec = self
             .ctx
@@ -264,7 +267,7 @@ impl v1::escalation_service_server::EscalationService for Escalation {
             .await?;
         info!(%case_id, unit = %r.unit_code, "called up");
         Ok(Response::new(v1::CallUpResponse {
-            case: case_reply(&rec),
+            case: super::case_reply(&rec),
         }))
     }
 
@@ -274,8 +277,7 @@ impl v1::escalation_service_server::EscalationService for Escalation {
     ) -> Result<Response<v1::ReturnResponse>, Status> {
         let who = principal(&req)?;
         let r = req.into_inner();
-        let case_id = parse_uuid(&r.case_id, "case_id")?;
-        let unit = acting(&who, &r.unit_code)?;
+        let (case_id, unit) = case_and_unit(&who, &r.case_id, &r.unit_code)?;
         let reason = text_arg(&r.reason, "reason", 1000)?;
         let rec = self
             .ctx
@@ -321,7 +323,7 @@ impl v1::escalation_service_server::EscalationService for Escalation {
             .await?;
         info!(%case_id, unit = %r.unit_code, "returned");
         Ok(Response::new(v1::ReturnResponse {
-            case: case_reply(&rec),
+            case: super::case_reply(&rec),
         }))
     }
 
@@ -331,8 +333,7 @@ impl v1::escalation_service_server::EscalationService for Escalation {
     ) -> Result<Response<v1::DispatchResponse>, Status> {
         let who = principal(&req)?;
         let r = req.into_inner();
-        let case_id = parse_uuid(&r.case_id, "case_id")?;
-        let unit = acting(&who, &r.unit_code)?;
+        let (case_id, unit) = case_and_unit(&who, &r.case_id, &r.unit_code)?;
         let lead = unit_arg(&r.lead_unit, "lead_unit")?;
         let assisting = r
             .assisting_units
@@ -391,7 +392,7 @@ impl v1::escalation_service_server::EscalationService for Escalation {
             .await?;
         debug!(%case_id, lead = %r.lead_unit, assisting = r.assisting_units.len(), "dispatched");
         Ok(Response::new(v1::DispatchResponse {
-            case: case_reply(&rec),
+            case: super::case_reply(&rec),
         }))
     }
 }

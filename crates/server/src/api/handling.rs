@@ -6,7 +6,7 @@ use proto::v1;
 use tonic::{Request, Response, Status};
 use tracing::info;
 
-use super::escalation::{acting, text_arg};
+use super::escalation::{case_and_unit, text_arg};
 use super::{Ctx, parse_uuid};
 use crate::auth::principal;
 use crate::error::{ApiError, ApiResult};
@@ -23,10 +23,6 @@ impl Handling {
     }
 }
 
-fn reply(rec: &domain::record::CaseRecord) -> Option<v1::Case> {
-    Some(convert::case_to_wire(rec))
-}
-
 #[tonic::async_trait]
 impl v1::handling_service_server::HandlingService for Handling {
     async fn submit_result(
@@ -35,8 +31,7 @@ impl v1::handling_service_server::HandlingService for Handling {
     ) -> Result<Response<v1::SubmitResultResponse>, Status> {
         let who = principal(&req)?;
         let r = req.into_inner();
-        let case_id = parse_uuid(&r.case_id, "case_id")?;
-        let unit = acting(&who, &r.unit_code)?;
+        let (case_id, unit) = case_and_unit(&who, &r.case_id, &r.unit_code)?;
         let note = text_arg(&r.note, "note", 4000)?;
         let rec = self
             .ctx
@@ -64,7 +59,7 @@ impl v1::handling_service_server::HandlingService for Handling {
             .await?;
         info!(%case_id, unit = %r.unit_code, "result submitted");
         Ok(Response::new(v1::SubmitResultResponse {
-            case: reply(&rec),
+            case: super::case_reply(&rec),
         }))
     }
 
@@ -74,8 +69,7 @@ impl v1::handling_service_server::HandlingService for Handling {
     ) -> Result<Response<v1::RequestExtensionResponse>, Status> {
         let who = principal(&req)?;
         let r = req.into_inner();
-        let case_id = parse_uuid(&r.case_id, "case_id")?;
-        let unit = acting(&who, &r.unit_code)?;
+        let (case_id, unit) = case_and_unit(&who, &r.case_id, &r.unit_code)?;
         let reason = text_arg(&r.reason, "reason", 1000)?;
         let until = convert::opt_time(r.until.as_ref(), "until")
             .map_err(|v| ApiError::Invalid(vec![v]))?
@@ -111,7 +105,7 @@ impl v1::handling_service_server::HandlingService for Handling {
             )
             .await?;
         Ok(Response::new(v1::RequestExtensionResponse {
-            case: reply(&rec),
+            case: super::case_reply(&rec),
         }))
     }
 
@@ -121,8 +115,7 @@ impl v1::handling_service_server::HandlingService for Handling {
     ) -> Result<Response<v1::DecideExtensionResponse>, Status> {
         let who = principal(&req)?;
         let r = req.into_inner();
-        let case_id = parse_uuid(&r.case_id, "case_id")?;
-        let unit = acting(&who, &r.unit_code)?;
+        let (case_id, unit) = case_and_unit(&who, &r.case_id, &r.unit_code)?;
         let note = r.note.trim().to_owned();
         let approved = r.approved;
         let rec = self
@@ -149,7 +142,7 @@ impl v1::handling_service_server::HandlingService for Handling {
             )
             .await?;
         Ok(Response::new(v1::DecideExtensionResponse {
-            case: reply(&rec),
+            case: super::case_reply(&rec),
         }))
     }
 }

@@ -116,6 +116,11 @@ pub fn page_size(n: u32) -> Result<u32, ApiError> {
     }
 }
 
+/// A command's reply: the case as it is after the commit.
+pub(crate) fn case_reply(rec: &CaseRecord) -> Option<proto::v1::Case> {
+    Some(proto::convert::case_to_wire(rec))
+}
+
 pub fn parse_uuid(s: &str, field: &str) -> Result<uuid::Uuid, ApiError> {
     if s.is_empty() {
         return Err(ApiError::invalid(field, "required"));

@@ -72,6 +72,8 @@ impl v1::routing_service_server::RoutingService for Routing {
             .upsert_units(&units)
             .await
             .map_err(ApiError::from)?;
+        // this process sees its own registry change at once; others within the cache TTL
+        self.ctx.directory.invalidate().await;
         info!(units = units.len(), changed, "units upserted");
         Ok(Response::new(v1::UpsertUnitsResponse {
             changed: u32::try_from(changed).unwrap_or(u32::MAX),
@@ -151,6 +153,8 @@ impl v1::routing_service_server::RoutingService for Routing {
             .upsert_categories(&cats)
             .await
             .map_err(ApiError::from)?;
+        // this process sees its own registry change at once; others within the cache TTL
+        self.ctx.directory.invalidate().await;
         Ok(Response::new(v1::UpsertCategoriesResponse {
             changed: u32::try_from(changed).unwrap_or(u32::MAX),
         }))
@@ -179,6 +183,8 @@ impl v1::routing_service_server::RoutingService for Routing {
             .put_policy(&policy)
             .await
             .map_err(ApiError::from)?;
+        // this process sees its own registry change at once; others within the cache TTL
+        self.ctx.directory.invalidate().await;
         info!(county = %policy.county_code, version, "policy stored");
         Ok(Response::new(v1::PutPolicyResponse {
             policy: Some(convert::policy_to_wire(&policy, version, at)),

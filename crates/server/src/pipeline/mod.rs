@@ -182,7 +182,6 @@ impl Env {
 
 /// Events to append, and what follows from them.
 pub struct Plan {
-    pub county: String,
     pub case_id: uuid::Uuid,
     pub state: CaseState,
     pub events: Vec<Event>,
@@ -195,7 +194,6 @@ impl Plan {
     #[must_use]
     pub fn new(rec: &CaseRecord, now: DateTime<Utc>) -> Plan {
         Plan {
-            county: rec.county.to_string(),
             case_id: rec.case_id,
             state: rec.state.clone(),
             events: Vec::new(),
