@@ -1,6 +1,11 @@
 //! Test harness: a real gridd server on a free port of 127.0.0.1, over a fresh database that
 //! `#[sqlx::test]` creates (and drops) for each test, with the sample county seeded.
 
+pub mod cluster;
+pub mod invariants;
+pub mod load;
+pub mod proxy;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

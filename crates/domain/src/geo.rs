@@ -154,11 +154,21 @@ pub fn bd09_to_gcj02(p: LatLon) -> LatLon {
 /// CGCS2000 and WGS-84 differ by centimetres to decimetres, far below what consumer
 /// positioning or grid assignment can resolve, so CGCS2000 is taken as is.
 pub fn to_wgs84(crs: Crs, p: LatLon) -> LatLon {
-    match crs {
-        Crs::Wgs84 | Crs::Cgcs2000 => p,
+    let q = match crs {
+        Crs::Wgs84 | Crs::Cgcs2000 => return p,
         Crs::Gcj02 => gcj02_to_wgs84(p),
         Crs::Bd09 => gcj02_to_wgs84(bd09_to_gcj02(p)),
-    }
+    };
+    // the offsets can carry a point on the edge of the range just past it: keep the result a
+    // valid WGS-84 position (latitude clamped at the poles, longitude wrapped at ±180°)
+    let lon = if q.lon > 180.0 {
+        q.lon - 360.0
+    } else if q.lon < -180.0 {
+        q.lon + 360.0
+    } else {
+        q.lon
+    };
+    LatLon::new(q.lat.clamp(-90.0, 90.0), lon)
 }
 
 /// Great-circle distance in metres (haversine on a spherical Earth; error below 0.5 %).
@@ -306,6 +316,19 @@ mod tests {
             assert!(distance_m(to_wgs84(Crs::Gcj02, gcj), p) < 0.05);
             let bd = gcj02_to_bd09(gcj);
             assert!(distance_m(to_wgs84(Crs::Bd09, bd), p) < 0.5);
+        }
+    }
+
+    #[test]
+    fn converted_points_stay_in_range() {
+        for (lat, lon) in [(0.0, -180.0), (-90.0, 0.0), (90.0, 180.0), (0.0, 180.0)] {
+            for crs in [Crs::Gcj02, Crs::Bd09] {
+                let q = to_wgs84(crs, LatLon::new(lat, lon));
+                assert!(
+                    (-90.0..=90.0).contains(&q.lat) && (-180.0..=180.0).contains(&q.lon),
+                    "{q:?}"
+                );
+            }
         }
     }
 

@@ -52,6 +52,9 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    // Crash points for the fault suite, named in FAILPOINTS; absent from builds without the
+    // `failpoints` feature of gd-server.
+    let _failpoints = server::failpoint::setup();
     let mut cfg = Config::load(cli.config.as_deref()).context("loading configuration")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -142,7 +145,7 @@ async fn serve(cfg: Config, no_migrate: bool, roles: server::RoleSet) -> anyhow:
         listener,
         max_sync_batch: cfg.max_sync_batch,
         roles,
-        workers: server::WorkerOptions::default(),
+        workers: cfg.workers(),
     })
     .await
     .context("starting the server")?;

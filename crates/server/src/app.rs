@@ -259,6 +259,7 @@ pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
     let v = opts.verifier;
     let auth = move |req| v.intercept(req);
     let router = Server::builder()
+        .layer(crate::deadline::DeadlineLayer)
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))

@@ -45,11 +45,21 @@ impl Batcher {
                                 Err(_) => break,
                             }
                         }
+                        // a caller that went away (its deadline passed, its connection
+                        // dropped) is not written for: after an outage the queue holds many
+                        // abandoned attempts, and writing them first would make the retries
+                        // that replace them miss their deadlines too. The retry writes the
+                        // report; its key makes it one case whichever attempt lands.
+                        jobs.retain(|j| !j.reply.is_closed());
                         jobs
                     };
+                    if jobs.is_empty() {
+                        continue;
+                    }
                     let items: Vec<BatchItem> = jobs.iter().map(|j| j.item.clone()).collect();
                     let results = store.report_batch(&items, clock.now()).await;
                     debug!(reports = items.len(), "report batch committed");
+                    crate::failpoint::crash_point("report-after-commit");
                     for (job, result) in jobs.into_iter().zip(results) {
                         // a caller that went away no longer needs its answer
                         let _ = job.reply.send(result);
@@ -64,10 +74,13 @@ impl Batcher {
     pub async fn submit(&self, item: BatchItem) -> Result<ReportOutcome, StoreError> {
         let (reply, answer) = oneshot::channel();
         let closed = || StoreError::Corrupt("report writer stopped".into());
-        self.tx
-            .send(Job { item, reply })
-            .await
-            .map_err(|_| closed())?;
+        // a full queue sheds the report at once: the writers are behind (the database is slow
+        // or gone), and a caller retrying later with backoff does better than one waiting here
+        // past its deadline while holding its place
+        self.tx.try_send(Job { item, reply }).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => StoreError::Busy,
+            mpsc::error::TrySendError::Closed(_) => closed(),
+        })?;
         answer.await.map_err(|_| closed())?
     }
 }

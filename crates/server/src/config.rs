@@ -34,6 +34,14 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     /// `GRIDD_MAX_SYNC_BATCH`: most reports one `SyncReports` stream may send.
     pub max_sync_batch: usize,
+    /// `GRIDD_ROUTER_MIN_IDLE_MS`: how long an intake entry read by a consumer that went away
+    /// waits before another router claims it.
+    pub router_min_idle_ms: u64,
+    /// `GRIDD_MAX_DELIVERIES`: deliveries of one intake entry before it is dead-lettered.
+    pub max_deliveries: u64,
+    /// `GRIDD_RECONCILE_INTERVAL_MS`: how often the reconciler checks that Redis still holds
+    /// the queues.
+    pub reconcile_interval_ms: u64,
 }
 
 impl Default for Config {
@@ -51,6 +59,9 @@ impl Default for Config {
             log_format: "json".into(),
             shutdown_grace_secs: 20,
             max_sync_batch: 10_000,
+            router_min_idle_ms: 30_000,
+            max_deliveries: 5,
+            reconcile_interval_ms: 2_000,
         }
     }
 }
@@ -88,5 +99,16 @@ impl Config {
     #[must_use]
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    /// The background workers' settings this configuration names; the rest are defaults.
+    #[must_use]
+    pub fn workers(&self) -> crate::WorkerOptions {
+        crate::WorkerOptions {
+            router_min_idle: Duration::from_millis(self.router_min_idle_ms),
+            max_deliveries: self.max_deliveries,
+            reconcile_interval: Duration::from_millis(self.reconcile_interval_ms),
+            ..crate::WorkerOptions::default()
+        }
     }
 }

@@ -48,6 +48,9 @@ impl From<StoreError> for ApiError {
             ),
             StoreError::Invalid { field, reason } => ApiError::invalid(field, reason),
             StoreError::Unavailable(inner) => ApiError::Unavailable(inner.to_string()),
+            StoreError::Busy => {
+                ApiError::Unavailable("too many reports queued for the database".into())
+            }
             StoreError::Corrupt(what) => ApiError::Internal(what),
             StoreError::Db(inner) => ApiError::Internal(inner.to_string()),
             StoreError::Batch(inner) => match &*inner {

@@ -229,6 +229,16 @@ impl Store {
         }
         tx.commit().await?;
 
+        // every repeated key answered by one query: after an outage most of a batch can be
+        // retries, and a query per retry would keep the writer busy long after their callers
+        // gave up
+        let repeated: Vec<Uuid> = items
+            .iter()
+            .zip(&records)
+            .filter(|(_, (rec, _))| !fresh.contains(&rec.case_id))
+            .map(|(it, _)| it.report.idempotency_key)
+            .collect();
+        let stored = self.replay_many(&repeated).await?;
         let mut out = Vec::with_capacity(items.len());
         for ((it, (rec, _)), fp) in items.iter().zip(records).zip(&fingerprints) {
             if fresh.contains(&rec.case_id) {
@@ -236,9 +246,16 @@ impl Store {
                     case: rec,
                     replayed: false,
                 }));
-            } else {
-                out.push(self.replay(it.report.idempotency_key, fp).await);
+                continue;
             }
+            out.push(match stored.get(&it.report.idempotency_key) {
+                Some((f, case)) if f == fp => Ok(ReportOutcome {
+                    case: case.clone(),
+                    replayed: true,
+                }),
+                Some(_) => Err(StoreError::KeyReused),
+                None => Err(corrupt("idempotency_keys", "key without its case")),
+            });
         }
         Ok(out)
     }

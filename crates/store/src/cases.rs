@@ -7,7 +7,7 @@ use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::rows::{CASE_COLUMNS, CaseRow, EventRow, corrupt};
-use crate::{Result, Store, StoreError};
+use crate::{Result, Store};
 
 /// Who did something, for the event log and the audit trail.
 #[derive(Debug, Clone)]
@@ -48,23 +48,32 @@ pub fn inbox_stream(county: &str, unit: &str) -> String {
 }
 
 impl Store {
-    pub(crate) async fn replay(&self, key: Uuid, fingerprint: &[u8]) -> Result<ReportOutcome> {
-        let (stored, case_id): (Vec<u8>, Uuid) =
-            sqlx::query_as("SELECT fingerprint, case_id FROM idempotency_keys WHERE key = $1")
-                .bind(key)
-                .fetch_one(&self.pool)
-                .await?;
-        if stored != fingerprint {
-            return Err(StoreError::KeyReused);
+    /// The stored fingerprint and case of each of `keys` that exists.
+    pub(crate) async fn replay_many(
+        &self,
+        keys: &[Uuid],
+    ) -> Result<std::collections::HashMap<Uuid, (Vec<u8>, CaseRecord)>> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            key: Uuid,
+            fingerprint: Vec<u8>,
+            #[sqlx(flatten)]
+            case: CaseRow,
         }
-        let case = self
-            .get_case(case_id)
-            .await?
-            .ok_or_else(|| corrupt("idempotency_keys", "key without its case"))?;
-        Ok(ReportOutcome {
-            case,
-            replayed: true,
-        })
+        if keys.is_empty() {
+            return Ok(std::collections::HashMap::new());
+        }
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT k.key, k.fingerprint, c.* FROM idempotency_keys k
+               JOIN cases c ON c.case_id = k.case_id
+              WHERE k.key = ANY($1)",
+        )
+        .bind(keys)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| Ok((r.key, (r.fingerprint, CaseRecord::try_from(r.case)?))))
+            .collect()
     }
 
     pub async fn get_case(&self, case_id: Uuid) -> Result<Option<CaseRecord>> {

@@ -38,6 +38,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database unavailable")]
     Unavailable(#[source] sqlx::Error),
+    /// Too much work queued for the database already; retry later.
+    #[error("too many writes queued")]
+    Busy,
     #[error("database error")]
     Db(#[source] sqlx::Error),
     /// The group-committed batch this request was part of failed.
@@ -48,14 +51,19 @@ pub enum StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match &e {
+            // the connection or the server went away mid-conversation
             sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_) => StoreError::Unavailable(e),
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e),
+            // 08: connection exception; 53: insufficient resources (too many connections);
+            // 57P0x: the server shutting down, crashed or starting up
             sqlx::Error::Database(db)
-                if db
-                    .code()
-                    .is_some_and(|c| c.starts_with("08") || c == "57P01" || c == "57P03") =>
+                if db.code().is_some_and(|c| {
+                    c.starts_with("08") || c.starts_with("53") || c.starts_with("57P0")
+                }) =>
             {
                 StoreError::Unavailable(e)
             }

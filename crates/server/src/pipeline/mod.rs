@@ -265,6 +265,25 @@ pub fn redis_key(queue: &queue::Queue, stream: &str) -> Option<String> {
     }
 }
 
+/// The longest a background worker waits on one step (a batch, a firing, a routing): a
+/// connection stalled by the network cannot stall the worker beyond it. The step's
+/// transaction is dropped with it and rolls back.
+pub const STEP_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Runs one worker step within [`STEP_LIMIT`].
+pub async fn bounded<T>(
+    what: &str,
+    step: impl std::future::Future<Output = crate::error::ApiResult<T>>,
+) -> crate::error::ApiResult<T> {
+    tokio::time::timeout(STEP_LIMIT, step)
+        .await
+        .unwrap_or_else(|_| {
+            Err(crate::error::ApiError::Unavailable(format!(
+                "{what} took longer than {STEP_LIMIT:?}"
+            )))
+        })
+}
+
 /// `t` at microsecond precision: PostgreSQL's `timestamptz` keeps microseconds while the case
 /// state (JSON) keeps nanoseconds, so instants are compared at the coarser of the two.
 #[must_use]

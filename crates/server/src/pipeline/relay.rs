@@ -43,10 +43,12 @@ impl Relay {
                 }
             }
         }
+        crate::failpoint::crash_point("relay-before-publish");
         self.queue
             .publish(&entries)
             .await
             .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        crate::failpoint::crash_point("relay-after-publish");
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         tx.mark_published(&ids, Utc::now()).await?;
         tx.commit().await?;
@@ -58,7 +60,7 @@ impl Relay {
         let mut last_prune = std::time::Instant::now();
         let mut backoff = Duration::from_millis(50);
         loop {
-            let published = match self.publish_batch().await {
+            let published = match super::bounded("relay batch", self.publish_batch()).await {
                 Ok(n) => {
                     backoff = Duration::from_millis(50);
                     n

@@ -133,7 +133,11 @@ impl Router {
             return;
         }
         let result = match serde_json::from_str::<IntakeMsg>(&e.payload) {
-            Ok(m) => self.route(m.case_id).await.map(|_| ()),
+            Ok(m) => super::bounded("routing", self.route(m.case_id))
+                .await
+                .map(|_| {
+                    crate::failpoint::crash_point("router-after-commit");
+                }),
             Err(err) => Err(ApiError::Internal(format!("malformed intake entry: {err}"))),
         };
         match result {

@@ -178,10 +178,13 @@ impl Timers {
     pub async fn run(self, shutdown: CancellationToken) {
         info!("timer worker started");
         loop {
-            if let Err(e) = self.fire_due().await {
+            if let Err(e) = super::bounded("firing deadlines", self.fire_due()).await {
                 warn!(error = %e, "firing deadlines failed; retrying");
             }
-            let wait = match self.store.next_deadline().await {
+            let next = super::bounded("reading the next deadline", async {
+                Ok(self.store.next_deadline().await?)
+            });
+            let wait = match next.await {
                 Ok(Some(at)) => (at - self.clock.now())
                     .to_std()
                     .unwrap_or(Duration::ZERO)

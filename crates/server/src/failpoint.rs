@@ -1,0 +1,40 @@
+//! Named crash points for the fault suite, compiled in only with the `failpoints` feature.
+//!
+//! `FAILPOINTS="relay-after-publish=20*off->return"` lets the point pass twenty times, then kills
+//! the process there, as a power cut or `kill -9` would at that instant. Points:
+//!
+//! - `report-after-commit`: reports are in Postgres, their replies not yet sent;
+//! - `relay-before-publish`: outbox rows claimed, nothing published to Redis;
+//! - `relay-after-publish`: entries in Redis, their outbox rows not yet marked published;
+//! - `router-after-commit`: a case routed in Postgres, its intake entry not yet acknowledged.
+
+/// Reads `FAILPOINTS`; keep the answer alive for the life of the process.
+#[cfg(feature = "failpoints")]
+#[must_use]
+pub fn setup() -> fail::FailScenario<'static> {
+    fail::FailScenario::setup()
+}
+
+/// Without the feature there is nothing to set up.
+#[cfg(not(feature = "failpoints"))]
+#[must_use]
+pub fn setup() -> NoFailpoints {
+    NoFailpoints
+}
+
+/// What [`setup`] answers in a build without crash points.
+#[cfg(not(feature = "failpoints"))]
+#[derive(Debug)]
+pub struct NoFailpoints;
+
+/// Kills the process at `name` when `FAILPOINTS` says so; nothing otherwise.
+#[inline]
+pub fn crash_point(name: &'static str) {
+    #[cfg(feature = "failpoints")]
+    fail::fail_point!(name, |_| -> () {
+        eprintln!("failpoint {name}: aborting the process");
+        std::process::abort()
+    });
+    #[cfg(not(feature = "failpoints"))]
+    let _ = name;
+}

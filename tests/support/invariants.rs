@@ -1,0 +1,334 @@
+//! The invariant checker: reads Postgres and Redis after a fault scenario and reports every
+//! breach of DESIGN.md's invariants it can see, with the figures the scenario produced.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+
+/// What the checker found.
+#[derive(Debug, Default)]
+pub struct Findings {
+    pub cases: i64,
+    pub events: i64,
+    /// Acknowledged reports the phones hold.
+    pub acked: usize,
+    /// (1) acknowledged reports missing from Postgres, or answered with another case.
+    pub acked_missing: Vec<String>,
+    /// (2) keys with more than one case, and logical reports (titles) filed twice.
+    pub duplicate_cases: i64,
+    /// (6) cases whose event versions are not exactly 1..=version.
+    pub version_gaps: Vec<String>,
+    /// Cases whose events do not replay through the state machine to the stored status.
+    pub replay_errors: Vec<String>,
+    /// Cases the router gave to a unit more than once.
+    pub routed_twice: i64,
+    /// (5) deadlines that fired twice: escalated twice from one unit, warned twice for one clock.
+    pub fired_twice: i64,
+    /// (5) a unit both accepted a case and had it escalated away by its accept clock.
+    pub accepted_and_escalated: i64,
+    pub deadlines_fired: i64,
+    pub escalations: i64,
+    pub warnings: i64,
+    /// Cases still waiting for the router.
+    pub unrouted: i64,
+    /// Outbox rows never published.
+    pub unpublished: i64,
+    /// (4) pending-accept assignments with no entry in their unit's Redis inbox.
+    pub not_in_inbox: Vec<String>,
+    pub pending_accept: i64,
+    /// Entries in the dead-letter streams.
+    pub dead_letters: u64,
+}
+
+impl Findings {
+    /// The breaches, one line each; empty when every invariant holds.
+    pub fn breaches(&self) -> Vec<String> {
+        let mut b = Vec::new();
+        let mut list = |what: &str, v: &[String]| {
+            if !v.is_empty() {
+                b.push(format!(
+                    "{what}: {} (e.g. {:?})",
+                    v.len(),
+                    &v[..v.len().min(5)]
+                ));
+            }
+        };
+        list("acknowledged reports missing", &self.acked_missing);
+        list("event version gaps", &self.version_gaps);
+        list("events that do not replay", &self.replay_errors);
+        list("pending assignments not in their inbox", &self.not_in_inbox);
+        for (what, n) in [
+            ("duplicate cases", self.duplicate_cases),
+            ("cases routed twice", self.routed_twice),
+            ("deadlines fired twice", self.fired_twice),
+            (
+                "accepted and escalated from one unit",
+                self.accepted_and_escalated,
+            ),
+            ("cases never routed", self.unrouted),
+            ("outbox rows never published", self.unpublished),
+        ] {
+            if n != 0 {
+                b.push(format!("{what}: {n}"));
+            }
+        }
+        b
+    }
+
+    pub fn summary(&self) -> String {
+        format!(
+            "cases {}, events {}, acknowledged {} (missing {}), duplicates {}, version gaps {}, \
+             replay errors {}, routed twice {}, deadlines fired {} (twice {}), escalations {}, \
+             warnings {}, pending accept {} (not in inbox {}), unrouted {}, unpublished {}, \
+             dead letters {}",
+            self.cases,
+            self.events,
+            self.acked,
+            self.acked_missing.len(),
+            self.duplicate_cases,
+            self.version_gaps.len(),
+            self.replay_errors.len(),
+            self.routed_twice,
+            self.deadlines_fired,
+            self.fired_twice,
+            self.escalations,
+            self.warnings,
+            self.pending_accept,
+            self.not_in_inbox.len(),
+            self.unrouted,
+            self.unpublished,
+            self.dead_letters,
+        )
+    }
+
+    /// Panics with every breach.
+    pub fn assert_clean(&self) {
+        let b = self.breaches();
+        assert!(
+            b.is_empty(),
+            "invariants broken: {b:#?}\n{}",
+            self.summary()
+        );
+    }
+}
+
+async fn scalar(pool: &PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar::<_, i64>(sql)
+        .fetch_one(pool)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// Waits (up to `limit`) until the pipeline is quiet: every outbox row published and every
+/// case past the router. Answers how long it took.
+pub async fn settle(pool: &PgPool, limit: Duration) -> Duration {
+    let t = Instant::now();
+    while t.elapsed() < limit {
+        let busy = scalar(
+            pool,
+            "SELECT (SELECT count(*) FROM outbox WHERE published_at IS NULL)
+                  + (SELECT count(*) FROM cases WHERE status = 'REPORTED')",
+        )
+        .await;
+        if busy == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    t.elapsed()
+}
+
+/// Checks every invariant over the database behind `pool` and the Redis keys of `prefix`.
+/// `acked` holds the replies the clients got: idempotency key → case id.
+#[allow(clippy::too_many_lines)] // one query per invariant reads best in one place
+pub async fn check(
+    pool: &PgPool,
+    redis_url: &str,
+    prefix: &str,
+    acked: &HashMap<String, String>,
+) -> Findings {
+    let mut f = Findings {
+        cases: scalar(pool, "SELECT count(*) FROM cases").await,
+        events: scalar(pool, "SELECT count(*) FROM case_events").await,
+        acked: acked.len(),
+        ..Findings::default()
+    };
+
+    // 1. every acknowledged report is there, under the case its reply named
+    let keys: Vec<(uuid::Uuid, uuid::Uuid)> = sqlx::query_as(
+        "SELECT k.key, c.case_id FROM idempotency_keys k JOIN cases c USING (case_id)",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let stored: HashMap<String, String> = keys
+        .into_iter()
+        .map(|(k, c)| (k.to_string(), c.to_string()))
+        .collect();
+    for (key, case) in acked {
+        if stored.get(key) != Some(case) {
+            f.acked_missing.push(key.clone());
+        }
+    }
+
+    // 2. one key, one case; one logical report (unique title), one case
+    f.duplicate_cases = scalar(
+        pool,
+        "SELECT (SELECT count(*) FROM cases) - (SELECT count(DISTINCT case_id) FROM idempotency_keys)
+              + (SELECT count(*) FROM (SELECT title FROM cases GROUP BY title HAVING count(*) > 1) d)",
+    )
+    .await;
+
+    // 6. versions 1..=n without gaps, and the projection's version is the last event's
+    let gaps: Vec<(uuid::Uuid,)> = sqlx::query_as(
+        "SELECT c.case_id FROM cases c
+           JOIN (SELECT case_id, count(*) n, min(version) lo, max(version) hi
+                   FROM case_events GROUP BY case_id) e USING (case_id)
+          WHERE e.lo <> 1 OR e.hi <> e.n OR c.version <> e.hi
+         UNION ALL
+         SELECT c.case_id FROM cases c
+          WHERE NOT EXISTS (SELECT 1 FROM case_events e WHERE e.case_id = c.case_id)",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    f.version_gaps = gaps.into_iter().map(|(c,)| c.to_string()).collect();
+
+    // the events of each case replay through the state machine to its stored status
+    let rows: Vec<(
+        uuid::Uuid,
+        serde_json::Value,
+        chrono::DateTime<chrono::Utc>,
+        String,
+    )> = sqlx::query_as(
+        "SELECT e.case_id, e.data, e.recorded_at, c.status
+               FROM case_events e JOIN cases c USING (case_id)
+              ORDER BY e.case_id, e.version",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let mut current: Option<(uuid::Uuid, Option<domain::case::CaseState>, String)> = None;
+    let finish = |cur: Option<(uuid::Uuid, Option<domain::case::CaseState>, String)>,
+                  errors: &mut Vec<String>| {
+        if let Some((id, state, status)) = cur {
+            match state {
+                Some(s) if s.status.as_str() == status => {}
+                Some(s) => errors.push(format!("{id}: replays to {:?}, stored {status}", s.status)),
+                None => errors.push(format!("{id}: does not replay")),
+            }
+        }
+    };
+    for (id, data, at, status) in rows {
+        if current.as_ref().is_none_or(|(c, _, _)| *c != id) {
+            finish(current.take(), &mut f.replay_errors);
+            let state = serde_json::from_value::<domain::case::Event>(data)
+                .ok()
+                .and_then(|e| domain::case::CaseState::start(&e, at).ok());
+            current = Some((id, state, status));
+        } else if let Some((_, state, _)) = current.as_mut() {
+            *state = state.take().and_then(|s| {
+                let e = serde_json::from_value::<domain::case::Event>(data).ok()?;
+                s.apply(&e, at).ok()
+            });
+        }
+    }
+    finish(current.take(), &mut f.replay_errors);
+
+    f.routed_twice = scalar(
+        pool,
+        "SELECT count(*) FROM (SELECT case_id FROM case_events WHERE event_type = 'routed'
+                                GROUP BY case_id HAVING count(*) > 1) d",
+    )
+    .await;
+
+    // 5. each deadline at most once
+    f.fired_twice = scalar(
+        pool,
+        "SELECT (SELECT count(*) FROM (SELECT 1 FROM case_events WHERE event_type = 'escalated'
+                   GROUP BY case_id, data->>'from_unit' HAVING count(*) > 1) a)
+              + (SELECT count(*) FROM (SELECT 1 FROM case_events WHERE event_type = 'warned'
+                   GROUP BY case_id, data->>'unit', data->>'clock' HAVING count(*) > 1) w)",
+    )
+    .await;
+    f.accepted_and_escalated = scalar(
+        pool,
+        "SELECT count(*) FROM case_events a JOIN case_events e USING (case_id)
+          WHERE a.event_type = 'accepted' AND e.event_type = 'escalated'
+            AND a.data->>'unit' = e.data->>'from_unit'",
+    )
+    .await;
+    f.deadlines_fired = scalar(
+        pool,
+        "SELECT count(*) FROM deadlines WHERE fired_at IS NOT NULL",
+    )
+    .await;
+    f.escalations = scalar(
+        pool,
+        "SELECT count(*) FROM case_events WHERE event_type = 'escalated'",
+    )
+    .await;
+    f.warnings = scalar(
+        pool,
+        "SELECT count(*) FROM case_events WHERE event_type = 'warned'",
+    )
+    .await;
+    f.unrouted = scalar(pool, "SELECT count(*) FROM cases WHERE status = 'REPORTED'").await;
+    f.unpublished = scalar(
+        pool,
+        "SELECT count(*) FROM outbox WHERE published_at IS NULL",
+    )
+    .await;
+
+    // 4. every pending-accept assignment has reached its unit's inbox in Redis
+    let pending: Vec<(uuid::Uuid, String, String)> = sqlx::query_as(
+        "SELECT a.case_id, a.unit_code, c.county_code FROM assignments a JOIN cases c USING (case_id)
+          WHERE a.status = 'PENDING_ACCEPT'",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    f.pending_accept = i64::try_from(pending.len()).unwrap_or(i64::MAX);
+    let q = queue::Queue::connect(redis_url, prefix)
+        .await
+        .expect("Redis answers the checker");
+    let mut conn = redis::Client::open(redis_url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let mut inboxes: HashMap<String, HashSet<String>> = HashMap::new();
+    for (case_id, unit, county) in &pending {
+        let key = q.inbox_key(county, unit);
+        if !inboxes.contains_key(&key) {
+            let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+                .arg(&key)
+                .arg("-")
+                .arg("+")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            let cases = entries
+                .ids
+                .iter()
+                .filter_map(|e| e.get::<String>("data"))
+                .filter_map(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
+                .filter(|v| v["kind"] == "TO_ACCEPT")
+                .filter_map(|v| v["case_id"].as_str().map(str::to_owned))
+                .collect();
+            inboxes.insert(key.clone(), cases);
+        }
+        if !inboxes[&key].contains(&case_id.to_string()) {
+            f.not_in_inbox.push(format!("{case_id} -> {unit}"));
+        }
+    }
+    let counties: Vec<(String,)> = sqlx::query_as("SELECT DISTINCT county_code FROM cases")
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    for (county,) in counties {
+        f.dead_letters += q.len(&q.dead_key(&county)).await.unwrap_or(0);
+    }
+    f
+}

@@ -1,0 +1,352 @@
+//! Load for the fault suite: grid workers' phones reporting at a fixed rate and retrying with
+//! the same idempotency key until they get a reply, and unit consoles watching their queue and
+//! accepting what arrives. Everything they see is counted for the invariant checker.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use proto::v1;
+use server::auth::Role;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+use crate::{Bearer, TestServer, report};
+
+/// Lazily connected channels to every gridd address: a call to a dead process fails fast and
+/// the next attempt goes to the next address; a restarted process is reconnected by itself.
+pub fn channels(addrs: &[String]) -> Vec<Channel> {
+    addrs
+        .iter()
+        .map(|a| {
+            tonic::transport::Endpoint::from_shared(a.clone())
+                .unwrap()
+                .connect_timeout(Duration::from_millis(500))
+                .tcp_nodelay(true)
+                .connect_lazy()
+        })
+        .collect()
+}
+
+/// What the phones saw.
+#[derive(Default)]
+pub struct ReportStats {
+    /// Reports begun (each with its own key).
+    pub sent: AtomicU64,
+    /// Calls made, retries included.
+    pub attempts: AtomicU64,
+    /// Replies that said "replayed": a retry whose first attempt had committed.
+    pub replayed: AtomicU64,
+    /// Reports that never got a reply before the phones gave up.
+    pub gave_up: AtomicU64,
+    /// Acknowledged reports: key → case id.
+    pub acked: Mutex<HashMap<String, String>>,
+    /// Failed calls by gRPC code.
+    pub errors: Mutex<BTreeMap<String, u64>>,
+    /// A few messages of each error code, for the record.
+    pub samples: Mutex<BTreeMap<String, Vec<String>>>,
+    /// Errors a retry must never see (the same request cannot become invalid).
+    pub wrong: Mutex<Vec<String>>,
+    /// When each acknowledgement arrived, in milliseconds from `start`.
+    ack_at: Mutex<Vec<u64>>,
+    /// Longest single call.
+    pub longest_call: Mutex<Duration>,
+    start: Mutex<Option<Instant>>,
+}
+
+impl ReportStats {
+    pub fn acked(&self) -> HashMap<String, String> {
+        self.acked.lock().unwrap().clone()
+    }
+
+    /// The longest stretch without any acknowledgement between the first and the last.
+    pub fn longest_ack_gap(&self) -> Duration {
+        let mut at = self.ack_at.lock().unwrap().clone();
+        at.sort_unstable();
+        let gap = at.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+        Duration::from_millis(gap)
+    }
+
+    /// Acknowledgements received at or after `t`.
+    pub fn acked_since(&self, t: Instant) -> usize {
+        let Some(start) = *self.start.lock().unwrap() else {
+            return 0;
+        };
+        let from = u64::try_from(t.saturating_duration_since(start).as_millis()).unwrap_or(0);
+        self.ack_at
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|&&a| a >= from)
+            .count()
+    }
+
+    /// The first acknowledgement at or after `t`, as a delay from `t`.
+    pub fn first_ack_after(&self, t: Instant) -> Option<Duration> {
+        let start = (*self.start.lock().unwrap())?;
+        let from = u64::try_from(t.saturating_duration_since(start).as_millis()).unwrap_or(0);
+        let first = self
+            .ack_at
+            .lock()
+            .unwrap()
+            .iter()
+            .copied()
+            .filter(|&a| a >= from)
+            .min()?;
+        Some(Duration::from_millis(first - from))
+    }
+
+    pub fn errors(&self) -> BTreeMap<String, u64> {
+        self.errors.lock().unwrap().clone()
+    }
+
+    fn error(&self, s: &tonic::Status) {
+        let code = format!("{:?}", s.code());
+        let mut samples = self.samples.lock().unwrap();
+        let kept = samples.entry(code.clone()).or_default();
+        if kept.len() < 3 && !kept.iter().any(|m| m == s.message()) {
+            kept.push(s.message().to_owned());
+        }
+        *self.errors.lock().unwrap().entry(code).or_default() += 1;
+    }
+
+    pub fn summary(&self) -> String {
+        format!(
+            "reports sent {}, acknowledged {}, replayed on retry {}, gave up {}, calls {}, errors {:?}\n  error samples {:?}",
+            self.sent.load(Ordering::Relaxed),
+            self.acked.lock().unwrap().len(),
+            self.replayed.load(Ordering::Relaxed),
+            self.gave_up.load(Ordering::Relaxed),
+            self.attempts.load(Ordering::Relaxed),
+            self.errors(),
+            self.samples.lock().unwrap(),
+        )
+    }
+}
+
+/// How the phones report.
+#[derive(Clone)]
+pub struct ReportPlan {
+    pub rate: u32,
+    pub duration: Duration,
+    pub grids: Vec<String>,
+    pub category: String,
+    /// Deadline of each call (sent as `grpc-timeout`).
+    pub call_timeout: Duration,
+    /// How long after the load ends a phone keeps retrying an unanswered report.
+    pub retry_for: Duration,
+    /// Title prefix; each report's title is unique, so duplicates show in the database.
+    pub label: String,
+}
+
+/// A random fraction in [0, 1).
+fn jitter_fraction() -> f64 {
+    let r = uuid::Uuid::new_v4().as_u128() % 1_000_000;
+    r as f64 / 1_000_000.0
+}
+
+/// Whether a failed call may be retried with the same key: the outcome is unknown or the
+/// service is briefly unable to answer.
+fn retryable(code: tonic::Code) -> bool {
+    use tonic::Code::{
+        Aborted, Cancelled, DeadlineExceeded, Internal, ResourceExhausted, Unavailable, Unknown,
+    };
+    matches!(
+        code,
+        Unavailable
+            | DeadlineExceeded
+            | Cancelled
+            | Unknown
+            | Internal
+            | Aborted
+            | ResourceExhausted
+    )
+}
+
+/// Reports at `plan.rate` per second for `plan.duration`, then waits for every report to be
+/// answered or given up.
+pub async fn report_load(channels: Vec<Channel>, plan: ReportPlan, stats: Arc<ReportStats>) {
+    let start = Instant::now();
+    *stats.start.lock().unwrap() = Some(start);
+    let bearers: HashMap<String, Bearer> = plan
+        .grids
+        .iter()
+        .map(|g| (g.clone(), TestServer::bearer(Role::GridWorker, g)))
+        .collect();
+    let bearers = Arc::new(bearers);
+    let interval = Duration::from_secs_f64(1.0 / f64::from(plan.rate.max(1)));
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let give_up_at = start + plan.duration + plan.retry_for;
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut n: usize = 0;
+    while start.elapsed() < plan.duration {
+        ticker.tick().await;
+        let grid = plan.grids[n % plan.grids.len()].clone();
+        let body = report(&grid, &plan.category, &format!("{} {n}", plan.label));
+        let (channels, stats, bearers) = (channels.clone(), stats.clone(), bearers.clone());
+        let timeout = plan.call_timeout;
+        stats.sent.fetch_add(1, Ordering::Relaxed);
+        tasks.spawn(async move {
+            let bearer = bearers[&grid].clone();
+            let mut backoff = Duration::from_millis(200);
+            for attempt in 0usize.. {
+                let ch = channels[(n + attempt) % channels.len()].clone();
+                let mut client =
+                    v1::reporting_service_client::ReportingServiceClient::with_interceptor(
+                        ch,
+                        bearer.clone(),
+                    );
+                let mut req = tonic::Request::new(body.clone());
+                req.set_timeout(timeout);
+                stats.attempts.fetch_add(1, Ordering::Relaxed);
+                let t0 = Instant::now();
+                let res = client.report_event(req).await;
+                let took = t0.elapsed();
+                {
+                    let mut l = stats.longest_call.lock().unwrap();
+                    *l = (*l).max(took);
+                }
+                match res {
+                    Ok(r) => {
+                        let r = r.into_inner();
+                        if r.replayed {
+                            stats.replayed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        let case = r.case.map(|c| c.case_id).unwrap_or_default();
+                        stats
+                            .acked
+                            .lock()
+                            .unwrap()
+                            .insert(body.idempotency_key.clone(), case);
+                        let at = u64::try_from(start.elapsed().as_millis()).unwrap_or(0);
+                        stats.ack_at.lock().unwrap().push(at);
+                        return;
+                    }
+                    Err(s) => {
+                        stats.error(&s);
+                        if !retryable(s.code()) {
+                            stats.wrong.lock().unwrap().push(format!(
+                                "{:?}: {}",
+                                s.code(),
+                                s.message()
+                            ));
+                            return;
+                        }
+                    }
+                }
+                if Instant::now() > give_up_at {
+                    stats.gave_up.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                // exponential backoff with full jitter, as a phone app retries: a crowd of
+                // phones retrying in step would keep a recovering server down
+                tokio::time::sleep(backoff.mul_f64(jitter_fraction())).await;
+                backoff = (backoff * 2).min(Duration::from_secs(8));
+            }
+        });
+        n += 1;
+        // reap finished calls so the set does not grow with the run
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// What the consoles saw.
+#[derive(Default)]
+pub struct ConsoleStats {
+    pub items: AtomicU64,
+    pub accepted: AtomicU64,
+    /// Accepts refused because the case had moved on (accepted already, escalated): expected
+    /// after a redelivery or a snapshot repeat, and harmless.
+    pub refused: AtomicU64,
+    /// Accepts that failed for lack of service (retried through the next snapshot).
+    pub failed: AtomicU64,
+    pub reconnects: AtomicU64,
+}
+
+impl ConsoleStats {
+    pub fn summary(&self) -> String {
+        format!(
+            "console items {}, accepted {}, refused as stale {}, failed {}, reconnects {}",
+            self.items.load(Ordering::Relaxed),
+            self.accepted.load(Ordering::Relaxed),
+            self.refused.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+            self.reconnects.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// One console per unit: watch the queue, accept every case offered; reconnect on any break.
+pub fn consoles(
+    channels: &[Channel],
+    units: &[String],
+    stop: &CancellationToken,
+    stats: &Arc<ConsoleStats>,
+) -> tokio::task::JoinSet<()> {
+    let mut set = tokio::task::JoinSet::new();
+    for (i, unit) in units.iter().enumerate() {
+        let (channels, unit, stop, stats) =
+            (channels.to_vec(), unit.clone(), stop.clone(), stats.clone());
+        set.spawn(async move {
+            let bearer = TestServer::staff(&unit);
+            let mut round = i;
+            while !stop.is_cancelled() {
+                let ch = channels[round % channels.len()].clone();
+                round += 1;
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = watch_once(ch, &unit, bearer.clone(), &stats) => {}
+                }
+                stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
+            }
+        });
+    }
+    set
+}
+
+async fn watch_once(ch: Channel, unit: &str, bearer: Bearer, stats: &Arc<ConsoleStats>) {
+    let mut esc =
+        v1::escalation_service_client::EscalationServiceClient::with_interceptor(ch, bearer);
+    let Ok(stream) = esc
+        .watch_queue(v1::WatchQueueRequest {
+            unit_code: unit.to_owned(),
+        })
+        .await
+    else {
+        return;
+    };
+    let mut stream = stream.into_inner();
+    // a few accepts in flight at once, as a unit's staff work through their queue together
+    let mut accepts = tokio::task::JoinSet::new();
+    while let Ok(Some(item)) = stream.message().await {
+        if item.kind() != v1::QueueItemKind::ToAccept {
+            continue;
+        }
+        stats.items.fetch_add(1, Ordering::Relaxed);
+        while accepts.len() >= 8 {
+            accepts.join_next().await;
+        }
+        let (mut esc, stats, unit) = (esc.clone(), stats.clone(), unit.to_owned());
+        accepts.spawn(async move {
+            let mut req = tonic::Request::new(v1::AcceptRequest {
+                case_id: item.case_id.clone(),
+                unit_code: unit,
+                expected_version: 0,
+            });
+            req.set_timeout(Duration::from_secs(3));
+            match esc.accept(req).await {
+                Ok(_) => stats.accepted.fetch_add(1, Ordering::Relaxed),
+                Err(s) if retryable(s.code()) => stats.failed.fetch_add(1, Ordering::Relaxed),
+                Err(_) => stats.refused.fetch_add(1, Ordering::Relaxed),
+            };
+        });
+    }
+    while accepts.join_next().await.is_some() {}
+}

@@ -1,0 +1,745 @@
+//! The fault suite: gridd as real processes on a PostgreSQL cluster and a Redis server of the
+//! suite's own, under load from phones that retry with the same idempotency key and consoles
+//! that accept what arrives, while processes are killed, Redis restarts empty, Postgres
+//! crashes, the network misbehaves and crash points fire between commit and publish. After
+//! each scenario the invariant checker (`griddispatch_tests::invariants`) reads Postgres and
+//! Redis and every invariant must hold.
+//!
+//! Run by `./scripts/test` in a bounded form (`cargo test -p griddispatch-tests --test faults`);
+//! `./scripts/soak` runs the long form (`GD_SOAK_SECS`, default 30 minutes). Each scenario
+//! prints its figures.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use griddispatch_tests::cluster::{Gridd, GriddSpec, PrivatePg, PrivateRedis, Scratch};
+use griddispatch_tests::invariants::{self, Findings};
+use griddispatch_tests::load::{self, ConsoleStats, ReportPlan, ReportStats};
+use griddispatch_tests::proxy::{Fault, FaultProxy};
+use griddispatch_tests::seed_sample;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+/// Scenarios share the machine's two cores: one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Seconds of load per scenario (`GD_FAULT_SECS` scales the bounded form).
+fn secs(default: u64) -> Duration {
+    let scale = std::env::var("GD_FAULT_SCALE")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .unwrap_or(1.0);
+    Duration::from_secs_f64(default as f64 * scale)
+}
+
+/// A random duration in `lo..hi`.
+fn jitter(lo: Duration, hi: Duration) -> Duration {
+    let r = uuid::Uuid::new_v4().as_u128() % 1_000_000;
+    lo + (hi - lo).mul_f64(r as f64 / 1_000_000.0)
+}
+
+/// The sample county's grids, by community, in code order.
+fn communities() -> Vec<(String, Vec<String>)> {
+    let seed = domain::seed::parse(domain::seed::SAMPLE).unwrap();
+    let mut by: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for u in &seed.units {
+        if u.kind == domain::UnitKind::Grid {
+            let parent = u.parent_code.as_ref().unwrap().as_str().to_owned();
+            by.entry(parent)
+                .or_default()
+                .push(u.code.as_str().to_owned());
+        }
+    }
+    by.into_iter().collect()
+}
+
+/// Category whose accept clock at the community is one natural minute in these scenarios:
+/// reports of it that nobody accepts escalate (and warn) in real time.
+const IDLE_CATEGORY: &str = "0503";
+/// Category routed to the community with the county's ordinary limits.
+const BUSY_CATEGORY: &str = "0501";
+
+/// Postgres and Redis of the scenario's own, seeded, with gridd replicas on them.
+struct Rig {
+    pg: PrivatePg,
+    redis: PrivateRedis,
+    pool: PgPool,
+    prefix: String,
+    logs: Scratch,
+    gridds: Vec<Gridd>,
+    /// Grids whose communities have a console, and those communities.
+    busy_grids: Vec<String>,
+    busy_units: Vec<String>,
+    /// Grids of a community nobody watches.
+    idle_grids: Vec<String>,
+}
+
+impl Rig {
+    async fn new() -> Rig {
+        let pg = PrivatePg::start().await;
+        let redis = PrivateRedis::start().await;
+        let url = pg.url("griddispatch");
+        store::Store::create_database_if_missing(&url)
+            .await
+            .unwrap();
+        let store = store::Store::connect(&url, 4).await.unwrap();
+        store.migrate().await.unwrap();
+        seed_sample(&store).await;
+        let seed = domain::seed::parse(domain::seed::SAMPLE).unwrap();
+        let mut policy = seed.policies[0].clone();
+        policy.sla.push(domain::policy::SlaRule {
+            tier: domain::Tier::Community,
+            category: Some(domain::policy::CategoryCode::parse(IDLE_CATEGORY).unwrap()),
+            severity: None,
+            accept: Some(domain::calendar::TimeLimit::natural(1)),
+            handle: None,
+        });
+        store.put_policy(&policy).await.unwrap();
+        let pool = store.pool().clone();
+        let all = communities();
+        let busy = &all[..6];
+        Rig {
+            pg,
+            redis,
+            pool,
+            prefix: format!("gdfault-{}", uuid::Uuid::now_v7()),
+            logs: Scratch::new("gridd-logs"),
+            gridds: Vec::new(),
+            busy_grids: busy.iter().flat_map(|(_, g)| g.clone()).collect(),
+            busy_units: busy.iter().map(|(c, _)| c.clone()).collect(),
+            idle_grids: all[6].1.clone(),
+        }
+    }
+
+    fn spec(&self, database_url: String, redis_url: String) -> GriddSpec {
+        GriddSpec {
+            database_url,
+            redis_url,
+            prefix: self.prefix.clone(),
+            roles: Vec::new(),
+            db_max_connections: 16,
+            failpoints: None,
+        }
+    }
+
+    /// Starts `n` gridd processes, every role in each.
+    async fn replicas(&mut self, n: usize) {
+        for _ in 0..n {
+            let spec = self.spec(self.pg.url("griddispatch"), self.redis.url());
+            self.gridds.push(Gridd::start(spec, &self.logs.0).await);
+        }
+    }
+
+    fn addrs(&self) -> Vec<String> {
+        self.gridds.iter().map(Gridd::addr).collect()
+    }
+
+    fn plan(&self, rate: u32, duration: Duration, label: &str) -> ReportPlan {
+        ReportPlan {
+            rate,
+            duration,
+            grids: self.busy_grids.clone(),
+            category: BUSY_CATEGORY.into(),
+            call_timeout: Duration::from_secs(3),
+            retry_for: Duration::from_secs(30),
+            label: label.into(),
+        }
+    }
+
+    /// Waits for the pipeline to go quiet, then runs the checker.
+    async fn check(&self, acked: &HashMap<String, String>) -> Findings {
+        let settled = invariants::settle(&self.pool, Duration::from_secs(60)).await;
+        let f = invariants::check(&self.pool, &self.redis.url(), &self.prefix, acked).await;
+        println!("  settled in {:.1} s", settled.as_secs_f64());
+        println!("  checker: {}", f.summary());
+        f
+    }
+
+    fn logs_tail(&self) -> String {
+        self.gridds
+            .iter()
+            .map(|g| format!("--- gridd :{}\n{}", g.port, g.log_tail()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// Load for one scenario: phones at `rate` and consoles on the busy communities.
+struct Running {
+    stats: Arc<ReportStats>,
+    consoles: Arc<ConsoleStats>,
+    stop: CancellationToken,
+    phones: tokio::task::JoinHandle<()>,
+    console_tasks: tokio::task::JoinSet<()>,
+}
+
+fn start_load(rig: &Rig, plan: ReportPlan) -> Running {
+    let channels = load::channels(&rig.addrs());
+    let stats = Arc::new(ReportStats::default());
+    let consoles = Arc::new(ConsoleStats::default());
+    let stop = CancellationToken::new();
+    let console_tasks = load::consoles(&channels, &rig.busy_units, &stop, &consoles);
+    let phones = tokio::spawn(load::report_load(channels, plan, stats.clone()));
+    Running {
+        stats,
+        consoles,
+        stop,
+        phones,
+        console_tasks,
+    }
+}
+
+impl Running {
+    /// Waits for every phone to be answered (or to give up), then for the consoles to accept
+    /// what is still arriving, and stops the consoles.
+    async fn finish(mut self, rig: &Rig) -> (Arc<ReportStats>, Arc<ConsoleStats>) {
+        self.phones.await.unwrap();
+        invariants::settle(&rig.pool, Duration::from_secs(60)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        self.stop.cancel();
+        while self.console_tasks.join_next().await.is_some() {}
+        println!("  {}", self.stats.summary());
+        println!("  {}", self.consoles.summary());
+        println!(
+            "  longest call {:.2} s, longest stretch without an acknowledgement {:.2} s",
+            self.stats.longest_call.lock().unwrap().as_secs_f64(),
+            self.stats.longest_ack_gap().as_secs_f64()
+        );
+        (self.stats, self.consoles)
+    }
+}
+
+fn assert_no_wrong_answers(stats: &ReportStats) {
+    let wrong = stats.wrong.lock().unwrap();
+    assert!(
+        wrong.is_empty(),
+        "retries got errors no retry may get: {wrong:?}"
+    );
+    assert_eq!(
+        stats.gave_up.load(Ordering::Relaxed),
+        0,
+        "reports never answered"
+    );
+}
+
+/// 1. `kill -9` of a gridd every 10–30 s under 300 reports/s with consoles accepting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_under_load_loses_and_duplicates_nothing() {
+    let _one = SERIAL.lock().await;
+    let mut rig = Rig::new().await;
+    rig.replicas(2).await;
+    let duration = secs(45);
+    println!(
+        "== kill -9 every 10-30 s, 300 reports/s, {} s",
+        duration.as_secs()
+    );
+    let load = start_load(&rig, rig.plan(300, duration, "kill9"));
+    let t = Instant::now();
+    let mut kills = 0;
+    loop {
+        let wait = jitter(Duration::from_secs(10), Duration::from_secs(30));
+        if t.elapsed() + wait >= duration {
+            break;
+        }
+        tokio::time::sleep(wait).await;
+        let victim = kills % rig.gridds.len();
+        rig.gridds[victim].kill9().await;
+        kills += 1;
+        rig.gridds[victim].start_again().await;
+    }
+    let (stats, consoles) = load.finish(&rig).await;
+    println!("  gridd killed {kills} times");
+    let f = rig.check(&stats.acked()).await;
+    assert!(kills >= 1);
+    assert_no_wrong_answers(&stats);
+    assert!(consoles.accepted.load(Ordering::Relaxed) > 0);
+    f.assert_clean();
+}
+
+/// 2. Crash points between the Postgres commit and the Redis publish (and around it): the
+/// relay publishes again, consumers drop the repeats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_between_commit_and_publish_is_republished_once() {
+    let _one = SERIAL.lock().await;
+    let mut rig = Rig::new().await;
+    rig.replicas(2).await;
+    let points = [
+        "relay-after-publish",
+        "relay-before-publish",
+        "report-after-commit",
+        "router-after-commit",
+    ];
+    // each point lets a few dozen operations pass, then kills the process there
+    let arm = |i: usize| Some(format!("{}=40*off->return", points[i % points.len()]));
+    let duration = secs(30);
+    println!(
+        "== crash points around commit and publish, 150 reports/s, {} s",
+        duration.as_secs()
+    );
+    // replica 0 carries the crash points, one after another; replica 1 keeps serving while
+    // it restarts
+    rig.gridds[0].spec.failpoints = arm(0);
+    rig.gridds[0].kill9().await;
+    rig.gridds[0].start_again().await;
+    let load = start_load(&rig, rig.plan(150, duration, "crash"));
+    let t = Instant::now();
+    let mut crashes = 0;
+    while t.elapsed() < duration {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if rig.gridds[0].exited() {
+            crashes += 1;
+            rig.gridds[0].spec.failpoints = arm(crashes);
+            rig.gridds[0].start_again().await;
+        }
+    }
+    let (stats, _) = load.finish(&rig).await;
+    // the process says where it died
+    let log = rig.gridds[0].log_text();
+    let fired: Vec<(&str, usize)> = points
+        .iter()
+        .map(|p| (*p, log.matches(&format!("failpoint {p}: aborting")).count()))
+        .collect();
+    println!("  {crashes} crashes: {fired:?}");
+    let f = rig.check(&stats.acked()).await;
+    assert_no_wrong_answers(&stats);
+    for (p, n) in fired {
+        assert!(n >= 1, "no crash at {p}\n{}", rig.logs_tail());
+    }
+    f.assert_clean();
+}
+
+/// 3. Redis killed and restarted empty under load: every queue rebuilt from Postgres, cases
+/// flow to consoles again within 10 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_empty_rebuilds_the_queues() {
+    let _one = SERIAL.lock().await;
+    let mut rig = Rig::new().await;
+    rig.replicas(2).await;
+    let duration = secs(30);
+    println!(
+        "== Redis killed and restarted empty, 300 reports/s, {} s",
+        duration.as_secs()
+    );
+    let load = start_load(&rig, rig.plan(300, duration, "redis"));
+    tokio::time::sleep(duration / 3).await;
+    rig.redis.kill().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    rig.redis.start_again().await;
+    let restarted: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT now()")
+        .fetch_one(&rig.pool)
+        .await
+        .unwrap();
+    let t = Instant::now();
+    // back: the queues rebuilt (the marker is there again), and a case reported after the
+    // restart routed to its community and accepted at a console
+    let q = queue::Queue::connect(&rig.redis.url(), &rig.prefix)
+        .await
+        .unwrap();
+    let (mut rebuilt, mut routed, mut accepted) = (None, None, None);
+    while t.elapsed() < Duration::from_secs(30) && accepted.is_none() {
+        if rebuilt.is_none() && q.marker_present().await.unwrap_or(false) {
+            rebuilt = Some(t.elapsed());
+        }
+        let count = |kind: &'static str| {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM case_events e JOIN cases c USING (case_id)
+                  WHERE e.event_type = $1 AND c.reported_at > $2",
+            )
+            .bind(kind)
+            .bind(restarted)
+            .fetch_one(&rig.pool)
+        };
+        if routed.is_none() && count("routed").await.unwrap() > 0 {
+            routed = Some(t.elapsed());
+        }
+        if count("accepted").await.unwrap() > 0 {
+            accepted = Some(t.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (stats, _) = load.finish(&rig).await;
+    let secs = |d: Option<Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64());
+    println!(
+        "  Redis down 1 s; after the restart: queues rebuilt {:.2} s, a new case routed {:.2} s, \
+         accepted at a console {:.2} s",
+        secs(rebuilt),
+        secs(routed),
+        secs(accepted)
+    );
+    let f = rig.check(&stats.acked()).await;
+    assert_no_wrong_answers(&stats);
+    // service back: the queues rebuilt and new cases reaching their unit's queue again; the
+    // console's accept also waits for the console to work through what it was re-sent
+    for (what, d) in [("rebuilt", rebuilt), ("routed", routed)] {
+        let d = d.unwrap_or_else(|| panic!("never {what} after Redis came back"));
+        assert!(d < Duration::from_secs(10), "{what} only after {d:?}");
+    }
+    assert!(accepted.is_some(), "no case accepted after Redis came back");
+    f.assert_clean();
+}
+
+/// 4. Postgres restarted with `pg_ctl -m immediate` under load: no acknowledged report lost,
+/// acknowledgements again within 10 s, connection pools bounded throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_immediate_restart_loses_no_acknowledged_report() {
+    let _one = SERIAL.lock().await;
+    let mut rig = Rig::new().await;
+    rig.replicas(2).await;
+    let duration = secs(30);
+    println!(
+        "== pg_ctl -m immediate restart, 300 reports/s, {} s",
+        duration.as_secs()
+    );
+    let load = start_load(&rig, rig.plan(300, duration, "pg"));
+    // connections sampled all along
+    let stop = CancellationToken::new();
+    let sampler = {
+        let (pool, stop) = (rig.pool.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut max = 0i64;
+            while !stop.is_cancelled() {
+                if let Ok(n) = sqlx::query_scalar::<_, i64>(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = 'griddispatch'",
+                )
+                .fetch_one(&pool)
+                .await
+                {
+                    max = max.max(n);
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            max
+        })
+    };
+    tokio::time::sleep(duration / 3).await;
+    // the baseline once the pools have warmed up under load
+    let fds_before: Vec<usize> = rig.gridds.iter().filter_map(Gridd::open_fds).collect();
+    rig.pg.stop_immediate().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    rig.pg.start_again().await;
+    let up = Instant::now();
+    let (stats, _) = load.finish(&rig).await;
+    stop.cancel();
+    let max_conns = sampler.await.unwrap();
+    let back = stats.first_ack_after(up);
+    println!(
+        "  Postgres down about 1 s; first acknowledgement {:.2} s after it accepted connections \
+         again; at most {max_conns} connections to the database (2 replicas x (16 + 4) + 4 allowed)",
+        back.map_or(f64::NAN, |b| b.as_secs_f64())
+    );
+    let f = rig.check(&stats.acked()).await;
+    let fds_after: Vec<usize> = rig.gridds.iter().filter_map(Gridd::open_fds).collect();
+    println!("  gridd open files before {fds_before:?}, after {fds_after:?}");
+    assert_no_wrong_answers(&stats);
+    let back = back.expect("no acknowledgement after Postgres came back");
+    assert!(
+        back < Duration::from_secs(10),
+        "service back after {back:?}"
+    );
+    assert!(max_conns <= 2 * (16 + 4) + 4, "{max_conns} connections");
+    for (b, a) in fds_before.iter().zip(&fds_after) {
+        assert!(*a <= b + 10, "file descriptors grew from {b} to {a}");
+    }
+    f.assert_clean();
+}
+
+/// 5. A fault proxy in front of Postgres and Redis: latency, resets, blackholes. Calls end by
+/// their deadline with UNAVAILABLE or DEADLINE_EXCEEDED instead of hanging, nothing leaks,
+/// and everything acknowledged is there afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_faults_end_calls_by_their_deadline() {
+    let _one = SERIAL.lock().await;
+    let mut rig = Rig::new().await;
+    let pg_proxy = FaultProxy::start(format!("127.0.0.1:{}", rig.pg.port).parse().unwrap()).await;
+    let redis_proxy =
+        FaultProxy::start(format!("127.0.0.1:{}", rig.redis.port).parse().unwrap()).await;
+    let spec = rig.spec(
+        format!("postgres://postgres@{}/griddispatch", pg_proxy.addr),
+        format!("redis://{}", redis_proxy.addr),
+    );
+    rig.gridds.push(Gridd::start(spec, &rig.logs.0).await);
+    let mut fds_before = 0;
+    let step = secs(5);
+    let phases = [
+        ("pass", None, Fault::Pass),
+        (
+            "Postgres +25 ms latency",
+            Some(&pg_proxy),
+            Fault::Latency(Duration::from_millis(25)),
+        ),
+        ("Redis connections reset", Some(&redis_proxy), Fault::Reset),
+        ("Postgres blackholed", Some(&pg_proxy), Fault::Blackhole),
+        ("Redis blackholed", Some(&redis_proxy), Fault::Blackhole),
+        ("Postgres connections reset", Some(&pg_proxy), Fault::Reset),
+        ("healed", None, Fault::Pass),
+        ("healed", None, Fault::Pass),
+    ];
+    let duration = step * u32::try_from(phases.len()).unwrap();
+    println!(
+        "== fault proxy: {} phases of {} s, 100 reports/s",
+        phases.len(),
+        step.as_secs()
+    );
+    let mut plan = rig.plan(100, duration, "proxy");
+    plan.call_timeout = Duration::from_secs(2);
+    let load = start_load(&rig, plan);
+    for (name, target, fault) in phases {
+        if let Some(p) = target {
+            p.set(fault);
+        }
+        let before = load.stats.acked.lock().unwrap().len();
+        tokio::time::sleep(step).await;
+        let after = load.stats.acked.lock().unwrap().len();
+        println!("  {name}: {} acknowledged", after - before);
+        if let Some(p) = target {
+            p.set(Fault::Pass);
+        }
+        if fds_before == 0 {
+            // the baseline once the pools have warmed up under load
+            fds_before = rig.gridds[0].open_fds().unwrap_or(0);
+        }
+    }
+    let (stats, _) = load.finish(&rig).await;
+    let longest = *stats.longest_call.lock().unwrap();
+    let errors = stats.errors();
+    let f = rig.check(&stats.acked()).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let fds_after = rig.gridds[0].open_fds().unwrap_or(0);
+    println!(
+        "  gridd open files before {fds_before}, after {fds_after}; connections through the \
+         proxies now: Postgres {}, Redis {}",
+        pg_proxy.live_connections(),
+        redis_proxy.live_connections()
+    );
+    assert_no_wrong_answers(&stats);
+    // a deadline of 2 s is kept: the answer comes by then (plus scheduling slack)
+    assert!(
+        longest < Duration::from_millis(2_500),
+        "a call took {longest:?}"
+    );
+    for code in errors.keys() {
+        assert!(
+            ["Unavailable", "DeadlineExceeded", "Cancelled"].contains(&code.as_str()),
+            "unexpected error code {code}: {errors:?}"
+        );
+    }
+    assert!(
+        fds_after <= fds_before + 10,
+        "file descriptors grew from {fds_before} to {fds_after}"
+    );
+    assert!(pg_proxy.live_connections() <= 16 + 4 + 2);
+    assert!(redis_proxy.live_connections() <= 16);
+    f.assert_clean();
+}
+
+/// 6. Two replicas of every role, one killed again and again: each deadline fires exactly
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timers_fire_once_while_replicas_die() {
+    let _one = SERIAL.lock().await;
+    let mut rig = Rig::new().await;
+    rig.replicas(2).await;
+    let channels = load::channels(&rig.addrs());
+    // cases nobody accepts, on a one-minute accept clock: each must warn once and escalate
+    // once, whichever replica is alive at the time
+    let idle = 60;
+    let mut ids = Vec::new();
+    for i in 0..idle {
+        let grid = &rig.idle_grids[i % rig.idle_grids.len()];
+        let mut c = proto::v1::reporting_service_client::ReportingServiceClient::with_interceptor(
+            channels[i % 2].clone(),
+            griddispatch_tests::TestServer::bearer(server::auth::Role::GridWorker, grid),
+        );
+        let r = c
+            .report_event(griddispatch_tests::report(
+                grid,
+                IDLE_CATEGORY,
+                &format!("idle {i}"),
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        ids.push(r.case.unwrap().case_id);
+    }
+    let duration = secs(75).max(Duration::from_secs(75));
+    println!(
+        "== two replicas of every role, one killed every 5-15 s; {idle} one-minute deadlines; \
+         50 reports/s accepted meanwhile, {} s",
+        duration.as_secs()
+    );
+    let load = start_load(&rig, rig.plan(50, duration, "timers"));
+    let t = Instant::now();
+    let mut kills = 0;
+    while t.elapsed() < duration {
+        tokio::time::sleep(jitter(Duration::from_secs(5), Duration::from_secs(15))).await;
+        let victim = kills % 2;
+        rig.gridds[victim].kill9().await;
+        kills += 1;
+        rig.gridds[victim].start_again().await;
+    }
+    let (stats, _) = load.finish(&rig).await;
+    // wait until every idle case has escalated (its clock ran out during the run)
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let done: i64 = sqlx::query_scalar(
+            "SELECT count(DISTINCT case_id) FROM case_events WHERE event_type = 'escalated'",
+        )
+        .fetch_one(&rig.pool)
+        .await
+        .unwrap();
+        if done >= i64::try_from(idle).unwrap() || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let lateness: Vec<f64> = sqlx::query_scalar(
+        "SELECT extract(epoch FROM fired_at - fire_at)::float8 FROM deadlines
+          WHERE fired_at IS NOT NULL ORDER BY 1",
+    )
+    .fetch_all(&rig.pool)
+    .await
+    .unwrap();
+    let p = |q: f64| {
+        lateness
+            .get(((lateness.len() as f64 - 1.0) * q) as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    println!(
+        "  gridd killed {kills} times; deadlines fired {}: lateness p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        lateness.len(),
+        p(0.5) * 1e3,
+        p(0.99) * 1e3,
+        p(1.0) * 1e3
+    );
+    let f = rig.check(&stats.acked()).await;
+    assert_no_wrong_answers(&stats);
+    for id in &ids {
+        let kinds: Vec<String> = sqlx::query_scalar(
+            "SELECT event_type FROM case_events WHERE case_id = $1::uuid ORDER BY version",
+        )
+        .bind(id)
+        .fetch_all(&rig.pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            kinds.iter().filter(|k| *k == "escalated").count(),
+            1,
+            "{id}: {kinds:?}"
+        );
+        assert_eq!(
+            kinds.iter().filter(|k| *k == "warned").count(),
+            1,
+            "{id}: {kinds:?}"
+        );
+    }
+    assert_eq!(f.escalations, i64::try_from(idle).unwrap());
+    f.assert_clean();
+}
+
+/// The soak: every fault above, one after another at random every 10–30 s, under 300
+/// reports/s with consoles accepting and one-minute deadlines running out, for `GD_SOAK_SECS`
+/// (default 1,800). `./scripts/soak` runs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the soak runs for half an hour: ./scripts/soak"]
+async fn soak_every_fault_at_random() {
+    let _one = SERIAL.lock().await;
+    let soak = Duration::from_secs(
+        std::env::var("GD_SOAK_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1800),
+    );
+    let mut rig = Rig::new().await;
+    rig.replicas(2).await;
+    println!(
+        "== soak: {} s, 300 reports/s, a fault every 10-30 s",
+        soak.as_secs()
+    );
+    let load = start_load(&rig, rig.plan(300, soak, "soak"));
+    // one idle case a second, on the one-minute clock
+    let idle_stats = Arc::new(ReportStats::default());
+    let idle = {
+        let mut plan = rig.plan(1, soak, "soak-idle");
+        plan.grids = rig.idle_grids.clone();
+        plan.category = IDLE_CATEGORY.into();
+        tokio::spawn(load::report_load(
+            load::channels(&rig.addrs()),
+            plan,
+            idle_stats.clone(),
+        ))
+    };
+    let points = [
+        "relay-after-publish",
+        "relay-before-publish",
+        "report-after-commit",
+        "router-after-commit",
+    ];
+    let t = Instant::now();
+    let mut faults: std::collections::BTreeMap<&str, u32> = Default::default();
+    let mut n = 0usize;
+    loop {
+        let wait = jitter(Duration::from_secs(10), Duration::from_secs(30));
+        if t.elapsed() + wait >= soak {
+            break;
+        }
+        tokio::time::sleep(wait).await;
+        for g in &mut rig.gridds {
+            if g.exited() {
+                *faults.entry("crash point fired").or_default() += 1;
+                g.spec.failpoints = None;
+                g.start_again().await;
+            }
+        }
+        let victim = n % 2;
+        let kind = uuid::Uuid::new_v4().as_u128() % 4;
+        n += 1;
+        match kind {
+            0 => {
+                rig.gridds[victim].kill9().await;
+                rig.gridds[victim].start_again().await;
+                *faults.entry("kill -9").or_default() += 1;
+            }
+            1 => {
+                rig.redis.kill().await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                rig.redis.start_again().await;
+                *faults.entry("Redis restarted empty").or_default() += 1;
+            }
+            2 => {
+                rig.pg.stop_immediate().await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                rig.pg.start_again().await;
+                *faults.entry("Postgres immediate restart").or_default() += 1;
+            }
+            _ => {
+                let g = &mut rig.gridds[victim];
+                g.kill9().await;
+                g.spec.failpoints = Some(format!("{}=200*off->return", points[n % points.len()]));
+                g.start_again().await;
+                *faults.entry("crash point armed").or_default() += 1;
+            }
+        }
+        if n.is_multiple_of(10) {
+            println!(
+                "  {:>5} s: {} acknowledged; faults {faults:?}",
+                t.elapsed().as_secs(),
+                load.stats.acked.lock().unwrap().len()
+            );
+        }
+    }
+    idle.await.unwrap();
+    let (stats, _) = load.finish(&rig).await;
+    println!("  idle: {}", idle_stats.summary());
+    println!("  faults: {faults:?}");
+    // the last idle cases' clocks run out a minute after they were filed
+    tokio::time::sleep(Duration::from_secs(70)).await;
+    let mut acked = stats.acked();
+    acked.extend(idle_stats.acked());
+    let f = rig.check(&acked).await;
+    assert_no_wrong_answers(&stats);
+    assert_no_wrong_answers(&idle_stats);
+    f.assert_clean();
+}
