@@ -76,6 +76,25 @@ impl Store {
             .collect()
     }
 
+    /// The cases of `ids` that exist, by id: one query for a console's whole queue.
+    pub async fn get_cases(
+        &self,
+        ids: &[Uuid],
+    ) -> Result<std::collections::HashMap<Uuid, CaseRecord>> {
+        if ids.is_empty() {
+            return Ok(std::collections::HashMap::new());
+        }
+        let rows: Vec<CaseRow> = sqlx::query_as(&format!(
+            "SELECT {CASE_COLUMNS} FROM cases WHERE case_id = ANY($1)"
+        ))
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| CaseRecord::try_from(r).map(|c| (c.case_id, c)))
+            .collect()
+    }
+
     pub async fn get_case(&self, case_id: Uuid) -> Result<Option<CaseRecord>> {
         let row: Option<CaseRow> = sqlx::query_as(&format!(
             "SELECT {CASE_COLUMNS} FROM cases WHERE case_id = $1"

@@ -89,23 +89,28 @@ fn kind_to_wire(k: ItemKind) -> v1::QueueItemKind {
 }
 
 impl Ctx {
-    async fn queue_item(
+    /// Queue items for `(kind, case, version)` triples, with their cases read in one query; a
+    /// case that no longer exists is skipped.
+    async fn queue_items(
         &self,
-        kind: v1::QueueItemKind,
-        case_id: uuid::Uuid,
-        version: u64,
-    ) -> ApiResult<Option<v1::QueueItem>> {
-        let Some(rec) = self.store.get_case(case_id).await? else {
-            return Ok(None);
-        };
-        Ok(Some(v1::QueueItem {
-            kind: kind.into(),
-            case_id: case_id.to_string(),
-            assignment_id: String::new(),
-            version,
-            due_at: rec.state.accept_due_at.map(convert::timestamp),
-            case: Some(convert::case_to_wire(&rec)),
-        }))
+        wanted: &[(v1::QueueItemKind, uuid::Uuid, u64)],
+    ) -> ApiResult<Vec<v1::QueueItem>> {
+        let ids: Vec<uuid::Uuid> = wanted.iter().map(|(_, id, _)| *id).collect();
+        let cases = self.store.get_cases(&ids).await?;
+        Ok(wanted
+            .iter()
+            .filter_map(|(kind, case_id, version)| {
+                let rec = cases.get(case_id)?;
+                Some(v1::QueueItem {
+                    kind: (*kind).into(),
+                    case_id: case_id.to_string(),
+                    assignment_id: String::new(),
+                    version: *version,
+                    due_at: rec.state.accept_due_at.map(convert::timestamp),
+                    case: Some(convert::case_to_wire(rec)),
+                })
+            })
+            .collect())
     }
 
     /// The pending items of `unit` now, then every new item as it is published.
@@ -124,12 +129,19 @@ impl Ctx {
             .last_id(&key)
             .await
             .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-        for p in self.store.pending_for_unit(unit.as_str()).await? {
-            if let Some(mut item) = self
-                .queue_item(v1::QueueItemKind::ToAccept, p.case_id, 0)
-                .await?
-            {
-                item.assignment_id = p.assignment_id.to_string();
+        let pending = self.store.pending_for_unit(unit.as_str()).await?;
+        for page in pending.chunks(500) {
+            let wanted: Vec<_> = page
+                .iter()
+                .map(|p| (v1::QueueItemKind::ToAccept, p.case_id, 0))
+                .collect();
+            let items = self.queue_items(&wanted).await?;
+            let assignments: std::collections::HashMap<String, String> = page
+                .iter()
+                .map(|p| (p.case_id.to_string(), p.assignment_id.to_string()))
+                .collect();
+            for mut item in items {
+                item.assignment_id = assignments.get(&item.case_id).cloned().unwrap_or_default();
                 item.version = item.case.as_ref().map_or(0, |c| c.version);
                 if tx.send(Ok(item)).await.is_err() {
                     return Ok(());
@@ -157,16 +169,16 @@ impl Ctx {
                 () = tx.closed() => return Ok(()),
                 r = read => r.map_err(|e| ApiError::Unavailable(e.to_string()))?,
             };
-            for e in entries {
+            if let Some(e) = entries.last() {
                 last.clone_from(&e.id);
-                let Ok(m) = serde_json::from_str::<ItemMsg>(&e.payload) else {
-                    continue;
-                };
-                if let Some(item) = self
-                    .queue_item(kind_to_wire(m.kind), m.case_id, m.version)
-                    .await?
-                    && tx.send(Ok(item)).await.is_err()
-                {
+            }
+            let wanted: Vec<_> = entries
+                .iter()
+                .filter_map(|e| serde_json::from_str::<ItemMsg>(&e.payload).ok())
+                .map(|m| (kind_to_wire(m.kind), m.case_id, m.version))
+                .collect();
+            for item in self.queue_items(&wanted).await? {
+                if tx.send(Ok(item)).await.is_err() {
                     return Ok(());
                 }
             }
