@@ -217,6 +217,7 @@ pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
             store: opts.store.clone(),
             queue: opts.queue.clone(),
             interval: w.reconcile_interval,
+            resent: std::sync::Arc::default(),
         };
         workers.push(tokio::spawn(rec.run(shutdown.clone())));
     }

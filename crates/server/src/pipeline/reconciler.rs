@@ -24,6 +24,11 @@ pub struct Reconciler {
     pub store: store::Store,
     pub queue: Queue,
     pub interval: Duration,
+    /// Cases this reconciler sent to the router again, and when: each is sent again at most
+    /// once per [`STALE`]. Without this, a backlog older than a minute would be re-sent every
+    /// interval, and the duplicates would slow the router until the backlog never cleared.
+    pub resent:
+        std::sync::Arc<std::sync::Mutex<std::collections::HashMap<uuid::Uuid, std::time::Instant>>>,
 }
 
 fn unavailable(e: &queue::QueueError) -> ApiError {
@@ -108,6 +113,25 @@ impl Reconciler {
     async fn resend_stale(&self) -> ApiResult<()> {
         let before = chrono::Utc::now() - STALE;
         let stale = self.store.reported_before(before, PAGE).await?;
+        let stale: Vec<_> = {
+            let mut resent = self
+                .resent
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let again = STALE.to_std().unwrap_or(Duration::from_secs(60));
+            resent.retain(|_, at| at.elapsed() < again);
+            let now = std::time::Instant::now();
+            stale
+                .into_iter()
+                .filter(|(id, _, _)| match resent.entry(*id) {
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(now);
+                        true
+                    }
+                    std::collections::hash_map::Entry::Occupied(_) => false,
+                })
+                .collect()
+        };
         if stale.is_empty() {
             return Ok(());
         }
