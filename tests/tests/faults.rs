@@ -639,8 +639,8 @@ async fn timers_fire_once_while_replicas_die() {
     f.assert_clean();
 }
 
-/// The soak: every fault above, one after another at random every 10–30 s, under 300
-/// reports/s with consoles accepting and one-minute deadlines running out, for `GD_SOAK_SECS`
+/// The soak: every fault above, one after another at random every 10–30 s, under
+/// `GD_SOAK_RATE` (default 200) reports/s with consoles accepting and one-minute deadlines running out, for `GD_SOAK_SECS`
 /// (default 1,800). `./scripts/soak` runs it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "the soak runs for half an hour: ./scripts/soak"]
@@ -652,13 +652,17 @@ async fn soak_every_fault_at_random() {
             .and_then(|s| s.parse().ok())
             .unwrap_or(1800),
     );
+    let rate = std::env::var("GD_SOAK_RATE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
     let mut rig = Rig::new().await;
     rig.replicas(2).await;
     println!(
-        "== soak: {} s, 300 reports/s, a fault every 10-30 s",
+        "== soak: {} s, {rate} reports/s, a fault every 10-30 s",
         soak.as_secs()
     );
-    let load = start_load(&rig, rig.plan(300, soak, "soak"));
+    let load = start_load(&rig, rig.plan(rate, soak, "soak"));
     // one idle case a second, on the one-minute clock
     let idle_stats = Arc::new(ReportStats::default());
     let idle = {

@@ -16,6 +16,10 @@ use crate::error::{ApiError, ApiResult};
 
 const PAGE: i64 = 1000;
 
+/// Intake entries waiting (unrouted or unacknowledged) from which a county's router counts as
+/// behind rather than as having lost entries.
+const BACKLOG: u64 = 1000;
+
 /// A case still REPORTED this long after it was filed has lost its intake entry.
 const STALE: chrono::Duration = chrono::Duration::seconds(60);
 
@@ -113,6 +117,24 @@ impl Reconciler {
     async fn resend_stale(&self) -> ApiResult<()> {
         let before = chrono::Utc::now() - STALE;
         let stale = self.store.reported_before(before, PAGE).await?;
+        // a county whose intake still holds a backlog is being routed, only slowly: its stale
+        // cases are most likely waiting there, and sending them again would add duplicates
+        // that slow the router further. The safety net is for entries that were lost.
+        let mut backlog: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
+        for (_, county, _) in &stale {
+            if !backlog.contains_key(county) {
+                let len = self
+                    .queue
+                    .len(&self.queue.intake_key(county))
+                    .await
+                    .map_err(|e| unavailable(&e))?;
+                backlog.insert(county.clone(), len >= BACKLOG);
+            }
+        }
+        let stale: Vec<_> = stale
+            .into_iter()
+            .filter(|(_, county, _)| !backlog[county])
+            .collect();
         let stale: Vec<_> = {
             let mut resent = self
                 .resent
