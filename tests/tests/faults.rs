@@ -640,8 +640,8 @@ async fn timers_fire_once_while_replicas_die() {
 }
 
 /// The soak: every fault above, one after another at random every 10–30 s, under
-/// `GD_SOAK_RATE` (default 200) reports/s with consoles accepting and one-minute deadlines running out, for `GD_SOAK_SECS`
-/// (default 1,800). `./scripts/soak` runs it.
+/// `GD_SOAK_RATE` (default 200) reports/s with consoles accepting and one-minute deadlines
+/// running out, for `GD_SOAK_SECS` (default 1,800). `./scripts/soak` runs it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "the soak runs for half an hour: ./scripts/soak"]
 async fn soak_every_fault_at_random() {

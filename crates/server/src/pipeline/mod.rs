@@ -41,6 +41,9 @@ pub struct Directory {
     units: Cached<HashSet<String>>,
     policies: RwLock<HashMap<String, (Instant, Arc<Policy>)>>,
     categories: Cached<HashMap<String, Category>>,
+    /// One reload at a time: when an entry goes stale under load, one caller reads it again
+    /// and the others wait for that read instead of all reading it at once.
+    reload: tokio::sync::Mutex<()>,
 }
 
 /// A value read at an instant, shared until it is older than the TTL.
@@ -57,6 +60,7 @@ impl Directory {
             units: RwLock::new(None),
             policies: RwLock::new(HashMap::new()),
             categories: RwLock::new(None),
+            reload: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -68,6 +72,12 @@ impl Directory {
     }
 
     pub async fn units(&self) -> ApiResult<Arc<HashSet<String>>> {
+        if let Some((at, u)) = self.units.read().await.as_ref()
+            && at.elapsed() < self.ttl
+        {
+            return Ok(u.clone());
+        }
+        let _one = self.reload.lock().await;
         if let Some((at, u)) = self.units.read().await.as_ref()
             && at.elapsed() < self.ttl
         {
@@ -85,6 +95,12 @@ impl Directory {
         {
             return Ok(p.clone());
         }
+        let _one = self.reload.lock().await;
+        if let Some((at, p)) = self.policies.read().await.get(county.as_str())
+            && at.elapsed() < self.ttl
+        {
+            return Ok(p.clone());
+        }
         let (p, _, _) = self.store.get_policy(county).await?.ok_or_else(|| {
             ApiError::FailedPrecondition(format!("county {county} has no routing policy"))
         })?;
@@ -97,6 +113,13 @@ impl Directory {
     }
 
     pub async fn category(&self, code: &CategoryCode) -> ApiResult<Category> {
+        if let Some((at, c)) = self.categories.read().await.as_ref()
+            && at.elapsed() < self.ttl
+            && let Some(cat) = c.get(code.as_str())
+        {
+            return Ok(cat.clone());
+        }
+        let _one = self.reload.lock().await;
         if let Some((at, c)) = self.categories.read().await.as_ref()
             && at.elapsed() < self.ttl
             && let Some(cat) = c.get(code.as_str())
