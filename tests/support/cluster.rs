@@ -235,13 +235,12 @@ impl PrivateRedis {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if let Ok(c) = redis::Client::open(self.url())
-                && let Ok(mut c) = c.get_multiplexed_async_connection().await
-                && redis::cmd("PING")
-                    .query_async::<String>(&mut c)
-                    .await
-                    .is_ok()
-            {
+            let ping = async {
+                let c = redis::Client::open(self.url()).ok()?;
+                let mut c = c.get_multiplexed_async_connection().await.ok()?;
+                redis::cmd("PING").query_async::<String>(&mut c).await.ok()
+            };
+            if let Ok(Some(_)) = tokio::time::timeout(Duration::from_secs(2), ping).await {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -367,10 +366,8 @@ impl Gridd {
             }
             if let Ok(ch) = endpoint.connect().await {
                 let mut h = tonic_health::pb::health_client::HealthClient::new(ch);
-                if h.check(tonic_health::pb::HealthCheckRequest::default())
-                    .await
-                    .is_ok()
-                {
+                let check = h.check(tonic_health::pb::HealthCheckRequest::default());
+                if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(2), check).await {
                     return;
                 }
             }

@@ -202,7 +202,18 @@ pub async fn report_load(channels: Vec<Channel>, plan: ReportPlan, stats: Arc<Re
                 req.set_timeout(timeout);
                 stats.attempts.fetch_add(1, Ordering::Relaxed);
                 let t0 = Instant::now();
-                let res = client.report_event(req).await;
+                // the client keeps its own deadline too: a call the server never answers
+                // (a stalled connection) ends here instead of holding the phone for ever
+                let res = tokio::time::timeout(
+                    timeout + Duration::from_secs(2),
+                    client.report_event(req),
+                )
+                .await
+                .unwrap_or_else(|_| {
+                    Err(tonic::Status::deadline_exceeded(
+                        "no answer from the server in time",
+                    ))
+                });
                 let took = t0.elapsed();
                 {
                     let mut l = stats.longest_call.lock().unwrap();
@@ -341,7 +352,10 @@ async fn watch_once(ch: Channel, unit: &str, bearer: Bearer, stats: &Arc<Console
                 expected_version: 0,
             });
             req.set_timeout(Duration::from_secs(3));
-            match esc.accept(req).await {
+            let res = tokio::time::timeout(Duration::from_secs(5), esc.accept(req))
+                .await
+                .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("no answer in time")));
+            match res {
                 Ok(_) => stats.accepted.fetch_add(1, Ordering::Relaxed),
                 Err(s) if retryable(s.code()) => stats.failed.fetch_add(1, Ordering::Relaxed),
                 Err(_) => stats.refused.fetch_add(1, Ordering::Relaxed),
