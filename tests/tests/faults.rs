@@ -291,12 +291,12 @@ async fn crash_between_commit_and_publish_is_republished_once() {
     rig.gridds[0].start_again().await;
     let load = start_load(&rig, rig.plan(150, duration, "crash"));
     let t = Instant::now();
-    let mut crashes = 0;
+    let mut restarts = 0;
     while t.elapsed() < duration {
         tokio::time::sleep(Duration::from_millis(50)).await;
         if rig.gridds[0].exited() {
-            crashes += 1;
-            rig.gridds[0].spec.failpoints = arm(crashes);
+            restarts += 1;
+            rig.gridds[0].spec.failpoints = arm(restarts);
             rig.gridds[0].start_again().await;
         }
     }
@@ -307,7 +307,10 @@ async fn crash_between_commit_and_publish_is_republished_once() {
         .iter()
         .map(|p| (*p, log.matches(&format!("failpoint {p}: aborting")).count()))
         .collect();
-    println!("  {crashes} crashes: {fired:?}");
+    println!(
+        "  {} crashes: {fired:?}",
+        fired.iter().map(|(_, n)| n).sum::<usize>()
+    );
     let f = rig.check(&stats.acked()).await;
     assert_no_wrong_answers(&stats);
     for (p, n) in fired {
@@ -527,7 +530,7 @@ async fn network_faults_end_calls_by_their_deadline() {
     );
     for code in errors.keys() {
         assert!(
-            ["Unavailable", "DeadlineExceeded", "Cancelled"].contains(&code.as_str()),
+            ["Unavailable", "DeadlineExceeded"].contains(&code.as_str()),
             "unexpected error code {code}: {errors:?}"
         );
     }
