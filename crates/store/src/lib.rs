@@ -19,7 +19,8 @@ pub use batch::BatchItem;
 pub use cases::{Actor, ReportOutcome, inbox_stream, intake_stream};
 pub use registry::UnitFilter;
 pub use tx::{
-    Arm, AssignmentRow, CaseTx, DueDeadline, OutboxMsg, OutboxRow, PendingAnywhere, PendingItem,
+    Append, Arm, AssignmentRow, CaseTx, DueDeadline, OutboxMsg, OutboxRow, PendingAnywhere,
+    PendingItem,
 };
 
 /// Errors of the store, in the terms callers act on.

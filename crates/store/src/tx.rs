@@ -10,7 +10,7 @@ use domain::region::UnitCode;
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
-use crate::cases::{Actor, audit, insert_event};
+use crate::cases::{Actor, version_i64};
 use crate::rows::{CASE_COLUMNS, CaseRow, corrupt};
 use crate::{Result, Store, StoreError};
 
@@ -61,6 +61,107 @@ type DeadlineTuple = (
     DateTime<Utc>,
 );
 
+/// One locked case's share of [`CaseTx::append_many`].
+pub struct Append<'a> {
+    pub before: &'a CaseRecord,
+    pub after: CaseState,
+    pub events: &'a [Event],
+    pub arms: &'a [Arm],
+    pub outbox: &'a [OutboxMsg],
+}
+
+/// `case_events` rows as columns, for one multi-row insert.
+#[derive(Default)]
+struct EventRows {
+    case_id: Vec<Uuid>,
+    version: Vec<i64>,
+    kind: Vec<&'static str>,
+    data: Vec<serde_json::Value>,
+    actor_unit: Vec<Option<String>>,
+    county: Vec<String>,
+    category: Vec<String>,
+}
+
+impl EventRows {
+    fn push(&mut self, r: &CaseRecord, version: u64, e: &Event) {
+        self.case_id.push(r.case_id);
+        self.version.push(version_i64(version));
+        self.kind.push(e.kind());
+        self.data
+            .push(serde_json::to_value(e).expect("events serialise"));
+        self.actor_unit
+            .push(e.actor_unit().map(ToString::to_string));
+        self.county.push(r.county.to_string());
+        self.category.push(r.category.to_string());
+    }
+
+    async fn insert(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        if self.case_id.is_empty() {
+            return Ok(());
+        }
+        // sequence numbers follow the order given, so each case's events read in version order
+        sqlx::query(
+            "INSERT INTO case_events (case_id, version, event_type, data, actor, actor_unit,
+                county_code, category, recorded_at)
+             SELECT c, v, t, d, $8, a, co, ca, $9
+               FROM UNNEST($1::uuid[], $2::int8[], $3::text[], $4::jsonb[], $5::text[],
+                           $6::text[], $7::text[]) WITH ORDINALITY AS x(c, v, t, d, a, co, ca, n)
+              ORDER BY n",
+        )
+        .bind(&self.case_id)
+        .bind(&self.version)
+        .bind(&self.kind)
+        .bind(&self.data)
+        .bind(&self.actor_unit)
+        .bind(&self.county)
+        .bind(&self.category)
+        .bind(&actor.subject)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+}
+
+/// Assignments to end, as columns.
+#[derive(Default)]
+struct AssignmentEnds {
+    id: Vec<Uuid>,
+    status: Vec<&'static str>,
+    version: Vec<i64>,
+}
+
+/// Assignments still open, with their new figures, as columns.
+#[derive(Default)]
+struct AssignmentKeeps {
+    id: Vec<Uuid>,
+    status: Vec<&'static str>,
+    accept_due_at: Vec<Option<DateTime<Utc>>>,
+    handle_due_at: Vec<Option<DateTime<Utc>>>,
+    overdue: Vec<bool>,
+    version: Vec<i64>,
+}
+
+/// New assignments, as columns.
+#[derive(Default)]
+struct AssignmentOpens {
+    id: Vec<Uuid>,
+    case_id: Vec<Uuid>,
+    unit: Vec<String>,
+    tier: Vec<&'static str>,
+    role: Vec<&'static str>,
+    status: Vec<&'static str>,
+    accept_due_at: Vec<Option<DateTime<Utc>>>,
+    handle_due_at: Vec<Option<DateTime<Utc>>>,
+    overdue: Vec<bool>,
+    version: Vec<i64>,
+}
+
 pub struct CaseTx {
     tx: Transaction<'static, Postgres>,
 }
@@ -83,6 +184,20 @@ impl CaseTx {
         .fetch_optional(&mut *self.tx)
         .await?;
         row.map(CaseRecord::try_from).transpose()
+    }
+
+    /// Reads and locks those of `ids` that are still REPORTED. Rows are locked in id order,
+    /// so two routers locking overlapping batches never wait on each other in a cycle; a
+    /// case routed meanwhile by someone else is left out once its lock is released.
+    pub async fn lock_reported(&mut self, ids: &[Uuid]) -> Result<Vec<CaseRecord>> {
+        let rows: Vec<CaseRow> = sqlx::query_as(&format!(
+            "SELECT {CASE_COLUMNS} FROM cases WHERE case_id = ANY($1) AND status = 'REPORTED'
+              ORDER BY case_id FOR UPDATE"
+        ))
+        .bind(ids)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.into_iter().map(CaseRecord::try_from).collect()
     }
 
     pub async fn unit_exists(&mut self, code: &str) -> Result<bool> {
@@ -108,159 +223,263 @@ impl CaseTx {
         action: &str,
         now: DateTime<Utc>,
     ) -> Result<CaseRecord> {
-        if after.version != before.state.version + events.len() as u64 {
-            return Err(corrupt("append", "state version does not match the events"));
+        let one = Append {
+            before,
+            after,
+            events,
+            arms,
+            outbox,
+        };
+        let mut out = self
+            .append_many(std::slice::from_ref(&one), actor, action, now)
+            .await?;
+        out.pop()
+            .ok_or_else(|| corrupt("append", "one case in, one out"))
+    }
+
+    /// [`CaseTx::append`] for many locked cases at once: every table is written by one
+    /// multi-row statement, so a batch costs the same handful of round trips as one case.
+    /// Answers the cases as they now are, in order.
+    pub async fn append_many(
+        &mut self,
+        items: &[Append<'_>],
+        actor: &Actor,
+        action: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<CaseRecord>> {
+        let mut ev = EventRows::default();
+        let mut recs = Vec::with_capacity(items.len());
+        for it in items {
+            if it.after.version != it.before.state.version + it.events.len() as u64 {
+                return Err(corrupt("append", "state version does not match the events"));
+            }
+            for (i, e) in it.events.iter().enumerate() {
+                ev.push(it.before, it.before.state.version + i as u64 + 1, e);
+            }
+            let mut rec = it.before.clone();
+            rec.state = it.after.clone();
+            rec.updated_at = now;
+            recs.push(rec);
         }
-        let mut rec = before.clone();
-        for (i, e) in events.iter().enumerate() {
-            rec.state.version = before.state.version + i as u64 + 1;
-            insert_event(&mut self.tx, &rec, e, actor, now).await?;
+        if recs.is_empty() {
+            return Ok(recs);
         }
-        rec.state = after;
-        rec.updated_at = now;
-        let s = &rec.state;
+        ev.insert(&mut self.tx, actor, now).await?;
+        self.update_cases(items, &recs, now).await?;
+        self.sync_assignments(&recs, now).await?;
+        let arms: Vec<(Uuid, &Arm)> = items
+            .iter()
+            .flat_map(|it| it.arms.iter().map(|a| (it.before.case_id, a)))
+            .collect();
+        if !arms.is_empty() {
+            sqlx::query(
+                "INSERT INTO deadlines (case_id, unit_code, clock, warn, fire_at, clock_due_at, armed_at)
+                 SELECT c, u, k, w, f, d, $7
+                   FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::bool[],
+                               $5::timestamptz[], $6::timestamptz[]) AS x(c, u, k, w, f, d)",
+            )
+            .bind(arms.iter().map(|(c, _)| *c).collect::<Vec<_>>())
+            .bind(arms.iter().map(|(_, a)| a.unit.as_str()).collect::<Vec<_>>())
+            .bind(arms.iter().map(|(_, a)| clock_name(a.clock)).collect::<Vec<_>>())
+            .bind(arms.iter().map(|(_, a)| a.warn).collect::<Vec<_>>())
+            .bind(arms.iter().map(|(_, a)| a.fire_at).collect::<Vec<_>>())
+            .bind(arms.iter().map(|(_, a)| a.clock_due_at).collect::<Vec<_>>())
+            .bind(now)
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        let outbox: Vec<&OutboxMsg> = items.iter().flat_map(|it| it.outbox).collect();
+        if !outbox.is_empty() {
+            // ids follow the order given: the relay publishes each stream in id order
+            sqlx::query(
+                "INSERT INTO outbox (stream, payload)
+                 SELECT s, p FROM UNNEST($1::text[], $2::jsonb[]) WITH ORDINALITY AS x(s, p, n)
+                  ORDER BY n",
+            )
+            .bind(outbox.iter().map(|m| m.stream.as_str()).collect::<Vec<_>>())
+            .bind(outbox.iter().map(|m| &m.payload).collect::<Vec<_>>())
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO audit_log (principal, role, action, target, result)
+             SELECT $1, $2, $3, t, 'ok' FROM UNNEST($4::text[]) WITH ORDINALITY AS x(t, n) ORDER BY n",
+        )
+        .bind(&actor.subject)
+        .bind(&actor.role)
+        .bind(action)
+        .bind(recs.iter().map(|r| r.case_id.to_string()).collect::<Vec<_>>())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(recs)
+    }
+
+    /// Writes each case's new projection, guarded by the version it had when locked.
+    async fn update_cases(
+        &mut self,
+        items: &[Append<'_>],
+        recs: &[CaseRecord],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let rows: Vec<serde_json::Value> = items
+            .iter()
+            .zip(recs)
+            .map(|(it, r)| {
+                let s = &r.state;
+                serde_json::json!({
+                    "case_id": r.case_id, "old_version": it.before.state.version,
+                    "status": s.status.as_str(), "tier": s.tier.as_str(),
+                    "holder_unit": s.holder.as_ref().map(ToString::to_string),
+                    "lead_unit": s.lead.as_ref().map(ToString::to_string),
+                    "assisting_units": s.assisting_units().iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "accept_due_at": s.accept_due_at, "handle_due_at": s.handle_due_at,
+                    "overdue": s.overdue,
+                    "rework_count": i32::try_from(s.rework_count).unwrap_or(i32::MAX),
+                    "rating": s.rating.map(i16::from), "version": s.version, "state": s,
+                })
+            })
+            .collect();
         let updated = sqlx::query(
-            "UPDATE cases SET status = $2, tier = $3, holder_unit = $4, lead_unit = $5,
-                assisting_units = $6, accept_due_at = $7, handle_due_at = $8, overdue = $9,
-                rework_count = $10, rating = $11, version = $12, state = $13, updated_at = $14
-              WHERE case_id = $1 AND version = $15",
+            "UPDATE cases c SET status = n.status, tier = n.tier, holder_unit = n.holder_unit,
+                lead_unit = n.lead_unit, assisting_units = n.assisting_units,
+                accept_due_at = n.accept_due_at, handle_due_at = n.handle_due_at,
+                overdue = n.overdue, rework_count = n.rework_count, rating = n.rating,
+                version = n.version, state = n.state, updated_at = $2
+               FROM jsonb_to_recordset($1) AS n(case_id uuid, old_version bigint, status text,
+                    tier text, holder_unit text, lead_unit text, assisting_units text[],
+                    accept_due_at timestamptz, handle_due_at timestamptz, overdue boolean,
+                    rework_count integer, rating smallint, version bigint, state jsonb)
+              WHERE c.case_id = n.case_id AND c.version = n.old_version",
         )
-        .bind(rec.case_id)
-        .bind(s.status.as_str())
-        .bind(s.tier.as_str())
-        .bind(s.holder.as_ref().map(ToString::to_string))
-        .bind(s.lead.as_ref().map(ToString::to_string))
-        .bind(
-            s.assisting_units()
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>(),
-        )
-        .bind(s.accept_due_at)
-        .bind(s.handle_due_at)
-        .bind(s.overdue)
-        .bind(i32::try_from(s.rework_count).unwrap_or(i32::MAX))
-        .bind(s.rating.map(i16::from))
-        .bind(i64::try_from(s.version).unwrap_or(i64::MAX))
-        .bind(serde_json::to_value(s).expect("state serialises"))
+        .bind(serde_json::Value::Array(rows))
         .bind(now)
-        .bind(i64::try_from(before.state.version).unwrap_or(i64::MAX))
         .execute(&mut *self.tx)
         .await?
         .rows_affected();
-        if updated != 1 {
+        if updated != recs.len() as u64 {
             return Err(StoreError::Invalid {
                 field: "case".into(),
                 reason: "the case changed underneath this transaction".into(),
             });
         }
-        self.sync_assignments(&rec, now).await?;
-        for a in arms {
+        Ok(())
+    }
+
+    /// Makes the `assignments` rows match each case's state: ends what is no longer open,
+    /// updates what still is, and opens a new row for each new holding.
+    async fn sync_assignments(&mut self, recs: &[CaseRecord], now: DateTime<Utc>) -> Result<()> {
+        let open: Vec<(Uuid, Uuid, String, String, String)> = sqlx::query_as(
+            "SELECT assignment_id, case_id, unit_code, role, status FROM assignments
+              WHERE case_id = ANY($1) AND ended_at IS NULL",
+        )
+        .bind(recs.iter().map(|r| r.case_id).collect::<Vec<_>>())
+        .fetch_all(&mut *self.tx)
+        .await?;
+        let mut ended = AssignmentEnds::default();
+        let mut kept = AssignmentKeeps::default();
+        let mut opened = AssignmentOpens::default();
+        for rec in recs {
+            let desired = open_assignments(&rec.state);
+            let version = version_i64(rec.state.version);
+            let mine: Vec<_> = open.iter().filter(|o| o.1 == rec.case_id).collect();
+            for (id, _, unit, role, status) in &mine {
+                match desired
+                    .iter()
+                    .find(|d| d.unit.as_str() == unit && d.role.as_str() == role)
+                {
+                    None => {
+                        let done = status == AssignmentStatus::Submitted.as_str();
+                        ended.id.push(*id);
+                        ended.status.push(if done {
+                            AssignmentStatus::Submitted.as_str()
+                        } else {
+                            AssignmentStatus::Ended.as_str()
+                        });
+                        ended.version.push(version);
+                    }
+                    Some(d) => {
+                        kept.id.push(*id);
+                        kept.status.push(d.status.as_str());
+                        kept.accept_due_at.push(d.accept_due_at);
+                        kept.handle_due_at.push(d.handle_due_at);
+                        kept.overdue.push(d.overdue);
+                        kept.version.push(version);
+                    }
+                }
+            }
+            for d in desired.iter().filter(|d| {
+                !mine
+                    .iter()
+                    .any(|(_, _, unit, role, _)| d.unit.as_str() == unit && d.role.as_str() == role)
+            }) {
+                opened.id.push(Uuid::now_v7());
+                opened.case_id.push(rec.case_id);
+                opened.unit.push(d.unit.to_string());
+                opened.tier.push(d.unit.tier().map_or("", |t| t.as_str()));
+                opened.role.push(d.role.as_str());
+                opened.status.push(d.status.as_str());
+                opened.accept_due_at.push(d.accept_due_at);
+                opened.handle_due_at.push(d.handle_due_at);
+                opened.overdue.push(d.overdue);
+                opened.version.push(version);
+            }
+        }
+        if !ended.id.is_empty() {
             sqlx::query(
-                "INSERT INTO deadlines (case_id, unit_code, clock, warn, fire_at, clock_due_at, armed_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "UPDATE assignments a SET status = u.status, ended_at = $4, case_version = u.version
+                   FROM UNNEST($1::uuid[], $2::text[], $3::int8[]) AS u(id, status, version)
+                  WHERE a.assignment_id = u.id",
             )
-            .bind(rec.case_id)
-            .bind(a.unit.as_str())
-            .bind(clock_name(a.clock))
-            .bind(a.warn)
-            .bind(a.fire_at)
-            .bind(a.clock_due_at)
+            .bind(&ended.id)
+            .bind(&ended.status)
+            .bind(&ended.version)
             .bind(now)
             .execute(&mut *self.tx)
             .await?;
         }
-        if !outbox.is_empty() {
-            let streams: Vec<&str> = outbox.iter().map(|m| m.stream.as_str()).collect();
-            let payloads: Vec<&serde_json::Value> = outbox.iter().map(|m| &m.payload).collect();
+        if !kept.id.is_empty() {
             sqlx::query(
-                "INSERT INTO outbox (stream, payload) SELECT * FROM UNNEST($1::text[], $2::jsonb[])",
+                "UPDATE assignments a SET status = u.status, accept_due_at = u.accept_due_at,
+                    handle_due_at = u.handle_due_at, overdue = u.overdue, case_version = u.version,
+                    accepted_at = CASE WHEN u.status <> 'PENDING_ACCEPT' THEN COALESCE(a.accepted_at, $7) END,
+                    submitted_at = CASE WHEN u.status = 'SUBMITTED' THEN COALESCE(a.submitted_at, $7) END
+                   FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[],
+                               $5::bool[], $6::int8[])
+                        AS u(id, status, accept_due_at, handle_due_at, overdue, version)
+                  WHERE a.assignment_id = u.id",
             )
-            .bind(&streams)
-            .bind(&payloads)
+            .bind(&kept.id)
+            .bind(&kept.status)
+            .bind(&kept.accept_due_at)
+            .bind(&kept.handle_due_at)
+            .bind(&kept.overdue)
+            .bind(&kept.version)
+            .bind(now)
             .execute(&mut *self.tx)
             .await?;
         }
-        audit(&mut self.tx, actor, action, &rec.case_id.to_string(), "ok").await?;
-        Ok(rec)
-    }
-
-    /// Makes the `assignments` rows match the state: ends what is no longer open, updates
-    /// what still is, and opens a new row for each new holding.
-    async fn sync_assignments(&mut self, rec: &CaseRecord, now: DateTime<Utc>) -> Result<()> {
-        let open: Vec<(Uuid, String, String, String)> = sqlx::query_as(
-            "SELECT assignment_id, unit_code, role, status FROM assignments
-              WHERE case_id = $1 AND ended_at IS NULL",
-        )
-        .bind(rec.case_id)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        let desired = open_assignments(&rec.state);
-        let version = i64::try_from(rec.state.version).unwrap_or(i64::MAX);
-        for (id, unit, role, status) in &open {
-            let keep = desired
-                .iter()
-                .find(|d| d.unit.as_str() == unit && d.role.as_str() == role);
-            match keep {
-                None => {
-                    let done = status == AssignmentStatus::Submitted.as_str();
-                    sqlx::query(
-                        "UPDATE assignments SET status = $2, ended_at = $3, case_version = $4
-                          WHERE assignment_id = $1",
-                    )
-                    .bind(id)
-                    .bind(if done {
-                        AssignmentStatus::Submitted.as_str()
-                    } else {
-                        AssignmentStatus::Ended.as_str()
-                    })
-                    .bind(now)
-                    .bind(version)
-                    .execute(&mut *self.tx)
-                    .await?;
-                }
-                Some(d) => {
-                    sqlx::query(
-                        "UPDATE assignments SET status = $2, accept_due_at = $3, handle_due_at = $4,
-                            overdue = $5, case_version = $6,
-                            accepted_at = CASE WHEN $2 <> 'PENDING_ACCEPT' THEN COALESCE(accepted_at, $7) END,
-                            submitted_at = CASE WHEN $2 = 'SUBMITTED' THEN COALESCE(submitted_at, $7) END
-                          WHERE assignment_id = $1",
-                    )
-                    .bind(id)
-                    .bind(d.status.as_str())
-                    .bind(d.accept_due_at)
-                    .bind(d.handle_due_at)
-                    .bind(d.overdue)
-                    .bind(version)
-                    .bind(now)
-                    .execute(&mut *self.tx)
-                    .await?;
-                }
-            }
-        }
-        for d in desired.iter().filter(|d| {
-            !open
-                .iter()
-                .any(|(_, unit, role, _)| d.unit.as_str() == unit && d.role.as_str() == role)
-        }) {
+        if !opened.id.is_empty() {
             sqlx::query(
                 "INSERT INTO assignments (assignment_id, case_id, unit_code, tier, role, status,
                     accept_due_at, handle_due_at, created_at, overdue, case_version, accepted_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
-                         CASE WHEN $6 <> 'PENDING_ACCEPT' THEN $9 END)",
+                 SELECT id, c, unit, tier, role, status, a_due, h_due, $11, overdue, version,
+                        CASE WHEN status <> 'PENDING_ACCEPT' THEN $11 END
+                   FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],
+                               $6::text[], $7::timestamptz[], $8::timestamptz[], $9::bool[],
+                               $10::int8[])
+                        AS u(id, c, unit, tier, role, status, a_due, h_due, overdue, version)",
             )
-            .bind(Uuid::now_v7())
-            .bind(rec.case_id)
-            .bind(d.unit.as_str())
-            .bind(d.unit.tier().map_or("", |t| t.as_str()))
-            .bind(d.role.as_str())
-            .bind(d.status.as_str())
-            .bind(d.accept_due_at)
-            .bind(d.handle_due_at)
+            .bind(&opened.id)
+            .bind(&opened.case_id)
+            .bind(&opened.unit)
+            .bind(&opened.tier)
+            .bind(&opened.role)
+            .bind(&opened.status)
+            .bind(&opened.accept_due_at)
+            .bind(&opened.handle_due_at)
+            .bind(&opened.overdue)
+            .bind(&opened.version)
             .bind(now)
-            .bind(d.overdue)
-            .bind(version)
             .execute(&mut *self.tx)
             .await?;
         }

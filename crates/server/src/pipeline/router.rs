@@ -3,14 +3,16 @@
 //! claimed after `min_idle`; an entry delivered more than `max_deliveries` times is moved to
 //! the county's dead-letter stream, where operators can see and re-drive it.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use domain::CaseStatus;
+use chrono::{DateTime, Utc};
 use domain::case::{Clock, Event};
+use domain::record::CaseRecord;
 use domain::region::{Level, UnitCode};
 use queue::{Entry, Queue};
-use store::Actor;
+use store::{Actor, Append};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, debug, info, warn};
 use uuid::Uuid;
@@ -20,9 +22,6 @@ use crate::clock::SharedClock;
 use crate::error::{ApiError, ApiResult};
 
 pub const GROUP: &str = "router";
-
-/// Cases routed at once by one router.
-const CONCURRENCY: usize = 16;
 
 #[derive(Clone)]
 pub struct Router {
@@ -49,31 +48,56 @@ fn county_of(key: &str) -> Option<&str> {
 }
 
 impl Router {
-    /// Routes one REPORTED case; a case that is no longer REPORTED was routed before (a
-    /// repeated or stale message) and is left alone.
-    pub async fn route(&self, case_id: Uuid) -> ApiResult<bool> {
+    /// Routes those of `ids` that are still REPORTED, all in one transaction; a case that is
+    /// no longer REPORTED was routed before (a repeated or stale message) and is left alone.
+    /// Answers the cases that could not be planned (they stay unrouted, and their entries
+    /// pending); every other case is done once this returns.
+    pub async fn route_batch(&self, ids: &[Uuid]) -> ApiResult<HashMap<Uuid, ApiError>> {
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
-        let Some(rec) = tx.lock_case(case_id).await? else {
-            return Ok(false);
-        };
-        if rec.state.status != CaseStatus::Reported {
-            return Ok(false);
+        let recs = tx.lock_reported(ids).await?;
+        let mut failed = HashMap::new();
+        let mut plans = Vec::with_capacity(recs.len());
+        for rec in &recs {
+            let span = crate::trace::case_span("route", rec.case_id, &rec.trace);
+            match self.plan(rec, now).instrument(span.clone()).await {
+                Ok(plan) => plans.push((plan, span)),
+                Err(e) => {
+                    failed.insert(rec.case_id, e);
+                }
+            }
         }
-        let span = crate::trace::case_span("route", case_id, &rec.trace);
-        self.route_locked(tx, rec, now).instrument(span).await
+        if plans.is_empty() {
+            return Ok(failed);
+        }
+        let items: Vec<Append<'_>> = recs
+            .iter()
+            .filter(|r| !failed.contains_key(&r.case_id))
+            .zip(&plans)
+            .map(|(before, (plan, _))| Append {
+                before,
+                after: plan.state.clone(),
+                events: &plan.events,
+                arms: &plan.arms,
+                outbox: &plan.outbox,
+            })
+            .collect();
+        tx.append_many(&items, &Actor::system(), "route", now)
+            .await?;
+        tx.commit().await?;
+        self.wake.timers.notify_one();
+        self.wake.relay.notify_one();
+        for (plan, span) in &plans {
+            span.in_scope(|| debug!(case_id = %plan.case_id, "case routed"));
+        }
+        Ok(failed)
     }
 
-    async fn route_locked(
-        &self,
-        mut tx: store::CaseTx,
-        rec: domain::record::CaseRecord,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> ApiResult<bool> {
-        let case_id = rec.case_id;
-        let env = self.directory.env(&rec, now).await?;
+    /// The first tier and unit for a REPORTED case: the policy's tier, at the grid's own unit
+    /// of that tier or the nearest one above it that exists.
+    async fn plan(&self, rec: &CaseRecord, now: DateTime<Utc>) -> ApiResult<Plan> {
+        let env = self.directory.env(rec, now).await?;
         let decision = env.policy.route(&env.category, Some(rec.severity));
-        // The grid's own unit at that tier, or the nearest one above it that exists.
         let mut region = rec.grid.ancestor_at(Level::of_tier(decision.tier));
         let (unit, tier) = loop {
             let Some(r) = region else {
@@ -89,8 +113,8 @@ impl Router {
             }
             region = r.parent();
         };
-        let (due, warn) = env.start(env.limits(&rec, tier).accept);
-        let mut plan = Plan::new(&rec, now);
+        let (due, warn) = env.start(env.limits(rec, tier).accept);
+        let mut plan = Plan::new(rec, now);
         plan.push(Event::Routed {
             unit: unit.clone(),
             tier,
@@ -98,74 +122,67 @@ impl Router {
             reason: decision.reasons.join("; "),
         })?;
         plan.arm(&unit, Clock::Accept, due, warn);
-        tx.append(
-            &rec,
-            plan.state,
-            &plan.events,
-            &plan.arms,
-            &plan.outbox,
-            &Actor::system(),
-            "route",
-            now,
-        )
-        .await?;
-        tx.commit().await?;
-        self.wake.timers.notify_one();
-        self.wake.relay.notify_one();
-        debug!(%case_id, %unit, %tier, "case routed");
-        Ok(true)
+        Ok(plan)
     }
 
-    async fn handle(&self, e: &Entry) {
-        let county = county_of(&e.key).unwrap_or_default().to_owned();
-        if e.deliveries > self.max_deliveries {
-            let reason = format!("not routed after {} deliveries", e.deliveries);
-            match self
-                .queue
-                .dead_letter(e, &self.queue.dead_key(&county), GROUP, &reason)
-                .await
-            {
-                Ok(()) => {
-                    warn!(key = %e.key, id = %e.id, deliveries = e.deliveries, "intake entry dead-lettered")
-                }
-                Err(err) => warn!(error = %err, "dead-lettering failed"),
-            }
-            return;
-        }
-        let result = match serde_json::from_str::<IntakeMsg>(&e.payload) {
-            Ok(m) => super::bounded("routing", self.route(m.case_id))
-                .await
-                .map(|_| {
-                    crate::failpoint::crash_point("router-after-commit");
-                }),
-            Err(err) => Err(ApiError::Internal(format!("malformed intake entry: {err}"))),
-        };
-        match result {
-            Ok(()) => {
-                if let Err(err) = self
+    /// Routes a batch of intake entries in one transaction, then acknowledges them together.
+    /// An entry whose case could not be routed stays pending: it is claimed again after
+    /// `min_idle`, and dead-lettered after too many deliveries.
+    async fn handle_all(&self, entries: &[Entry]) {
+        let mut todo: Vec<(&Entry, Uuid)> = Vec::with_capacity(entries.len());
+        for e in entries {
+            if e.deliveries > self.max_deliveries {
+                let county = county_of(&e.key).unwrap_or_default().to_owned();
+                let reason = format!("not routed after {} deliveries", e.deliveries);
+                match self
                     .queue
-                    .ack(&e.key, GROUP, std::slice::from_ref(&e.id))
+                    .dead_letter(e, &self.queue.dead_key(&county), GROUP, &reason)
                     .await
                 {
-                    warn!(error = %err, "ack failed; the entry will be delivered again");
+                    Ok(()) => {
+                        warn!(key = %e.key, id = %e.id, deliveries = e.deliveries, "intake entry dead-lettered")
+                    }
+                    Err(err) => warn!(error = %err, "dead-lettering failed"),
+                }
+                continue;
+            }
+            match serde_json::from_str::<IntakeMsg>(&e.payload) {
+                Ok(m) => todo.push((e, m.case_id)),
+                Err(err) => {
+                    warn!(key = %e.key, id = %e.id, deliveries = e.deliveries, error = %err, "malformed intake entry")
                 }
             }
-            // Left pending: it is claimed again after `min_idle`, and dead-lettered after too
-            // many deliveries.
+        }
+        if todo.is_empty() {
+            return;
+        }
+        let mut ids: Vec<Uuid> = todo.iter().map(|(_, id)| *id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let failed = match super::bounded("routing", self.route_batch(&ids)).await {
+            Ok(failed) => {
+                crate::failpoint::crash_point("router-after-commit");
+                failed
+            }
             Err(err) => {
-                warn!(key = %e.key, id = %e.id, deliveries = e.deliveries, error = %err, "routing failed")
+                warn!(entries = todo.len(), error = %err, "routing a batch failed; its entries will be delivered again");
+                return;
+            }
+        };
+        let mut done: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for (e, case_id) in &todo {
+            match failed.get(case_id) {
+                Some(err) => {
+                    warn!(key = %e.key, id = %e.id, deliveries = e.deliveries, error = %err, "routing failed")
+                }
+                None => done.entry(e.key.as_str()).or_default().push(e.id.clone()),
             }
         }
-    }
-
-    /// Routes a batch with several cases in flight at once: each case is its own transaction
-    /// on its own row, so they do not wait on each other, and one slow case does not hold up
-    /// the rest.
-    async fn handle_all(&self, entries: &[Entry]) {
-        use futures::StreamExt as _;
-        futures::stream::iter(entries)
-            .for_each_concurrent(CONCURRENCY, |e| self.handle(e))
-            .await;
+        for (key, ids) in done {
+            if let Err(err) = self.queue.ack(key, GROUP, &ids).await {
+                warn!(error = %err, "ack failed; the entries will be delivered again");
+            }
+        }
     }
 
     async fn keys(&self) -> Vec<String> {
