@@ -14,19 +14,52 @@ use tonic::transport::Channel;
 
 use crate::{Bearer, TestServer, report};
 
-/// Lazily connected channels to every gridd address: a call to a dead process fails fast and
-/// the next attempt goes to the next address; a restarted process is reconnected by itself.
-pub fn channels(addrs: &[String]) -> Vec<Channel> {
-    addrs
-        .iter()
-        .map(|a| {
-            tonic::transport::Endpoint::from_shared(a.clone())
-                .unwrap()
-                .connect_timeout(Duration::from_millis(500))
-                .tcp_nodelay(true)
-                .connect_lazy()
-        })
-        .collect()
+/// A lazily connected channel to one gridd address.
+fn dial(addr: &str) -> Channel {
+    tonic::transport::Endpoint::from_shared(addr.to_owned())
+        .unwrap()
+        .connect_timeout(Duration::from_millis(500))
+        .tcp_nodelay(true)
+        .connect_lazy()
+}
+
+/// Channels to every gridd address, shared by all clients and dialled again after a failure,
+/// as a phone app does when the network lets it down: a call to a dead process fails fast,
+/// the next attempt goes to the next address, and a channel whose call failed for lack of
+/// service is replaced, so one wedged connection cannot hold every later call.
+#[derive(Clone)]
+pub struct Dialer {
+    addrs: Arc<Vec<String>>,
+    /// Each address's current channel and how many times it was replaced.
+    slots: Arc<Vec<Mutex<(u64, Channel)>>>,
+    pub redials: Arc<AtomicU64>,
+}
+
+impl Dialer {
+    pub fn new(addrs: &[String]) -> Dialer {
+        Dialer {
+            addrs: Arc::new(addrs.to_vec()),
+            slots: Arc::new(addrs.iter().map(|a| Mutex::new((0, dial(a)))).collect()),
+            redials: Arc::default(),
+        }
+    }
+
+    /// The channel to address `i` (modulo their number) and its generation.
+    pub fn get(&self, i: usize) -> (usize, u64, Channel) {
+        let i = i % self.addrs.len();
+        let slot = self.slots[i].lock().unwrap();
+        (i, slot.0, slot.1.clone())
+    }
+
+    /// A call on generation `generation` of address `i`'s channel failed: replace it, unless
+    /// another caller already did.
+    pub fn failed(&self, i: usize, generation: u64) {
+        let mut slot = self.slots[i].lock().unwrap();
+        if slot.0 == generation {
+            *slot = (generation + 1, dial(&self.addrs[i]));
+            self.redials.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// What the phones saw.
@@ -123,6 +156,20 @@ impl ReportStats {
             self.samples.lock().unwrap(),
         )
     }
+
+    /// One line for a long run's progress: reports begun, answered, still being tried.
+    pub fn progress(&self) -> String {
+        let sent = self.sent.load(Ordering::Relaxed);
+        let acked = self.acked.lock().unwrap().len() as u64;
+        let gave_up = self.gave_up.load(Ordering::Relaxed);
+        let wrong = self.wrong.lock().unwrap().len() as u64;
+        format!(
+            "sent {sent}, acknowledged {acked}, in flight {}, calls {}, errors {:?}",
+            sent.saturating_sub(acked + gave_up + wrong),
+            self.attempts.load(Ordering::Relaxed),
+            self.errors(),
+        )
+    }
 }
 
 /// How the phones report.
@@ -166,7 +213,7 @@ fn retryable(code: tonic::Code) -> bool {
 
 /// Reports at `plan.rate` per second for `plan.duration`, then waits for every report to be
 /// answered or given up.
-pub async fn report_load(channels: Vec<Channel>, plan: ReportPlan, stats: Arc<ReportStats>) {
+pub async fn report_load(dialer: Dialer, plan: ReportPlan, stats: Arc<ReportStats>) {
     let start = Instant::now();
     *stats.start.lock().unwrap() = Some(start);
     let bearers: HashMap<String, Bearer> = plan
@@ -185,14 +232,14 @@ pub async fn report_load(channels: Vec<Channel>, plan: ReportPlan, stats: Arc<Re
         ticker.tick().await;
         let grid = plan.grids[n % plan.grids.len()].clone();
         let body = report(&grid, &plan.category, &format!("{} {n}", plan.label));
-        let (channels, stats, bearers) = (channels.clone(), stats.clone(), bearers.clone());
+        let (dialer, stats, bearers) = (dialer.clone(), stats.clone(), bearers.clone());
         let timeout = plan.call_timeout;
         stats.sent.fetch_add(1, Ordering::Relaxed);
         tasks.spawn(async move {
             let bearer = bearers[&grid].clone();
             let mut backoff = Duration::from_millis(200);
             for attempt in 0usize.. {
-                let ch = channels[(n + attempt) % channels.len()].clone();
+                let (slot, generation, ch) = dialer.get(n + attempt);
                 let mut client =
                     v1::reporting_service_client::ReportingServiceClient::with_interceptor(
                         ch,
@@ -237,7 +284,9 @@ pub async fn report_load(channels: Vec<Channel>, plan: ReportPlan, stats: Arc<Re
                     }
                     Err(s) => {
                         stats.error(&s);
-                        if !retryable(s.code()) {
+                        if retryable(s.code()) {
+                            dialer.failed(slot, generation);
+                        } else {
                             stats.wrong.lock().unwrap().push(format!(
                                 "{:?}: {}",
                                 s.code(),
@@ -292,25 +341,27 @@ impl ConsoleStats {
 
 /// One console per unit: watch the queue, accept every case offered; reconnect on any break.
 pub fn consoles(
-    channels: &[Channel],
+    dialer: &Dialer,
     units: &[String],
     stop: &CancellationToken,
     stats: &Arc<ConsoleStats>,
 ) -> tokio::task::JoinSet<()> {
     let mut set = tokio::task::JoinSet::new();
     for (i, unit) in units.iter().enumerate() {
-        let (channels, unit, stop, stats) =
-            (channels.to_vec(), unit.clone(), stop.clone(), stats.clone());
+        let (dialer, unit, stop, stats) =
+            (dialer.clone(), unit.clone(), stop.clone(), stats.clone());
         set.spawn(async move {
             let bearer = TestServer::staff(&unit);
             let mut round = i;
             while !stop.is_cancelled() {
-                let ch = channels[round % channels.len()].clone();
+                let (slot, generation, ch) = dialer.get(round);
                 round += 1;
                 tokio::select! {
                     () = stop.cancelled() => break,
                     () = watch_once(ch, &unit, bearer.clone(), &stats) => {}
                 }
+                // the watch broke: the next one starts on a fresh connection
+                dialer.failed(slot, generation);
                 stats.reconnects.fetch_add(1, Ordering::Relaxed);
                 tokio::select! {
                     () = stop.cancelled() => break,

@@ -176,12 +176,12 @@ struct Running {
 }
 
 fn start_load(rig: &Rig, plan: ReportPlan) -> Running {
-    let channels = load::channels(&rig.addrs());
+    let dialer = load::Dialer::new(&rig.addrs());
     let stats = Arc::new(ReportStats::default());
     let consoles = Arc::new(ConsoleStats::default());
     let stop = CancellationToken::new();
-    let console_tasks = load::consoles(&channels, &rig.busy_units, &stop, &consoles);
-    let phones = tokio::spawn(load::report_load(channels, plan, stats.clone()));
+    let console_tasks = load::consoles(&dialer, &rig.busy_units, &stop, &consoles);
+    let phones = tokio::spawn(load::report_load(dialer, plan, stats.clone()));
     Running {
         stats,
         consoles,
@@ -550,7 +550,7 @@ async fn timers_fire_once_while_replicas_die() {
     let _one = SERIAL.lock().await;
     let mut rig = Rig::new().await;
     rig.replicas(2).await;
-    let channels = load::channels(&rig.addrs());
+    let dialer = load::Dialer::new(&rig.addrs());
     // cases nobody accepts, on a one-minute accept clock: each must warn once and escalate
     // once, whichever replica is alive at the time
     let idle = 60;
@@ -558,7 +558,7 @@ async fn timers_fire_once_while_replicas_die() {
     for i in 0..idle {
         let grid = &rig.idle_grids[i % rig.idle_grids.len()];
         let mut c = proto::v1::reporting_service_client::ReportingServiceClient::with_interceptor(
-            channels[i % 2].clone(),
+            dialer.get(i).2,
             griddispatch_tests::TestServer::bearer(server::auth::Role::GridWorker, grid),
         );
         let r = c
@@ -679,7 +679,7 @@ async fn soak_every_fault_at_random() {
         plan.grids = rig.idle_grids.clone();
         plan.category = IDLE_CATEGORY.into();
         tokio::spawn(load::report_load(
-            load::channels(&rig.addrs()),
+            load::Dialer::new(&rig.addrs()),
             plan,
             idle_stats.clone(),
         ))
@@ -693,6 +693,7 @@ async fn soak_every_fault_at_random() {
     let t = Instant::now();
     let mut faults: std::collections::BTreeMap<&str, u32> = Default::default();
     let mut n = 0usize;
+    let mut last_note = Instant::now();
     loop {
         let wait = jitter(Duration::from_secs(10), Duration::from_secs(30));
         if t.elapsed() + wait >= soak {
@@ -735,11 +736,13 @@ async fn soak_every_fault_at_random() {
                 *faults.entry("crash point armed").or_default() += 1;
             }
         }
-        if n.is_multiple_of(10) {
+        if last_note.elapsed() >= Duration::from_secs(60) {
+            last_note = Instant::now();
             println!(
-                "  {:>5} s: {} acknowledged; faults {faults:?}",
+                "  {:>5} s: {}; {}; faults {faults:?}",
                 t.elapsed().as_secs(),
-                load.stats.acked.lock().unwrap().len()
+                load.stats.progress(),
+                load.consoles.summary(),
             );
         }
     }
