@@ -60,10 +60,15 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::Protocol(_)
             | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e),
             // 08: connection exception; 53: insufficient resources (too many connections);
-            // 57P0x: the server shutting down, crashed or starting up
+            // 57P0x: the server shutting down, crashed or starting up; 57014: the statement
+            // timed out; 40001 and 40P01: a serialization failure or deadlock, which a retry
+            // of the whole transaction resolves
             sqlx::Error::Database(db)
                 if db.code().is_some_and(|c| {
-                    c.starts_with("08") || c.starts_with("53") || c.starts_with("57P0")
+                    c.starts_with("08")
+                        || c.starts_with("53")
+                        || c.starts_with("57P0")
+                        || matches!(&*c, "57014" | "40001" | "40P01")
                 }) =>
             {
                 StoreError::Unavailable(e)
