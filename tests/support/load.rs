@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 use proto::v1;
 use server::auth::Role;
 use tokio_util::sync::CancellationToken;
+use tonic::Code;
 use tonic::transport::Channel;
 
-use crate::{Bearer, TestServer, report};
+use crate::{TestServer, report};
 
 /// A lazily connected channel to one gridd address.
 fn dial(addr: &str) -> Channel {
@@ -216,12 +217,6 @@ fn retryable(code: tonic::Code) -> bool {
 pub async fn report_load(dialer: Dialer, plan: ReportPlan, stats: Arc<ReportStats>) {
     let start = Instant::now();
     *stats.start.lock().unwrap() = Some(start);
-    let bearers: HashMap<String, Bearer> = plan
-        .grids
-        .iter()
-        .map(|g| (g.clone(), TestServer::bearer(Role::GridWorker, g)))
-        .collect();
-    let bearers = Arc::new(bearers);
     let interval = Duration::from_secs_f64(1.0 / f64::from(plan.rate.max(1)));
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -232,18 +227,19 @@ pub async fn report_load(dialer: Dialer, plan: ReportPlan, stats: Arc<ReportStat
         ticker.tick().await;
         let grid = plan.grids[n % plan.grids.len()].clone();
         let body = report(&grid, &plan.category, &format!("{} {n}", plan.label));
-        let (dialer, stats, bearers) = (dialer.clone(), stats.clone(), bearers.clone());
+        let (dialer, stats) = (dialer.clone(), stats.clone());
         let timeout = plan.call_timeout;
         stats.sent.fetch_add(1, Ordering::Relaxed);
         tasks.spawn(async move {
-            let bearer = bearers[&grid].clone();
             let mut backoff = Duration::from_millis(200);
             for attempt in 0usize.. {
                 let (slot, generation, ch) = dialer.get(n + attempt);
+                // a fresh token for each try, as an app renews its session: tokens live ten
+                // minutes and a soak runs for thirty
                 let mut client =
                     v1::reporting_service_client::ReportingServiceClient::with_interceptor(
                         ch,
-                        bearer.clone(),
+                        TestServer::bearer(Role::GridWorker, &grid),
                     );
                 let mut req = tonic::Request::new(body.clone());
                 req.set_timeout(timeout);
@@ -324,17 +320,20 @@ pub struct ConsoleStats {
     /// Accepts that failed for lack of service (retried through the next snapshot).
     pub failed: AtomicU64,
     pub reconnects: AtomicU64,
+    /// Accepts that failed any other way, by code: none are expected.
+    pub other: Mutex<BTreeMap<String, u64>>,
 }
 
 impl ConsoleStats {
     pub fn summary(&self) -> String {
         format!(
-            "console items {}, accepted {}, refused as stale {}, failed {}, reconnects {}",
+            "console items {}, accepted {}, refused as stale {}, failed {}, reconnects {}, other errors {:?}",
             self.items.load(Ordering::Relaxed),
             self.accepted.load(Ordering::Relaxed),
             self.refused.load(Ordering::Relaxed),
             self.failed.load(Ordering::Relaxed),
             self.reconnects.load(Ordering::Relaxed),
+            self.other.lock().unwrap(),
         )
     }
 }
@@ -351,14 +350,13 @@ pub fn consoles(
         let (dialer, unit, stop, stats) =
             (dialer.clone(), unit.clone(), stop.clone(), stats.clone());
         set.spawn(async move {
-            let bearer = TestServer::staff(&unit);
             let mut round = i;
             while !stop.is_cancelled() {
                 let (slot, generation, ch) = dialer.get(round);
                 round += 1;
                 tokio::select! {
                     () = stop.cancelled() => break,
-                    () = watch_once(ch, &unit, bearer.clone(), &stats) => {}
+                    () = watch_once(ch, &unit, &stats) => {}
                 }
                 // the watch broke: the next one starts on a fresh connection
                 dialer.failed(slot, generation);
@@ -373,9 +371,15 @@ pub fn consoles(
     set
 }
 
-async fn watch_once(ch: Channel, unit: &str, bearer: Bearer, stats: &Arc<ConsoleStats>) {
-    let mut esc =
-        v1::escalation_service_client::EscalationServiceClient::with_interceptor(ch, bearer);
+async fn watch_once(ch: Channel, unit: &str, stats: &Arc<ConsoleStats>) {
+    // each call carries a token minted for it, as a console renews its session
+    let client = |ch: Channel, unit: &str| {
+        v1::escalation_service_client::EscalationServiceClient::with_interceptor(
+            ch,
+            TestServer::staff(unit),
+        )
+    };
+    let mut esc = client(ch.clone(), unit);
     let Ok(stream) = esc
         .watch_queue(v1::WatchQueueRequest {
             unit_code: unit.to_owned(),
@@ -395,7 +399,7 @@ async fn watch_once(ch: Channel, unit: &str, bearer: Bearer, stats: &Arc<Console
         while accepts.len() >= 8 {
             accepts.join_next().await;
         }
-        let (mut esc, stats, unit) = (esc.clone(), stats.clone(), unit.to_owned());
+        let (mut esc, stats, unit) = (client(ch.clone(), unit), stats.clone(), unit.to_owned());
         accepts.spawn(async move {
             let mut req = tonic::Request::new(v1::AcceptRequest {
                 case_id: item.case_id.clone(),
@@ -409,7 +413,18 @@ async fn watch_once(ch: Channel, unit: &str, bearer: Bearer, stats: &Arc<Console
             match res {
                 Ok(_) => stats.accepted.fetch_add(1, Ordering::Relaxed),
                 Err(s) if retryable(s.code()) => stats.failed.fetch_add(1, Ordering::Relaxed),
-                Err(_) => stats.refused.fetch_add(1, Ordering::Relaxed),
+                Err(s) if matches!(s.code(), Code::FailedPrecondition | Code::Aborted) => {
+                    stats.refused.fetch_add(1, Ordering::Relaxed)
+                }
+                Err(s) => {
+                    *stats
+                        .other
+                        .lock()
+                        .unwrap()
+                        .entry(format!("{:?}", s.code()))
+                        .or_default() += 1;
+                    0
+                }
             };
         });
     }
