@@ -10,7 +10,7 @@ use domain::region::UnitCode;
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
-use crate::cases::{Actor, version_i64};
+use crate::cases::{Actor, audit, insert_event, version_i64};
 use crate::rows::{CASE_COLUMNS, CaseRow, corrupt};
 use crate::{Result, Store, StoreError};
 
@@ -194,6 +194,7 @@ impl CaseTx {
             "SELECT {CASE_COLUMNS} FROM cases WHERE case_id = ANY($1) AND status = 'REPORTED'
               ORDER BY case_id FOR UPDATE"
         ))
+        .persistent(false)
         .bind(ids)
         .fetch_all(&mut *self.tx)
         .await?;
@@ -210,7 +211,9 @@ impl CaseTx {
     }
 
     /// Records `events` (already checked by the state machine, giving `after`) and their
-    /// effects. The case row must have been locked with [`CaseTx::lock_case`].
+    /// effects. The case row must have been locked with [`CaseTx::lock_case`]. One case's
+    /// statements are single-row and prepared once per connection; a batch goes through
+    /// [`CaseTx::append_many`].
     #[allow(clippy::too_many_arguments)]
     pub async fn append(
         &mut self,
@@ -223,23 +226,90 @@ impl CaseTx {
         action: &str,
         now: DateTime<Utc>,
     ) -> Result<CaseRecord> {
-        let one = Append {
-            before,
-            after,
-            events,
-            arms,
-            outbox,
-        };
-        let mut out = self
-            .append_many(std::slice::from_ref(&one), actor, action, now)
+        if after.version != before.state.version + events.len() as u64 {
+            return Err(corrupt("append", "state version does not match the events"));
+        }
+        let mut rec = before.clone();
+        for (i, e) in events.iter().enumerate() {
+            rec.state.version = before.state.version + i as u64 + 1;
+            insert_event(&mut self.tx, &rec, e, actor, now).await?;
+        }
+        rec.state = after;
+        rec.updated_at = now;
+        let s = &rec.state;
+        let updated = sqlx::query(
+            "UPDATE cases SET status = $2, tier = $3, holder_unit = $4, lead_unit = $5,
+                assisting_units = $6, accept_due_at = $7, handle_due_at = $8, overdue = $9,
+                rework_count = $10, rating = $11, version = $12, state = $13, updated_at = $14
+              WHERE case_id = $1 AND version = $15",
+        )
+        .bind(rec.case_id)
+        .bind(s.status.as_str())
+        .bind(s.tier.as_str())
+        .bind(s.holder.as_ref().map(ToString::to_string))
+        .bind(s.lead.as_ref().map(ToString::to_string))
+        .bind(
+            s.assisting_units()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+        )
+        .bind(s.accept_due_at)
+        .bind(s.handle_due_at)
+        .bind(s.overdue)
+        .bind(i32::try_from(s.rework_count).unwrap_or(i32::MAX))
+        .bind(s.rating.map(i16::from))
+        .bind(i64::try_from(s.version).unwrap_or(i64::MAX))
+        .bind(serde_json::to_value(s).expect("state serialises"))
+        .bind(now)
+        .bind(i64::try_from(before.state.version).unwrap_or(i64::MAX))
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected();
+        if updated != 1 {
+            return Err(StoreError::Invalid {
+                field: "case".into(),
+                reason: "the case changed underneath this transaction".into(),
+            });
+        }
+        self.sync_one(&rec, now).await?;
+        for a in arms {
+            sqlx::query(
+                "INSERT INTO deadlines (case_id, unit_code, clock, warn, fire_at, clock_due_at, armed_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(rec.case_id)
+            .bind(a.unit.as_str())
+            .bind(clock_name(a.clock))
+            .bind(a.warn)
+            .bind(a.fire_at)
+            .bind(a.clock_due_at)
+            .bind(now)
+            .execute(&mut *self.tx)
             .await?;
-        out.pop()
-            .ok_or_else(|| corrupt("append", "one case in, one out"))
+        }
+        if !outbox.is_empty() {
+            let streams: Vec<&str> = outbox.iter().map(|m| m.stream.as_str()).collect();
+            let payloads: Vec<&serde_json::Value> = outbox.iter().map(|m| &m.payload).collect();
+            sqlx::query(
+                "INSERT INTO outbox (stream, payload) SELECT * FROM UNNEST($1::text[], $2::jsonb[])",
+            )
+            .bind(&streams)
+            .bind(&payloads)
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        audit(&mut self.tx, actor, action, &rec.case_id.to_string(), "ok").await?;
+        Ok(rec)
     }
 
     /// [`CaseTx::append`] for many locked cases at once: every table is written by one
     /// multi-row statement, so a batch costs the same handful of round trips as one case.
     /// Answers the cases as they now are, in order.
+    ///
+    /// The statements that match a batch against `cases` or `assignments` are planned at
+    /// each execution (`persistent(false)`): a connection's cached plan, made while the
+    /// tables were still small, scans them whole for as long as the connection lives.
     pub async fn append_many(
         &mut self,
         items: &[Append<'_>],
@@ -351,6 +421,7 @@ impl CaseTx {
                     rework_count integer, rating smallint, version bigint, state jsonb)
               WHERE c.case_id = n.case_id AND c.version = n.old_version",
         )
+        .persistent(false)
         .bind(serde_json::Value::Array(rows))
         .bind(now)
         .execute(&mut *self.tx)
@@ -372,6 +443,7 @@ impl CaseTx {
             "SELECT assignment_id, case_id, unit_code, role, status FROM assignments
               WHERE case_id = ANY($1) AND ended_at IS NULL",
         )
+        .persistent(false)
         .bind(recs.iter().map(|r| r.case_id).collect::<Vec<_>>())
         .fetch_all(&mut *self.tx)
         .await?;
@@ -430,6 +502,7 @@ impl CaseTx {
                    FROM UNNEST($1::uuid[], $2::text[], $3::int8[]) AS u(id, status, version)
                   WHERE a.assignment_id = u.id",
             )
+            .persistent(false)
             .bind(&ended.id)
             .bind(&ended.status)
             .bind(&ended.version)
@@ -448,6 +521,7 @@ impl CaseTx {
                         AS u(id, status, accept_due_at, handle_due_at, overdue, version)
                   WHERE a.assignment_id = u.id",
             )
+            .persistent(false)
             .bind(&kept.id)
             .bind(&kept.status)
             .bind(&kept.accept_due_at)
@@ -480,6 +554,89 @@ impl CaseTx {
             .bind(&opened.overdue)
             .bind(&opened.version)
             .bind(now)
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// [`CaseTx::sync_assignments`] for one case, in single-row statements: makes the
+    /// `assignments` rows match the state: ends what is no longer open, updates
+    /// what still is, and opens a new row for each new holding.
+    async fn sync_one(&mut self, rec: &CaseRecord, now: DateTime<Utc>) -> Result<()> {
+        let open: Vec<(Uuid, String, String, String)> = sqlx::query_as(
+            "SELECT assignment_id, unit_code, role, status FROM assignments
+              WHERE case_id = $1 AND ended_at IS NULL",
+        )
+        .bind(rec.case_id)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        let desired = open_assignments(&rec.state);
+        let version = i64::try_from(rec.state.version).unwrap_or(i64::MAX);
+        for (id, unit, role, status) in &open {
+            let keep = desired
+                .iter()
+                .find(|d| d.unit.as_str() == unit && d.role.as_str() == role);
+            match keep {
+                None => {
+                    let done = status == AssignmentStatus::Submitted.as_str();
+                    sqlx::query(
+                        "UPDATE assignments SET status = $2, ended_at = $3, case_version = $4
+                          WHERE assignment_id = $1",
+                    )
+                    .bind(id)
+                    .bind(if done {
+                        AssignmentStatus::Submitted.as_str()
+                    } else {
+                        AssignmentStatus::Ended.as_str()
+                    })
+                    .bind(now)
+                    .bind(version)
+                    .execute(&mut *self.tx)
+                    .await?;
+                }
+                Some(d) => {
+                    sqlx::query(
+                        "UPDATE assignments SET status = $2, accept_due_at = $3, handle_due_at = $4,
+                            overdue = $5, case_version = $6,
+                            accepted_at = CASE WHEN $2 <> 'PENDING_ACCEPT' THEN COALESCE(accepted_at, $7) END,
+                            submitted_at = CASE WHEN $2 = 'SUBMITTED' THEN COALESCE(submitted_at, $7) END
+                          WHERE assignment_id = $1",
+                    )
+                    .bind(id)
+                    .bind(d.status.as_str())
+                    .bind(d.accept_due_at)
+                    .bind(d.handle_due_at)
+                    .bind(d.overdue)
+                    .bind(version)
+                    .bind(now)
+                    .execute(&mut *self.tx)
+                    .await?;
+                }
+            }
+        }
+        for d in desired.iter().filter(|d| {
+            !open
+                .iter()
+                .any(|(_, unit, role, _)| d.unit.as_str() == unit && d.role.as_str() == role)
+        }) {
+            sqlx::query(
+                "INSERT INTO assignments (assignment_id, case_id, unit_code, tier, role, status,
+                    accept_due_at, handle_due_at, created_at, overdue, case_version, accepted_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
+                         CASE WHEN $6 <> 'PENDING_ACCEPT' THEN $9 END)",
+            )
+            .bind(Uuid::now_v7())
+            .bind(rec.case_id)
+            .bind(d.unit.as_str())
+            .bind(d.unit.tier().map_or("", |t| t.as_str()))
+            .bind(d.role.as_str())
+            .bind(d.status.as_str())
+            .bind(d.accept_due_at)
+            .bind(d.handle_due_at)
+            .bind(now)
+            .bind(d.overdue)
+            .bind(version)
             .execute(&mut *self.tx)
             .await?;
         }
