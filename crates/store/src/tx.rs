@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use domain::case::{CaseState, Clock, Event};
-use domain::effects::{AssignmentStatus, open_assignments};
+use domain::effects::{AssignmentStatus, OpenAssignment, open_assignments};
 use domain::record::CaseRecord;
 use domain::region::UnitCode;
 use sqlx::{Postgres, Transaction};
@@ -160,6 +160,59 @@ struct AssignmentOpens {
     handle_due_at: Vec<Option<DateTime<Utc>>>,
     overdue: Vec<bool>,
     version: Vec<i64>,
+}
+
+/// An `assignments` row still open, as read back for one case.
+struct OpenRow<'r> {
+    id: Uuid,
+    unit: &'r str,
+    role: &'r str,
+    status: &'r str,
+}
+
+/// What one open row, or one holding the state wants, needs so the rows match the state.
+#[derive(Debug, PartialEq)]
+enum AssignmentChange<'a> {
+    /// The holding is over; the row ends with this status (a submitted share stays submitted).
+    End { id: Uuid, status: &'static str },
+    /// The holding goes on, with these figures.
+    Keep { id: Uuid, to: &'a OpenAssignment },
+    /// A holding with no row yet.
+    Open(&'a OpenAssignment),
+}
+
+/// The one decision both the batch and the single-case paths make: a row is the same holding
+/// as a wanted one when unit and role agree; rows with no wanted holding end, wanted holdings
+/// with no row open.
+fn assignment_changes<'r, 'a>(
+    open: impl Iterator<Item = OpenRow<'r>>,
+    desired: &'a [OpenAssignment],
+) -> Vec<AssignmentChange<'a>> {
+    let same = |d: &OpenAssignment, o: &OpenRow<'_>| {
+        d.unit.as_str() == o.unit && d.role.as_str() == o.role
+    };
+    let open: Vec<OpenRow<'r>> = open.collect();
+    let mut out = Vec::with_capacity(open.len() + desired.len());
+    for o in &open {
+        out.push(match desired.iter().find(|d| same(d, o)) {
+            Some(d) => AssignmentChange::Keep { id: o.id, to: d },
+            None => AssignmentChange::End {
+                id: o.id,
+                status: if o.status == AssignmentStatus::Submitted.as_str() {
+                    AssignmentStatus::Submitted.as_str()
+                } else {
+                    AssignmentStatus::Ended.as_str()
+                },
+            },
+        });
+    }
+    out.extend(
+        desired
+            .iter()
+            .filter(|d| !open.iter().any(|o| same(d, o)))
+            .map(AssignmentChange::Open),
+    );
+    out
 }
 
 pub struct CaseTx {
@@ -453,47 +506,43 @@ impl CaseTx {
         for rec in recs {
             let desired = open_assignments(&rec.state);
             let version = version_i64(rec.state.version);
-            let mine: Vec<_> = open.iter().filter(|o| o.1 == rec.case_id).collect();
-            for (id, _, unit, role, status) in &mine {
-                match desired
-                    .iter()
-                    .find(|d| d.unit.as_str() == unit && d.role.as_str() == role)
-                {
-                    None => {
-                        let done = status == AssignmentStatus::Submitted.as_str();
-                        ended.id.push(*id);
-                        ended.status.push(if done {
-                            AssignmentStatus::Submitted.as_str()
-                        } else {
-                            AssignmentStatus::Ended.as_str()
-                        });
+            let mine =
+                open.iter()
+                    .filter(|o| o.1 == rec.case_id)
+                    .map(|(id, _, unit, role, status)| OpenRow {
+                        id: *id,
+                        unit,
+                        role,
+                        status,
+                    });
+            for change in assignment_changes(mine, &desired) {
+                match change {
+                    AssignmentChange::End { id, status } => {
+                        ended.id.push(id);
+                        ended.status.push(status);
                         ended.version.push(version);
                     }
-                    Some(d) => {
-                        kept.id.push(*id);
-                        kept.status.push(d.status.as_str());
-                        kept.accept_due_at.push(d.accept_due_at);
-                        kept.handle_due_at.push(d.handle_due_at);
-                        kept.overdue.push(d.overdue);
+                    AssignmentChange::Keep { id, to } => {
+                        kept.id.push(id);
+                        kept.status.push(to.status.as_str());
+                        kept.accept_due_at.push(to.accept_due_at);
+                        kept.handle_due_at.push(to.handle_due_at);
+                        kept.overdue.push(to.overdue);
                         kept.version.push(version);
                     }
+                    AssignmentChange::Open(d) => {
+                        opened.id.push(Uuid::now_v7());
+                        opened.case_id.push(rec.case_id);
+                        opened.unit.push(d.unit.to_string());
+                        opened.tier.push(d.unit.tier().map_or("", |t| t.as_str()));
+                        opened.role.push(d.role.as_str());
+                        opened.status.push(d.status.as_str());
+                        opened.accept_due_at.push(d.accept_due_at);
+                        opened.handle_due_at.push(d.handle_due_at);
+                        opened.overdue.push(d.overdue);
+                        opened.version.push(version);
+                    }
                 }
-            }
-            for d in desired.iter().filter(|d| {
-                !mine
-                    .iter()
-                    .any(|(_, _, unit, role, _)| d.unit.as_str() == unit && d.role.as_str() == role)
-            }) {
-                opened.id.push(Uuid::now_v7());
-                opened.case_id.push(rec.case_id);
-                opened.unit.push(d.unit.to_string());
-                opened.tier.push(d.unit.tier().map_or("", |t| t.as_str()));
-                opened.role.push(d.role.as_str());
-                opened.status.push(d.status.as_str());
-                opened.accept_due_at.push(d.accept_due_at);
-                opened.handle_due_at.push(d.handle_due_at);
-                opened.overdue.push(d.overdue);
-                opened.version.push(version);
             }
         }
         if !ended.id.is_empty() {
@@ -560,9 +609,7 @@ impl CaseTx {
         Ok(())
     }
 
-    /// [`CaseTx::sync_assignments`] for one case, in single-row statements: makes the
-    /// `assignments` rows match the state: ends what is no longer open, updates
-    /// what still is, and opens a new row for each new holding.
+    /// [`CaseTx::sync_assignments`] for one case, in single-row statements.
     async fn sync_one(&mut self, rec: &CaseRecord, now: DateTime<Utc>) -> Result<()> {
         let open: Vec<(Uuid, String, String, String)> = sqlx::query_as(
             "SELECT assignment_id, unit_code, role, status FROM assignments
@@ -572,30 +619,28 @@ impl CaseTx {
         .fetch_all(&mut *self.tx)
         .await?;
         let desired = open_assignments(&rec.state);
-        let version = i64::try_from(rec.state.version).unwrap_or(i64::MAX);
-        for (id, unit, role, status) in &open {
-            let keep = desired
-                .iter()
-                .find(|d| d.unit.as_str() == unit && d.role.as_str() == role);
-            match keep {
-                None => {
-                    let done = status == AssignmentStatus::Submitted.as_str();
+        let version = version_i64(rec.state.version);
+        let rows = open.iter().map(|(id, unit, role, status)| OpenRow {
+            id: *id,
+            unit,
+            role,
+            status,
+        });
+        for change in assignment_changes(rows, &desired) {
+            match change {
+                AssignmentChange::End { id, status } => {
                     sqlx::query(
                         "UPDATE assignments SET status = $2, ended_at = $3, case_version = $4
                           WHERE assignment_id = $1",
                     )
                     .bind(id)
-                    .bind(if done {
-                        AssignmentStatus::Submitted.as_str()
-                    } else {
-                        AssignmentStatus::Ended.as_str()
-                    })
+                    .bind(status)
                     .bind(now)
                     .bind(version)
                     .execute(&mut *self.tx)
                     .await?;
                 }
-                Some(d) => {
+                AssignmentChange::Keep { id, to } => {
                     sqlx::query(
                         "UPDATE assignments SET status = $2, accept_due_at = $3, handle_due_at = $4,
                             overdue = $5, case_version = $6,
@@ -604,41 +649,38 @@ impl CaseTx {
                           WHERE assignment_id = $1",
                     )
                     .bind(id)
-                    .bind(d.status.as_str())
-                    .bind(d.accept_due_at)
-                    .bind(d.handle_due_at)
-                    .bind(d.overdue)
+                    .bind(to.status.as_str())
+                    .bind(to.accept_due_at)
+                    .bind(to.handle_due_at)
+                    .bind(to.overdue)
                     .bind(version)
                     .bind(now)
                     .execute(&mut *self.tx)
                     .await?;
                 }
+                AssignmentChange::Open(d) => {
+                    sqlx::query(
+                        "INSERT INTO assignments (assignment_id, case_id, unit_code, tier, role,
+                            status, accept_due_at, handle_due_at, created_at, overdue,
+                            case_version, accepted_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
+                                 CASE WHEN $6 <> 'PENDING_ACCEPT' THEN $9 END)",
+                    )
+                    .bind(Uuid::now_v7())
+                    .bind(rec.case_id)
+                    .bind(d.unit.as_str())
+                    .bind(d.unit.tier().map_or("", |t| t.as_str()))
+                    .bind(d.role.as_str())
+                    .bind(d.status.as_str())
+                    .bind(d.accept_due_at)
+                    .bind(d.handle_due_at)
+                    .bind(now)
+                    .bind(d.overdue)
+                    .bind(version)
+                    .execute(&mut *self.tx)
+                    .await?;
+                }
             }
-        }
-        for d in desired.iter().filter(|d| {
-            !open
-                .iter()
-                .any(|(_, unit, role, _)| d.unit.as_str() == unit && d.role.as_str() == role)
-        }) {
-            sqlx::query(
-                "INSERT INTO assignments (assignment_id, case_id, unit_code, tier, role, status,
-                    accept_due_at, handle_due_at, created_at, overdue, case_version, accepted_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
-                         CASE WHEN $6 <> 'PENDING_ACCEPT' THEN $9 END)",
-            )
-            .bind(Uuid::now_v7())
-            .bind(rec.case_id)
-            .bind(d.unit.as_str())
-            .bind(d.unit.tier().map_or("", |t| t.as_str()))
-            .bind(d.role.as_str())
-            .bind(d.status.as_str())
-            .bind(d.accept_due_at)
-            .bind(d.handle_due_at)
-            .bind(now)
-            .bind(d.overdue)
-            .bind(version)
-            .execute(&mut *self.tx)
-            .await?;
         }
         Ok(())
     }
@@ -902,4 +944,72 @@ pub struct AssignmentRow {
     pub submitted_at: Option<DateTime<Utc>>,
     pub overdue: bool,
     pub note: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::effects::Role;
+
+    fn wanted(unit: &str, role: Role, status: AssignmentStatus) -> OpenAssignment {
+        OpenAssignment {
+            unit: UnitCode::parse(unit).unwrap(),
+            role,
+            status,
+            accept_due_at: None,
+            handle_due_at: None,
+            overdue: false,
+        }
+    }
+
+    fn row<'r>(id: Uuid, unit: &'r str, role: Role, status: &'r str) -> OpenRow<'r> {
+        OpenRow {
+            id,
+            unit,
+            role: role.as_str(),
+            status,
+        }
+    }
+
+    #[test]
+    fn rows_keep_end_and_open_by_unit_and_role() {
+        let (held, helped, left) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let lead = wanted("360102-CGJ", Role::Lead, AssignmentStatus::Accepted);
+        let assist = wanted(
+            "360102-SWJ",
+            Role::Assisting,
+            AssignmentStatus::PendingAccept,
+        );
+        let desired = [lead.clone(), assist.clone()];
+        let rows = [
+            // the holder's row becomes the lead's: same unit, other role, so it ends
+            row(held, "360102-CGJ", Role::Holder, "ACCEPTED"),
+            row(helped, "360102-SWJ", Role::Assisting, "PENDING_ACCEPT"),
+            row(left, "360102-ZJJ", Role::Assisting, "SUBMITTED"),
+        ];
+        let changes = assignment_changes(rows.into_iter(), &desired);
+        assert_eq!(
+            changes,
+            vec![
+                AssignmentChange::End {
+                    id: held,
+                    status: "ENDED"
+                },
+                AssignmentChange::Keep {
+                    id: helped,
+                    to: &assist
+                },
+                AssignmentChange::End {
+                    id: left,
+                    status: "SUBMITTED"
+                },
+                AssignmentChange::Open(&lead),
+            ]
+        );
+    }
+
+    #[test]
+    fn nothing_wanted_and_nothing_open_changes_nothing() {
+        assert!(assignment_changes(std::iter::empty(), &[]).is_empty());
+    }
 }
