@@ -256,6 +256,10 @@ impl PrivateRedis {
     }
 }
 
+/// What a test says when `gridd` cannot be started.
+pub const GRIDD_MISSING: &str = "target/debug/gridd: ./scripts/test builds it first \
+    (cargo build --workspace --bins; cargo test alone does not build another package's binaries)";
+
 /// The `gridd` binary the test command builds next to the tests.
 pub fn gridd_binary() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
@@ -345,9 +349,7 @@ impl Gridd {
         if let Some(f) = &self.spec.failpoints {
             cmd.env("FAILPOINTS", f);
         }
-        self.child = Some(cmd.spawn().expect(
-            "gridd is built by the test command (cargo build --bin gridd, then cargo test)",
-        ));
+        self.child = Some(cmd.spawn().expect(GRIDD_MISSING));
         self.starts += 1;
         self.wait_serving(Duration::from_secs(30)).await;
     }

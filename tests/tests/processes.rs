@@ -17,19 +17,11 @@ struct Gridd {
     channel: tonic::transport::Channel,
 }
 
-fn gridd_binary() -> std::path::PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
-        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
-        Into::into,
-    );
-    target.join("debug/gridd")
-}
-
 async fn spawn(db_url: &str, prefix: &str) -> Gridd {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
-    let child = Command::new(gridd_binary())
+    let child = Command::new(griddispatch_tests::cluster::gridd_binary())
         .arg("serve")
         .env("GRIDD_DATABASE_URL", db_url)
         .env("GRIDD_REDIS_URL", redis_url())
@@ -41,7 +33,7 @@ async fn spawn(db_url: &str, prefix: &str) -> Gridd {
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .expect("gridd is built by the test command (cargo test --workspace --all-targets)");
+        .expect(griddispatch_tests::cluster::GRIDD_MISSING);
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap();
     for _ in 0..200 {
         if let Ok(channel) = endpoint.connect().await {
