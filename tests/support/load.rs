@@ -96,10 +96,21 @@ impl ReportStats {
 
     /// The longest stretch without any acknowledgement between the first and the last.
     pub fn longest_ack_gap(&self) -> Duration {
+        self.longest_ack_gap_from()
+            .map_or(Duration::ZERO, |(_, gap)| gap)
+    }
+
+    /// [`ReportStats::longest_ack_gap`] with the moment it began (the acknowledgement before it).
+    pub fn longest_ack_gap_from(&self) -> Option<(Instant, Duration)> {
+        let start = (*self.start.lock().unwrap())?;
         let mut at = self.ack_at.lock().unwrap().clone();
         at.sort_unstable();
-        let gap = at.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
-        Duration::from_millis(gap)
+        at.windows(2).max_by_key(|w| w[1] - w[0]).map(|w| {
+            (
+                start + Duration::from_millis(w[0]),
+                Duration::from_millis(w[1] - w[0]),
+            )
+        })
     }
 
     /// Acknowledgements received at or after `t`.

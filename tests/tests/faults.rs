@@ -692,6 +692,8 @@ async fn soak_every_fault_at_random() {
     ];
     let t = Instant::now();
     let mut faults: std::collections::BTreeMap<&str, u32> = Default::default();
+    // when each fault struck, to say which ones came before the longest stall
+    let mut timeline: Vec<(Instant, &str)> = Vec::new();
     let mut n = 0usize;
     let mut last_note = Instant::now();
     loop {
@@ -703,6 +705,7 @@ async fn soak_every_fault_at_random() {
         for g in &mut rig.gridds {
             if g.exited() {
                 *faults.entry("crash point fired").or_default() += 1;
+                timeline.push((Instant::now(), "crash point fired (found exited)"));
                 g.spec.failpoints = None;
                 g.start_again().await;
             }
@@ -710,30 +713,35 @@ async fn soak_every_fault_at_random() {
         let victim = n % 2;
         let kind = uuid::Uuid::new_v4().as_u128() % 4;
         n += 1;
+        let names = [
+            "kill -9",
+            "Redis restarted empty",
+            "Postgres immediate restart",
+            "crash point armed",
+        ];
+        let name = names[usize::try_from(kind).unwrap_or(0)];
+        timeline.push((Instant::now(), name));
+        *faults.entry(name).or_default() += 1;
         match kind {
             0 => {
                 rig.gridds[victim].kill9().await;
                 rig.gridds[victim].start_again().await;
-                *faults.entry("kill -9").or_default() += 1;
             }
             1 => {
                 rig.redis.kill().await;
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 rig.redis.start_again().await;
-                *faults.entry("Redis restarted empty").or_default() += 1;
             }
             2 => {
                 rig.pg.stop_immediate().await;
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 rig.pg.start_again().await;
-                *faults.entry("Postgres immediate restart").or_default() += 1;
             }
             _ => {
                 let g = &mut rig.gridds[victim];
                 g.kill9().await;
                 g.spec.failpoints = Some(format!("{}=200*off->return", points[n % points.len()]));
                 g.start_again().await;
-                *faults.entry("crash point armed").or_default() += 1;
             }
         }
         if last_note.elapsed() >= Duration::from_secs(60) {
@@ -750,6 +758,20 @@ async fn soak_every_fault_at_random() {
     let (stats, _) = load.finish(&rig).await;
     println!("  idle: {}", idle_stats.summary());
     println!("  faults: {faults:?}");
+    if let Some((from, gap)) = stats.longest_ack_gap_from() {
+        let near: Vec<String> = timeline
+            .iter()
+            .filter(|(at, _)| {
+                *at <= from + gap && from.saturating_duration_since(*at).as_secs() <= 30
+            })
+            .map(|(at, what)| format!("{what} at {:.1} s", at.duration_since(t).as_secs_f64()))
+            .collect();
+        println!(
+            "  longest stretch without an acknowledgement: {:.2} s from {:.1} s; faults in the 30 s before it and during it: {near:?}",
+            gap.as_secs_f64(),
+            from.saturating_duration_since(t).as_secs_f64(),
+        );
+    }
     // the last idle cases' clocks run out a minute after they were filed
     tokio::time::sleep(Duration::from_secs(70)).await;
     let mut acked = stats.acked();
