@@ -21,7 +21,7 @@ async fn spawn(db_url: &str, prefix: &str) -> Gridd {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
-    let child = Command::new(griddispatch_tests::cluster::gridd_binary())
+    let child = Command::new(cluster::gridd_binary())
         .arg("serve")
         .env("GRIDD_DATABASE_URL", db_url)
         .env("GRIDD_REDIS_URL", redis_url())
@@ -33,7 +33,7 @@ async fn spawn(db_url: &str, prefix: &str) -> Gridd {
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .expect(griddispatch_tests::cluster::GRIDD_MISSING);
+        .expect(cluster::GRIDD_MISSING);
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap();
     for _ in 0..200 {
         if let Ok(channel) = endpoint.connect().await {
