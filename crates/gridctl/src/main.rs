@@ -2,6 +2,7 @@
 //! report events, list units, and run the demo pipeline.
 
 mod bench;
+mod console;
 mod deadletters;
 mod demo;
 
@@ -86,6 +87,13 @@ enum Command {
     Bench(bench::BenchArgs),
     /// List the router's dead letters of a county, or re-drive them.
     DeadLetters(deadletters::DeadLetterArgs),
+    /// List cases as a console sees them (ListCases): filters as flags, a table or --json.
+    Cases(console::CasesArgs),
+    /// Follow every change in a region live (WatchCases); prints the cursor to resume with.
+    WatchCases(console::WatchArgs),
+    /// The provincial platform's feed (StreamEvents) as JSON lines on stdout; the cursor to
+    /// resume with goes to stderr when it stops.
+    Export(console::ExportArgs),
     /// Wait until gridd answers its health check (up to --wait seconds).
     Health {
         #[arg(long, default_value_t = 30)]
@@ -149,6 +157,10 @@ impl Conn {
                 .transpose()
                 .context("token is not valid header text")?,
         ))
+    }
+
+    pub(crate) fn channel(&self) -> Channel {
+        self.channel.clone()
     }
 
     pub(crate) fn routing(
@@ -384,6 +396,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             bench::run(&conn, &cli.server, args).await?;
         }
         Command::DeadLetters(args) => deadletters::run(args).await?,
+        Command::Cases(args) => {
+            let conn = Conn::open(&cli.server, cli.token).await?;
+            console::cases(&conn, args).await?;
+        }
+        Command::WatchCases(args) => {
+            let conn = Conn::open(&cli.server, cli.token).await?;
+            console::watch(&conn, args).await?;
+        }
+        Command::Export(args) => {
+            let conn = Conn::open(&cli.server, cli.token).await?;
+            console::export(&conn, args).await?;
+        }
         Command::Demo => {
             let conn = Conn::open(&cli.server, cli.token).await?;
             demo::run(&conn).await?;

@@ -13,13 +13,14 @@ use tracing::{info, warn};
 
 use crate::api::console::Console;
 use crate::api::escalation::Escalation;
+use crate::api::export::Export;
 use crate::api::handling::Handling;
-use crate::api::pending::PendingExport;
 use crate::api::reporting::Reporting;
 use crate::api::routing::Routing;
 use crate::api::{Ctx, Limits};
 use crate::auth::Verifier;
 use crate::clock::SharedClock;
+use crate::pipeline::feed::{FeedTail, Sequencer};
 use crate::pipeline::reconciler::Reconciler;
 use crate::pipeline::relay::Relay;
 use crate::pipeline::router::Router;
@@ -88,6 +89,8 @@ pub struct WorkerOptions {
     pub max_deliveries: u64,
     pub reconcile_interval: Duration,
     pub directory_ttl: Duration,
+    /// How often the feed sequencer and the feed tail look for other replicas' commits.
+    pub feed_poll: Duration,
     /// This process's name among consumers (unique per process).
     pub consumer: String,
 }
@@ -101,6 +104,7 @@ impl Default for WorkerOptions {
             max_deliveries: 5,
             reconcile_interval: Duration::from_secs(2),
             directory_ttl: Duration::from_secs(10),
+            feed_poll: Duration::from_millis(50),
             consumer: format!("gridd-{}", uuid::Uuid::now_v7()),
         }
     }
@@ -177,6 +181,8 @@ pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
     let shutdown = CancellationToken::new();
     let wake = Arc::new(Wake::default());
     let directory = Arc::new(Directory::new(&opts.store, opts.workers.directory_ttl));
+    // the local sequencer wakes the local feed tail; other replicas' numbers arrive by polling
+    let numbered = Arc::new(tokio::sync::Notify::new());
     let roles = opts.roles;
     let w = &opts.workers;
     let mut workers = Vec::new();
@@ -188,6 +194,12 @@ pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
             poll: w.relay_poll,
         };
         workers.push(tokio::spawn(relay.run(shutdown.clone())));
+        let sequencer = Sequencer {
+            store: opts.store.clone(),
+            poll: w.feed_poll,
+            numbered: numbered.clone(),
+        };
+        workers.push(tokio::spawn(sequencer.run(shutdown.clone())));
     }
     if roles.has(|_, _, router, _, _| router) {
         let router = Router {
@@ -232,6 +244,13 @@ pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
         });
     };
     let addr = listener.local_addr()?;
+    let feed = FeedTail::new();
+    workers.push(tokio::spawn(feed.clone().run(
+        opts.store.clone(),
+        w.feed_poll,
+        numbered,
+        shutdown.clone(),
+    )));
     let ctx = Ctx {
         store: opts.store.clone(),
         queue: opts.queue,
@@ -243,6 +262,7 @@ pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
         wake: wake.clone(),
         shutdown: shutdown.clone(),
         reports: crate::batcher::Batcher::start(&opts.store, &opts.clock, 4),
+        feed,
     };
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -297,7 +317,10 @@ pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
             ),
         )
         .add_service(
-            v1::export_service_server::ExportServiceServer::with_interceptor(PendingExport, auth),
+            v1::export_service_server::ExportServiceServer::with_interceptor(
+                Export::new(ctx.clone()),
+                auth,
+            ),
         );
     let token = shutdown.clone();
     // Accepted sockets need TCP_NODELAY set here: with an incoming stream of our own the

@@ -112,6 +112,32 @@ impl Principal {
         }
     }
 
+    /// The region a console request names must lie inside the caller's area: a request for
+    /// more than that is refused outright, never answered with a silently smaller result.
+    /// A department has no area of its own: it may name its county, and then sees only the
+    /// cases it takes part in ([`Principal::department`]).
+    pub fn require_region(&self, region: &RegionCode) -> Result<(), ApiError> {
+        let ok = match &self.unit {
+            None => true,
+            Some(u) if u.is_department() => u.county().is_some_and(|c| region.is_within(&c)),
+            Some(u) => region.is_within(&u.region()),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(ApiError::PermissionDenied(format!(
+                "region {region} is outside the caller's area"
+            )))
+        }
+    }
+
+    /// The department this principal acts for, if it is one: its views are limited to the
+    /// cases it takes part in.
+    #[must_use]
+    pub fn department(&self) -> Option<&UnitCode> {
+        self.unit.as_ref().filter(|u| u.is_department())
+    }
+
     pub fn require_role(&self, allowed: &[Role]) -> Result<(), ApiError> {
         if allowed.contains(&self.role) {
             Ok(())

@@ -11,11 +11,16 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 mod batch;
 mod cases;
+mod console;
+mod feed;
 mod registry;
 mod rows;
+mod scope;
 mod tx;
 
 pub use batch::BatchItem;
+pub use console::{CaseFilter, PageKey};
+pub use feed::{FeedEvent, FeedRegion};
 pub use cases::{Actor, ReportOutcome, inbox_stream, intake_stream};
 pub use registry::UnitFilter;
 pub use tx::{

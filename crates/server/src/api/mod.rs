@@ -15,10 +15,13 @@ use crate::pipeline::{Directory, Env, Plan, Wake};
 
 pub mod console;
 pub mod escalation;
+pub mod export;
 pub mod handling;
 pub mod pending;
 pub mod reporting;
 pub mod routing;
+pub mod stats;
+pub mod watch;
 
 /// What every handler needs; cheap to clone.
 #[derive(Clone)]
@@ -31,6 +34,8 @@ pub struct Ctx {
     pub wake: Arc<Wake>,
     pub shutdown: tokio_util::sync::CancellationToken,
     pub reports: crate::batcher::Batcher,
+    /// This process's follower of the event feed, shared by every watch and export stream.
+    pub feed: Arc<crate::pipeline::feed::FeedTail>,
 }
 
 impl Ctx {

@@ -19,6 +19,7 @@ use tokio::sync::{Notify, RwLock};
 
 use crate::error::{ApiError, ApiResult};
 
+pub mod feed;
 pub mod reconciler;
 pub mod relay;
 pub mod router;
