@@ -20,12 +20,15 @@ CREATE TABLE event_feed (
 CREATE UNIQUE INDEX event_feed_event ON event_feed (event_seq);
 CREATE INDEX event_feed_county ON event_feed (county_code, pos);
 
--- The sequencer's progress: the snapshot everything visible in has a position, and the next
--- position to hand out.
+-- The sequencer's progress: every event visible in `snapshot` has a position. While a large
+-- window is numbered in chunks, `target` is the snapshot that closes it and `after_seq` the
+-- last event numbered of it. `next_pos` is the next position to hand out.
 CREATE TABLE event_feed_state (
-    id       boolean PRIMARY KEY DEFAULT true CHECK (id),
-    snapshot pg_snapshot NOT NULL,
-    next_pos bigint NOT NULL
+    id        boolean PRIMARY KEY DEFAULT true CHECK (id),
+    snapshot  pg_snapshot NOT NULL,
+    target    pg_snapshot,
+    after_seq bigint NOT NULL DEFAULT 0,
+    next_pos  bigint NOT NULL
 );
 
 -- Events already on file get their positions now, in log order; events of transactions still

@@ -3,6 +3,7 @@
 
 mod bench;
 mod console;
+mod console_bench;
 mod deadletters;
 mod demo;
 
@@ -85,6 +86,9 @@ enum Command {
     },
     /// Load the whole pipeline and print throughput, latencies and this machine's baselines.
     Bench(bench::BenchArgs),
+    /// Time the console pages, a county-month of indicators and the platform's catch-up over
+    /// a year of history loaded into gridd's database (see scripts/bench-console).
+    BenchConsole(console_bench::ConsoleBenchArgs),
     /// List the router's dead letters of a county, or re-drive them.
     DeadLetters(deadletters::DeadLetterArgs),
     /// List cases as a console sees them (ListCases): filters as flags, a table or --json.
@@ -396,6 +400,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             bench::run(&conn, &cli.server, args).await?;
         }
         Command::DeadLetters(args) => deadletters::run(args).await?,
+        Command::BenchConsole(args) => {
+            let conn = Conn::open(&cli.server, cli.token).await?;
+            console_bench::run(&conn, args).await?;
+        }
         Command::Cases(args) => {
             let conn = Conn::open(&cli.server, cli.token).await?;
             console::cases(&conn, args).await?;

@@ -34,7 +34,7 @@ fn crs_name(r: &CaseRecord) -> Value {
     serde_json::to_value(r.reported_crs).unwrap_or(Value::Null)
 }
 
-fn case_row(r: &CaseRecord) -> Value {
+pub(crate) fn case_row(r: &CaseRecord) -> Value {
     let s = &r.state;
     json!({
         "case_id": r.case_id, "case_number": r.case_number, "county_code": r.county.as_str(),

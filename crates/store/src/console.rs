@@ -41,8 +41,37 @@ impl Store {
         after: Option<PageKey>,
         limit: u32,
     ) -> Result<Vec<CaseRecord>> {
-        let mut q: QueryBuilder<'_, Postgres> =
-            QueryBuilder::new(format!("SELECT {CASE_COLUMNS} FROM cases WHERE true"));
+        let mut q = list_query("", f, after, limit);
+        let rows: Vec<CaseRow> = q
+            .build_query_as()
+            .persistent(false)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(CaseRecord::try_from).collect()
+    }
+
+    /// The plan and timing of a first page of [`Store::list_cases`], as `EXPLAIN ANALYZE`
+    /// prints them: for operators and the console benchmark.
+    pub async fn explain_list_cases(&self, f: &CaseFilter, limit: u32) -> Result<Vec<String>> {
+        let mut q = list_query("EXPLAIN (ANALYZE, BUFFERS) ", f, None, limit);
+        Ok(q.build_query_scalar::<String>()
+            .persistent(false)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+}
+
+/// The list query; `prefix` goes before it (an EXPLAIN).
+fn list_query<'a>(
+    prefix: &str,
+    f: &'a CaseFilter,
+    after: Option<PageKey>,
+    limit: u32,
+) -> QueryBuilder<'a, Postgres> {
+    {
+        let mut q: QueryBuilder<'_, Postgres> = QueryBuilder::new(format!(
+            "{prefix}SELECT {CASE_COLUMNS} FROM cases WHERE true"
+        ));
         if let Some(r) = &f.region {
             push_region(&mut q, r, "county_code", "grid_code");
         }
@@ -97,12 +126,7 @@ impl Store {
         }
         q.push(" ORDER BY reported_at DESC, case_id DESC LIMIT ")
             .push_bind(i64::from(limit));
-        let rows: Vec<CaseRow> = q
-            .build_query_as()
-            .persistent(false)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter().map(CaseRecord::try_from).collect()
+        q
     }
 }
 

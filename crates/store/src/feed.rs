@@ -41,49 +41,98 @@ struct FeedRow {
 }
 
 impl Store {
-    /// One sequencer step: numbers every event whose transaction became visible since the
-    /// last step, in log order, and remembers the snapshot it saw. Answers how many it
-    /// numbered; 0 when there was nothing new or another sequencer holds the state.
+    /// One sequencer step: numbers, in log order, up to `chunk` events whose transactions
+    /// became visible since the last snapshot, and remembers how far it got. Answers how
+    /// many it numbered; 0 when there was nothing new or another sequencer holds the state.
     ///
-    /// Events visible now but not in the last snapshot are exactly those of transactions
-    /// that were running then (its in-progress list) or started after it (at or past its
-    /// xmax): both are found through the `txid` index. The step runs at REPEATABLE READ so
-    /// that the rows it numbers and the snapshot it stores are the same snapshot.
-    pub async fn sequence_feed(&self) -> Result<u64> {
+    /// A window runs from the stored `snapshot` to a `target` snapshot taken when the window
+    /// opens. Its events are exactly those of transactions that were running at `snapshot`
+    /// (its in-progress list) or began after it (at or past its xmax), and that are visible
+    /// in `target`: both found through the `txid` index. Within a window events are numbered
+    /// by `seq`, so one case's versions keep their order (a later version's row was written
+    /// after the earlier one committed); every window comes after the one before it. A large
+    /// window — after a bulk load, or a sequencer that was down — is numbered `chunk`
+    /// events per transaction, so no step holds a long transaction.
+    pub async fn sequence_feed(&self, chunk: u32) -> Result<u64> {
         let mut tx = self.pool.begin().await?;
+        // one snapshot for the whole step: the rows it reads and the target it may store
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             .execute(&mut *tx)
             .await?;
-        let next: Option<i64> =
-            sqlx::query_scalar("SELECT next_pos FROM event_feed_state FOR UPDATE SKIP LOCKED")
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some(next) = next else {
+        let state: Option<(String, Option<String>, i64, i64)> = sqlx::query_as(
+            "SELECT snapshot::text, target::text, after_seq, next_pos FROM event_feed_state
+                FOR UPDATE SKIP LOCKED",
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((prev, target, after_seq, next)) = state else {
             return Ok(0);
         };
-        let numbered = sqlx::query(
-            "WITH prev AS (SELECT snapshot AS s FROM event_feed_state),
-                  fresh AS (
-                    SELECT e.seq, e.case_id, e.version, e.county_code, c.grid_code
-                      FROM prev, case_events e JOIN cases c USING (case_id)
-                     WHERE (e.txid >= pg_snapshot_xmax(prev.s)
-                            OR e.txid = ANY (ARRAY(SELECT pg_snapshot_xip(prev.s))))
-                       AND NOT pg_visible_in_snapshot(e.txid, prev.s))
-             INSERT INTO event_feed (pos, event_seq, case_id, version, county_code, grid_code)
-             SELECT $1 + row_number() OVER (ORDER BY seq) - 1, seq, case_id, version,
+        let fresh_window = target.is_none();
+        let (target, after_seq) = match target {
+            Some(t) => (t, after_seq),
+            None => {
+                // a new window closes at this step's own snapshot; it starts just below its
+                // lowest event, so no step scans the log from its beginning
+                sqlx::query_as::<_, (String, i64)>(
+                    "SELECT pg_current_snapshot()::text,
+                            coalesce((SELECT min(e.seq) - 1 FROM case_events e
+                                       WHERE e.txid >= pg_snapshot_xmax($1::pg_snapshot)
+                                          OR e.txid = ANY (ARRAY(SELECT pg_snapshot_xip($1::pg_snapshot)))),
+                                     0)",
+                )
+                .bind(&prev)
+                .fetch_one(&mut *tx)
+                .await?
+            }
+        };
+        let seqs: Vec<i64> = sqlx::query_scalar(
+            "INSERT INTO event_feed (pos, event_seq, case_id, version, county_code, grid_code)
+             SELECT $4 + row_number() OVER (ORDER BY seq) - 1, seq, case_id, version,
                     county_code, grid_code
-               FROM fresh",
+               FROM (SELECT e.seq, e.case_id, e.version, e.county_code, c.grid_code
+                       FROM case_events e JOIN cases c USING (case_id)
+                      WHERE (e.txid >= pg_snapshot_xmax($1::pg_snapshot)
+                             OR e.txid = ANY (ARRAY(SELECT pg_snapshot_xip($1::pg_snapshot))))
+                        AND pg_visible_in_snapshot(e.txid, $2::pg_snapshot)
+                        AND e.seq > $3
+                      ORDER BY e.seq LIMIT $5) w
+             RETURNING event_seq",
         )
+        .bind(&prev)
+        .bind(&target)
+        .bind(after_seq)
         .bind(next)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        sqlx::query(
-            "UPDATE event_feed_state SET snapshot = pg_current_snapshot(), next_pos = next_pos + $1",
-        )
-        .bind(i64::try_from(numbered).unwrap_or(i64::MAX))
-        .execute(&mut *tx)
+        .bind(i64::from(chunk))
+        .fetch_all(&mut *tx)
         .await?;
+        let numbered = seqs.len() as u64;
+        if numbered == 0 && fresh_window {
+            // nothing new: the stored snapshot still says what is numbered; write nothing,
+            // so an idle feed costs no commit
+            return Ok(0);
+        }
+        if numbered < u64::from(chunk) {
+            // the window is done: the next one starts where it closed
+            sqlx::query(
+                "UPDATE event_feed_state SET snapshot = $1::pg_snapshot, target = NULL,
+                        after_seq = 0, next_pos = next_pos + $2",
+            )
+            .bind(&target)
+            .bind(i64::try_from(numbered).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await?;
+        } else {
+            sqlx::query(
+                "UPDATE event_feed_state SET target = $1::pg_snapshot, after_seq = $2,
+                        next_pos = next_pos + $3",
+            )
+            .bind(&target)
+            .bind(seqs.iter().copied().max().unwrap_or(after_seq))
+            .bind(i64::try_from(numbered).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(numbered)
     }

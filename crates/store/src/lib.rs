@@ -13,6 +13,7 @@ mod batch;
 mod cases;
 mod console;
 mod feed;
+mod history;
 mod registry;
 mod rows;
 mod scope;

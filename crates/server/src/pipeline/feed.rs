@@ -19,6 +19,9 @@ use crate::error::ApiResult;
 /// How many feed events one read takes.
 pub const FEED_PAGE: u32 = 1000;
 
+/// How many events one sequencer step numbers at most.
+pub const SEQUENCER_CHUNK: u32 = 20_000;
+
 /// Numbers committed events; runs with the relay role.
 pub struct Sequencer {
     pub store: Store,
@@ -34,7 +37,7 @@ impl Sequencer {
         let mut backoff = Duration::from_millis(50);
         loop {
             let pause = match super::bounded("feed sequencer", async {
-                Ok(self.store.sequence_feed().await?)
+                Ok(self.store.sequence_feed(SEQUENCER_CHUNK).await?)
             })
             .await
             {
@@ -42,12 +45,17 @@ impl Sequencer {
                     backoff = Duration::from_millis(50);
                     self.poll
                 }
-                Ok(_) => {
+                Ok(n) => {
                     backoff = Duration::from_millis(50);
                     self.numbered.notify_waiters();
-                    // more may be committing right behind: look again soon, but let a few
-                    // commits gather so each step numbers a batch
-                    Duration::from_millis(5)
+                    if n >= u64::from(SEQUENCER_CHUNK) {
+                        // a large window: its next chunk at once
+                        Duration::ZERO
+                    } else {
+                        // more may be committing right behind: look again soon, but let a
+                        // few commits gather so each step numbers a batch
+                        Duration::from_millis(5)
+                    }
                 }
                 Err(e) => {
                     warn!(error = %e, "feed sequencer step failed; retrying");
