@@ -39,6 +39,10 @@ pub struct Findings {
     pub pending_accept: i64,
     /// Entries in the dead-letter streams.
     pub dead_letters: u64,
+    /// (7) events the feed has not numbered.
+    pub feed_unnumbered: i64,
+    /// (7) events numbered before an earlier version of their case.
+    pub feed_out_of_order: i64,
 }
 
 impl Findings {
@@ -68,6 +72,11 @@ impl Findings {
             ),
             ("cases never routed", self.unrouted),
             ("outbox rows never published", self.unpublished),
+            ("events the feed never numbered", self.feed_unnumbered),
+            (
+                "events numbered out of version order",
+                self.feed_out_of_order,
+            ),
         ] {
             if n != 0 {
                 b.push(format!("{what}: {n}"));
@@ -81,7 +90,7 @@ impl Findings {
             "cases {}, events {}, acknowledged {} (missing {}), duplicates {}, version gaps {}, \
              replay errors {}, routed twice {}, deadlines fired {} (twice {}), escalations {}, \
              warnings {}, pending accept {} (not in inbox {}), unrouted {}, unpublished {}, \
-             dead letters {}",
+             dead letters {}, feed unnumbered {} (out of order {})",
             self.cases,
             self.events,
             self.acked,
@@ -99,6 +108,8 @@ impl Findings {
             self.unrouted,
             self.unpublished,
             self.dead_letters,
+            self.feed_unnumbered,
+            self.feed_out_of_order,
         )
     }
 
@@ -120,15 +131,16 @@ async fn scalar(pool: &PgPool, sql: &str) -> i64 {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
-/// Waits (up to `limit`) until the pipeline is quiet: every outbox row published and every
-/// case past the router. Answers how long it took.
+/// Waits (up to `limit`) until the pipeline is quiet: every outbox row published, every
+/// case past the router and every event numbered by the feed. Answers how long it took.
 pub async fn settle(pool: &PgPool, limit: Duration) -> Duration {
     let t = Instant::now();
     while t.elapsed() < limit {
         let busy = scalar(
             pool,
             "SELECT (SELECT count(*) FROM outbox WHERE published_at IS NULL)
-                  + (SELECT count(*) FROM cases WHERE status = 'REPORTED')",
+                  + (SELECT count(*) FROM cases WHERE status = 'REPORTED')
+                  + (SELECT count(*) FROM case_events) - (SELECT count(*) FROM event_feed)",
         )
         .await;
         if busy == 0 {
@@ -278,6 +290,22 @@ pub async fn check(
     f.unpublished = scalar(
         pool,
         "SELECT count(*) FROM outbox WHERE published_at IS NULL",
+    )
+    .await;
+
+    // 7. the feed numbered every event once (a unique index forbids twice), each case's
+    // versions in order
+    f.feed_unnumbered = scalar(
+        pool,
+        "SELECT count(*) FROM case_events e
+          WHERE NOT EXISTS (SELECT 1 FROM event_feed f WHERE f.event_seq = e.seq)",
+    )
+    .await;
+    f.feed_out_of_order = scalar(
+        pool,
+        "SELECT count(*) FROM (SELECT pos, lag(pos) OVER (PARTITION BY case_id ORDER BY version) AS prev
+                                 FROM event_feed) x
+          WHERE prev > pos",
     )
     .await;
 

@@ -271,6 +271,18 @@ pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
     health
         .set_serving::<v1::routing_service_server::RoutingServiceServer<Routing>>()
         .await;
+    health
+        .set_serving::<v1::escalation_service_server::EscalationServiceServer<Escalation>>()
+        .await;
+    health
+        .set_serving::<v1::handling_service_server::HandlingServiceServer<Handling>>()
+        .await;
+    health
+        .set_serving::<v1::console_service_server::ConsoleServiceServer<Console>>()
+        .await;
+    health
+        .set_serving::<v1::export_service_server::ExportServiceServer<Export>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
