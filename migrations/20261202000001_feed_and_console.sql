@@ -6,8 +6,9 @@
 -- changes and no event is numbered twice (the unique index says so), so a reader resuming
 -- after position p misses nothing and sees nothing twice, whatever order transactions commit in.
 CREATE INDEX case_events_txid ON case_events (txid);
--- GetStats reads a region's events of a period.
+-- GetStats reads a region's events of a period, and the cases that went overdue before it.
 CREATE INDEX case_events_county_time ON case_events (county_code, recorded_at);
+CREATE INDEX case_events_overdue ON case_events (county_code, recorded_at) WHERE event_type = 'overdue';
 
 CREATE TABLE event_feed (
     pos         bigint PRIMARY KEY,

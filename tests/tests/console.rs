@@ -468,7 +468,10 @@ async fn every_filter_alone_and_combined_matches_the_rows(pool: PgPool) {
     }
     // the fixture holds what the filters are meant to find
     assert!(expect(&all, |r| r.overdue).contains(&late));
-    assert_eq!(expect(&all, move |r| takes_part(r, HELP)), std::slice::from_ref(&joint));
+    assert_eq!(
+        expect(&all, move |r| takes_part(r, HELP)),
+        std::slice::from_ref(&joint)
+    );
     assert!(expect(&all, |r| r.category.starts_with("05")).len() >= 8);
     s.stop().await;
 }
@@ -575,7 +578,10 @@ async fn a_console_lists_only_inside_its_area_and_bad_requests_are_refused(pool:
     );
     // a department: the cases it takes part in, whatever region it names in its county
     let mut dept = s.console(TestServer::staff(HELP));
-    assert_eq!(list_all(&mut dept, req(5)).await, std::slice::from_ref(&joint));
+    assert_eq!(
+        list_all(&mut dept, req(5)).await,
+        std::slice::from_ref(&joint)
+    );
     assert_eq!(
         list_all(
             &mut dept,

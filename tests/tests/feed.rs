@@ -557,3 +557,41 @@ async fn the_sequencer_numbers_large_windows_in_chunks_and_waits_for_open_transa
     );
     s.stop().await;
 }
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn a_stalled_export_holds_no_transaction_or_lock(pool: PgPool) {
+    let s = TestServer::start(pool).await;
+    for i in 0..30 {
+        s.routed_case(GRID, &format!("050{}", 1 + i % 3)).await;
+    }
+    let mut stream = platform(&s)
+        .stream_events(v1::StreamEventsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    // the platform reads one record and stops reading
+    take_until(&mut stream, 10, |r| r.len() == 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (open_tx, locks): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM pg_stat_activity
+                  WHERE datname = current_database() AND pid <> pg_backend_pid()
+                    AND state LIKE 'idle in transaction%'),
+                (SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+                  WHERE a.datname = current_database() AND l.pid <> pg_backend_pid()
+                    AND a.state <> 'active' AND l.granted)",
+    )
+    .fetch_one(&s.pool)
+    .await
+    .unwrap();
+    // (workers' statements run and finish; only a session left open between statements, or
+    // holding locks while idle, would be the stalled stream's)
+    assert_eq!(
+        (open_tx, locks),
+        (0, 0),
+        "nothing held for a stalled reader"
+    );
+    // and it carries on where it stopped
+    let rest = take_until(&mut stream, 10, |r| r.len() == 59).await;
+    assert_eq!(rest.last().unwrap().cursor, "60");
+    s.stop().await;
+}

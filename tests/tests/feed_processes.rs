@@ -180,12 +180,9 @@ async fn watches_span_processes_and_the_export_survives_kill9_and_a_postgres_res
     let mut pg_restarted = false;
     let mut cursor = String::new();
     loop {
-        let ch = match Endpoint::from_shared(p1.addr()).unwrap().connect().await {
-            Ok(ch) => ch,
-            Err(_) => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
+        let Ok(ch) = Endpoint::from_shared(p1.addr()).unwrap().connect().await else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
         };
         let mut export = v1::export_service_client::ExportServiceClient::with_interceptor(
             ch,

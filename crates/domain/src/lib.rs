@@ -8,6 +8,7 @@ pub mod calendar;
 pub mod case;
 pub mod effects;
 pub mod geo;
+pub mod indicators;
 pub mod pii;
 pub mod policy;
 pub mod record;

@@ -116,6 +116,9 @@ fn geography(n: usize) -> anyhow::Result<Geography> {
     })
 }
 
+/// A case's events with their times.
+type Log = Vec<(Event, DateTime<Utc>)>;
+
 /// Appends `e` at `dt` after the last event.
 fn push(
     log: &mut Vec<(Event, DateTime<Utc>)>,
@@ -138,7 +141,7 @@ fn life(
     depts: &[UnitCode],
     at: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> anyhow::Result<(CaseState, Vec<(Event, DateTime<Utc>)>)> {
+) -> anyhow::Result<(CaseState, Log)> {
     let (community, township, county) = (up(grid, 12), up(grid, 9), up(grid, 6));
     let h = chrono::Duration::hours;
     let m = chrono::Duration::minutes;
@@ -188,7 +191,7 @@ fn life(
                 push(
                     &mut log,
                     Event::Overdue {
-                        unit: community.clone(),
+                        unit: community,
                         clock: Clock::Handle,
                     },
                     h(73),
@@ -220,7 +223,7 @@ fn life(
                         push(
                             &mut log,
                             Event::ResultSubmitted {
-                                unit: community.clone(),
+                                unit: community,
                                 note: "返工完成".into(),
                             },
                             h(10),
@@ -261,7 +264,7 @@ fn life(
             push(
                 &mut log,
                 Event::CalledUp {
-                    unit: community.clone(),
+                    unit: community,
                     reason: "超出社区能力".into(),
                     to_unit: township.clone(),
                     to_tier: Tier::Township,
@@ -590,47 +593,54 @@ async fn explain(store: &store::Store) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn time_stats(conn: &Conn, a: &ConsoleBenchArgs) -> anyhow::Result<()> {
-    // the last whole month, in China Standard Time
+/// Midnight China time at the start of `day`, in UTC.
+fn cst_midnight(day: chrono::NaiveDate) -> DateTime<Utc> {
     let cst = chrono::FixedOffset::east_opt(8 * 3600).expect("valid offset");
-    let today = Utc::now().with_timezone(&cst).date_naive();
-    let this_month = today.with_day(1).expect("day 1");
-    let last_month = (this_month - chrono::Duration::days(1))
+    cst.from_local_datetime(&day.and_hms_opt(0, 0, 0).expect("midnight"))
+        .single()
+        .expect("no gap at midnight")
+        .with_timezone(&Utc)
+}
+
+/// The first day of the month `back` months before the current one, China time.
+fn month_start(back: u32) -> chrono::NaiveDate {
+    let cst = chrono::FixedOffset::east_opt(8 * 3600).expect("valid offset");
+    let first = Utc::now()
+        .with_timezone(&cst)
+        .date_naive()
         .with_day(1)
         .expect("day 1");
-    let from = cst
-        .from_local_datetime(&last_month.and_hms_opt(0, 0, 0).expect("midnight"))
-        .single()
-        .expect("no gap at midnight")
-        .with_timezone(&Utc);
-    let to = cst
-        .from_local_datetime(&this_month.and_hms_opt(0, 0, 0).expect("midnight"))
-        .single()
-        .expect("no gap at midnight")
-        .with_timezone(&Utc);
+    first - chrono::Months::new(back)
+}
+
+async fn time_stats(conn: &Conn, a: &ConsoleBenchArgs) -> anyhow::Result<()> {
     let mut console = conn.console(conn.auth_as(Role::Dispatcher, "360102", "bench")?);
-    let mut ms = Vec::new();
-    let mut reported = 0;
-    for _ in 0..a.stats_runs {
-        let t = Instant::now();
-        let r = console
-            .get_stats(v1::GetStatsRequest {
-                region_code: "360102".into(),
-                from: Some(convert::timestamp(from)),
-                to: Some(convert::timestamp(to)),
-            })
-            .await
-            .map_err(|s| anyhow::anyhow!("GetStats: {}", crate::demo::describe(&s)))?
-            .into_inner();
-        ms.push(t.elapsed().as_secs_f64() * 1e3);
-        reported = r.total.map_or(0, |t| t.reported);
+    // the last whole month, one in the middle of the history and one near its start: an
+    // older month has more history after it to look through for cases still overdue
+    let months = u32::try_from(a.months.max(2))?;
+    for back in [1, months / 2, months - 1] {
+        let (from, to) = (month_start(back), month_start(back - 1));
+        let mut ms = Vec::new();
+        let mut reported = 0;
+        for _ in 0..a.stats_runs {
+            let t = Instant::now();
+            let r = console
+                .get_stats(v1::GetStatsRequest {
+                    region_code: "360102".into(),
+                    from: Some(convert::timestamp(cst_midnight(from))),
+                    to: Some(convert::timestamp(cst_midnight(to))),
+                })
+                .await
+                .map_err(|s| anyhow::anyhow!("GetStats: {}", crate::demo::describe(&s)))?
+                .into_inner();
+            ms.push(t.elapsed().as_secs_f64() * 1e3);
+            reported = r.total.map_or(0, |t| t.reported);
+        }
+        println!(
+            "GetStats, county 360102, {from} to {to} ({reported} cases reported): {}",
+            percentiles(ms)
+        );
     }
-    println!(
-        "GetStats, county 360102, {} to {} ({reported} cases reported): {}",
-        last_month,
-        this_month,
-        percentiles(ms)
-    );
     Ok(())
 }
 

@@ -6,6 +6,7 @@ mod console;
 mod console_bench;
 mod deadletters;
 mod demo;
+mod stats;
 
 use std::path::PathBuf;
 
@@ -93,6 +94,9 @@ enum Command {
     DeadLetters(deadletters::DeadLetterArgs),
     /// List cases as a console sees them (ListCases): filters as flags, a table or --json.
     Cases(console::CasesArgs),
+    /// The GB/T 30428 indicators of a region and period (GetStats): counts and rates over
+    /// cases, per tier and per unit.
+    Stats(stats::StatsArgs),
     /// Follow every change in a region live (WatchCases); prints the cursor to resume with.
     WatchCases(console::WatchArgs),
     /// The provincial platform's feed (StreamEvents) as JSON lines on stdout; the cursor to
@@ -407,6 +411,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cases(args) => {
             let conn = Conn::open(&cli.server, cli.token).await?;
             console::cases(&conn, args).await?;
+        }
+        Command::Stats(args) => {
+            let conn = Conn::open(&cli.server, cli.token).await?;
+            stats::run(&conn, args).await?;
         }
         Command::WatchCases(args) => {
             let conn = Conn::open(&cli.server, cli.token).await?;

@@ -11,13 +11,13 @@ use serde_json::{Value, json};
 use crate::batch::case_row;
 use crate::{Result, Store};
 
+/// A case and its events with their times, in version order.
+pub type History = (CaseRecord, Vec<(Event, DateTime<Utc>)>);
+
 impl Store {
     /// Writes `cases`, each with its events in version order (the case's state must be
     /// their fold), in one transaction. The feed sequencer numbers the events afterwards.
-    pub async fn load_history(
-        &self,
-        cases: &[(CaseRecord, Vec<(Event, DateTime<Utc>)>)],
-    ) -> Result<()> {
+    pub async fn load_history(&self, cases: &[History]) -> Result<()> {
         let rows: Vec<Value> = cases.iter().map(|(c, _)| case_row(c)).collect();
         let events: Vec<Value> = cases
             .iter()

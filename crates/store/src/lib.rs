@@ -17,13 +17,16 @@ mod history;
 mod registry;
 mod rows;
 mod scope;
+mod stats;
 mod tx;
 
 pub use batch::BatchItem;
+pub use cases::{Actor, ReportOutcome, inbox_stream, intake_stream};
 pub use console::{CaseFilter, PageKey};
 pub use feed::{FeedEvent, FeedRegion};
-pub use cases::{Actor, ReportOutcome, inbox_stream, intake_stream};
+pub use history::History;
 pub use registry::UnitFilter;
+pub use stats::{StatsCase, StatsScope};
 pub use tx::{
     Append, Arm, AssignmentRow, CaseTx, DueDeadline, OutboxMsg, OutboxRow, PendingAnywhere,
     PendingItem,
