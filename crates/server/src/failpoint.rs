@@ -7,6 +7,11 @@
 //! - `relay-before-publish`: outbox rows claimed, nothing published to Redis;
 //! - `relay-after-publish`: entries in Redis, their outbox rows not yet marked published;
 //! - `router-after-commit`: a case routed in Postgres, its intake entry not yet acknowledged.
+//!
+//! Fault points make a step fail as a fault of the moment would, without killing anything
+//! (`FAILPOINTS="timer-directory-unavailable=2*return"`, or `fail::cfg` in a test):
+//!
+//! - `timer-directory-unavailable`: the timer worker cannot read the registry and policies.
 
 /// Reads `FAILPOINTS`; keep the answer alive for the life of the process.
 #[cfg(feature = "failpoints")]
@@ -26,6 +31,18 @@ pub fn setup() -> NoFailpoints {
 #[cfg(not(feature = "failpoints"))]
 #[derive(Debug)]
 pub struct NoFailpoints;
+
+/// Whether the fault point `name` is armed to fail this time; always `false` in a build
+/// without crash points.
+#[inline]
+#[must_use]
+pub fn fault_point(name: &'static str) -> bool {
+    #[cfg(feature = "failpoints")]
+    fail::fail_point!(name, |_| true);
+    #[cfg(not(feature = "failpoints"))]
+    let _ = name;
+    false
+}
 
 /// Kills the process at `name` when `FAILPOINTS` says so; nothing otherwise.
 #[inline]

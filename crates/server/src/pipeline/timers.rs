@@ -13,7 +13,7 @@ use tracing::{Instrument as _, debug, info, warn};
 
 use super::{Directory, Plan, Wake, clock_running};
 use crate::clock::SharedClock;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 
 /// Shortest sleep between rounds, so a deadline another replica is firing right now is not
 /// polled in a tight loop.
@@ -106,12 +106,24 @@ impl Timers {
         rec: domain::record::CaseRecord,
         now: DateTime<Utc>,
     ) -> ApiResult<Outcome> {
-        let env = match self.directory.env(&rec, now).await {
+        let env = if crate::failpoint::fault_point("timer-directory-unavailable") {
+            Err(ApiError::Unavailable(
+                "fault point: the directory is unavailable".into(),
+            ))
+        } else {
+            self.directory.env(&rec, now).await
+        };
+        let env = match env {
             Ok(env) => env,
-            Err(e) => {
-                warn!(case_id = %d.case_id, error = %e, "no policy to fire a deadline with");
+            // a permanent reason (the county has no policy, the category left the catalogue):
+            // no retry would change it, so the deadline is retired, and says why
+            Err(ApiError::FailedPrecondition(reason)) => {
+                warn!(case_id = %d.case_id, unit = %d.unit, %reason, "deadline retired: nothing to fire it with");
                 return Ok(Outcome::Refused);
             }
+            // a fault of the moment (a pool timeout, a restarting database): the batch rolls
+            // back and fires again next round; a deadline is delayed by a fault, never dropped
+            Err(e) => return Err(e),
         };
         let mut plan = Plan::new(&rec, now);
         let is_part = rec.state.parts.iter().any(|p| p.unit == d.unit);
