@@ -255,6 +255,56 @@ async fn policies_round_trip_and_route(pool: PgPool) {
         .into_inner();
     assert_eq!(r.tier(), v1::Tier::County);
     assert_eq!(r.unit_code, COUNTY);
+
+    // a changed policy: 0501 now starts at the township. The version moves on, the dry run
+    // and a real report both route by the new version
+    let before = admin
+        .resolve_route(v1::ResolveRouteRequest {
+            grid_code: GRID.into(),
+            category: "0501".into(),
+            severity: 0,
+            at: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(before.tier(), v1::Tier::Community);
+    let mut changed = p.clone();
+    changed.category_tiers.push(v1::TierOverride {
+        category: "0501".into(),
+        tier: v1::Tier::Township.into(),
+    });
+    let stored = admin
+        .put_policy(v1::PutPolicyRequest {
+            policy: Some(changed),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .policy
+        .unwrap();
+    assert_eq!(stored.version, 2);
+    let after = admin
+        .resolve_route(v1::ResolveRouteRequest {
+            grid_code: GRID.into(),
+            category: "0501".into(),
+            severity: 0,
+            at: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (after.tier(), after.unit_code.as_str()),
+        (v1::Tier::Township, "360102001")
+    );
+    // the router's directory caches policies for up to its lifetime (200 ms in tests)
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let case = s.routed_case(GRID, "0501").await;
+    assert_eq!(
+        (case.tier(), case.holder_unit.as_str()),
+        (v1::Tier::Township, "360102001")
+    );
     s.stop().await;
 }
 

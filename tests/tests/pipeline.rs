@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use griddispatch_tests::*;
+use proto::convert;
 use proto::v1;
 use sqlx::PgPool;
 use tonic::Code;
@@ -601,12 +602,72 @@ async fn extensions_move_the_handling_deadline(pool: PgPool) {
         .case
         .unwrap();
     assert_eq!(c.handle_due_at.unwrap().seconds, until.seconds);
-    // the old deadline passing no longer makes the case overdue
+    let old_due = convert::from_timestamp(&due).unwrap();
+    let new_due = convert::from_timestamp(&until).unwrap();
+    // the handle clock's deadlines, by the due time they were armed for: (warn, outcome)
+    let deadlines = |at: chrono::DateTime<chrono::Utc>| {
+        let pool = s.pool.clone();
+        let id = id.clone();
+        async move {
+            sqlx::query_as::<_, (bool, Option<String>)>(
+                "SELECT warn, outcome FROM deadlines
+                  WHERE case_id = $1::uuid AND clock = 'handle'
+                    AND date_trunc('second', clock_due_at) = date_trunc('second', $2::timestamptz)
+                  ORDER BY warn DESC",
+            )
+            .bind(id)
+            .bind(at)
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(
+        deadlines(old_due).await.len(),
+        2,
+        "the old clock's warning and deadline"
+    );
+    assert_eq!(
+        deadlines(new_due).await.len(),
+        2,
+        "the new clock's warning and deadline"
+    );
+    // the old deadline passes: it fires as a no-op, and the case is not overdue
     s.advance(chrono::Duration::seconds(
         due.seconds - chrono::Utc::now().timestamp() + 3600,
     ));
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    s.eventually(10, "the old deadlines retired as stale", || async {
+        deadlines(old_due)
+            .await
+            .iter()
+            .all(|(_, o)| o.as_deref() == Some("stale"))
+    })
+    .await;
     assert!(!s.get_case(&id).await.case.unwrap().overdue);
+    assert!(
+        deadlines(new_due).await.iter().all(|(_, o)| o.is_none()),
+        "the new deadline has not fired early"
+    );
+    // the new one passes: the case is overdue, and not before its time
+    s.advance(chrono::Duration::seconds(until.seconds - due.seconds + 60));
+    s.eventually(10, "overdue on the new clock", || async {
+        s.get_case(&id).await.case.unwrap().overdue
+    })
+    .await;
+    assert_eq!(
+        deadlines(new_due).await,
+        [
+            (true, Some("warned".to_owned())),
+            (false, Some("overdue".to_owned()))
+        ]
+    );
+    let file = s.get_case(&id).await;
+    let overdue = file
+        .events
+        .iter()
+        .find(|e| e.event_type == "overdue")
+        .unwrap();
+    assert!(convert::from_timestamp(overdue.recorded_at.as_ref().unwrap()).unwrap() >= new_due);
     s.stop().await;
 }
 
@@ -828,12 +889,7 @@ async fn two_replicas_give_the_same_results_as_one(pool: PgPool) {
     assert_eq!(single[1].iter().filter(|t| *t == "escalated").count(), 3);
     assert_eq!(single[1].iter().filter(|t| *t == "flagged").count(), 1);
     // each deadline fired exactly once, by one replica or the other
-    let twice: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT case_id, version FROM case_events GROUP BY 1, 2 HAVING count(*) > 1) d",
-    )
-    .fetch_one(&r1.pool)
-    .await
-    .unwrap();
+    let twice = invariants::fired_twice(&r1.pool).await;
     assert_eq!(twice, 0);
     r2.stop().await;
     r1.stop().await;
