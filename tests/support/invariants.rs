@@ -32,6 +32,8 @@ pub struct Findings {
     pub warnings: i64,
     /// Cases still waiting for the router.
     pub unrouted: i64,
+    /// The longest a case waited between its report and its routing, in seconds.
+    pub slowest_routing: f64,
     /// Outbox rows never published.
     pub unpublished: i64,
     /// (4) pending-accept assignments with no entry in their unit's Redis inbox.
@@ -39,6 +41,10 @@ pub struct Findings {
     pub pending_accept: i64,
     /// Entries in the dead-letter streams.
     pub dead_letters: u64,
+    /// (9) deadlines retired without taking effect: refused or corrupt.
+    pub deadlines_retired: i64,
+    /// (9) deadlines due more than a grace period ago and still unfired.
+    pub deadlines_late: i64,
     /// (7) events the feed has not numbered.
     pub feed_unnumbered: i64,
     /// (7) events numbered before an earlier version of their case.
@@ -62,6 +68,12 @@ impl Findings {
         list("event version gaps", &self.version_gaps);
         list("events that do not replay", &self.replay_errors);
         list("pending assignments not in their inbox", &self.not_in_inbox);
+        if self.slowest_routing > ROUTING_BOUND_SECS {
+            b.push(format!(
+                "a case waited {:.1} s to be routed (bound {ROUTING_BOUND_SECS} s)",
+                self.slowest_routing
+            ));
+        }
         for (what, n) in [
             ("duplicate cases", self.duplicate_cases),
             ("cases routed twice", self.routed_twice),
@@ -73,6 +85,15 @@ impl Findings {
             ("cases never routed", self.unrouted),
             ("outbox rows never published", self.unpublished),
             ("events the feed never numbered", self.feed_unnumbered),
+            (
+                "deadlines retired as refused or corrupt",
+                self.deadlines_retired,
+            ),
+            ("deadlines due and never fired", self.deadlines_late),
+            (
+                "entries in dead-letter streams",
+                i64::try_from(self.dead_letters).unwrap_or(i64::MAX),
+            ),
             (
                 "events numbered out of version order",
                 self.feed_out_of_order,
@@ -89,8 +110,10 @@ impl Findings {
         format!(
             "cases {}, events {}, acknowledged {} (missing {}), duplicates {}, version gaps {}, \
              replay errors {}, routed twice {}, deadlines fired {} (twice {}), escalations {}, \
-             warnings {}, pending accept {} (not in inbox {}), unrouted {}, unpublished {}, \
-             dead letters {}, feed unnumbered {} (out of order {})",
+             warnings {}, pending accept {} (not in inbox {}), unrouted {}, slowest routing {:.1} s, \
+             unpublished {}, \
+             dead letters {}, feed unnumbered {} (out of order {}), deadlines retired {}, \
+             deadlines late {}",
             self.cases,
             self.events,
             self.acked,
@@ -106,10 +129,13 @@ impl Findings {
             self.pending_accept,
             self.not_in_inbox.len(),
             self.unrouted,
+            self.slowest_routing,
             self.unpublished,
             self.dead_letters,
             self.feed_unnumbered,
             self.feed_out_of_order,
+            self.deadlines_retired,
+            self.deadlines_late,
         )
     }
 
@@ -123,6 +149,11 @@ impl Findings {
         );
     }
 }
+
+/// The longest a case may wait for its routing under any fault the suite makes. Below the
+/// reconciler's one-minute re-send of stale cases: a router that loses an entry, and leaves it
+/// to that re-send, breaks it.
+pub const ROUTING_BOUND_SECS: f64 = 45.0;
 
 async fn scalar(pool: &PgPool, sql: &str) -> i64 {
     sqlx::query_scalar::<_, i64>(sql)
@@ -149,6 +180,24 @@ pub async fn settle(pool: &PgPool, limit: Duration) -> Duration {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     t.elapsed()
+}
+
+/// Deadline effects that happened twice: a case escalated twice away from one unit, or warned,
+/// flagged or found overdue twice for one unit's clock. In runs where no case comes back to a
+/// unit it left (no send-down, no rework), each of these happens at most once, so a count
+/// above zero is a deadline fired twice. (Counting repeated `(case_id, version)` pairs could
+/// never find one: the primary key forbids them.)
+pub async fn fired_twice(pool: &PgPool) -> i64 {
+    scalar(
+        pool,
+        "SELECT count(*) FROM (
+            SELECT 1 FROM case_events
+             WHERE event_type IN ('escalated', 'warned', 'flagged', 'overdue')
+             GROUP BY case_id, event_type, coalesce(data->>'from_unit', data->>'unit'),
+                      data->>'clock'
+            HAVING count(*) > 1) d",
+    )
+    .await
 }
 
 /// Checks every invariant over the database behind `pool` and the Redis keys of `prefix`.
@@ -256,14 +305,7 @@ pub async fn check(
     .await;
 
     // 5. each deadline at most once
-    f.fired_twice = scalar(
-        pool,
-        "SELECT (SELECT count(*) FROM (SELECT 1 FROM case_events WHERE event_type = 'escalated'
-                   GROUP BY case_id, data->>'from_unit' HAVING count(*) > 1) a)
-              + (SELECT count(*) FROM (SELECT 1 FROM case_events WHERE event_type = 'warned'
-                   GROUP BY case_id, data->>'unit', data->>'clock' HAVING count(*) > 1) w)",
-    )
-    .await;
+    f.fired_twice = fired_twice(pool).await;
     f.accepted_and_escalated = scalar(
         pool,
         "SELECT count(*) FROM case_events a JOIN case_events e USING (case_id)
@@ -287,9 +329,30 @@ pub async fn check(
     )
     .await;
     f.unrouted = scalar(pool, "SELECT count(*) FROM cases WHERE status = 'REPORTED'").await;
+    f.slowest_routing = sqlx::query_scalar::<_, f64>(
+        "SELECT coalesce(max(extract(epoch FROM r.recorded_at - p.recorded_at))::float8, 0)
+           FROM case_events r JOIN case_events p USING (case_id)
+          WHERE r.event_type = 'routed' AND p.version = 1",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
     f.unpublished = scalar(
         pool,
         "SELECT count(*) FROM outbox WHERE published_at IS NULL",
+    )
+    .await;
+
+    // 9. every due deadline took effect or was retired as stale: none refused or corrupt, and
+    // none still waiting well after its time (the timers re-read at least every second)
+    f.deadlines_retired = scalar(
+        pool,
+        "SELECT count(*) FROM deadlines WHERE outcome IN ('refused', 'corrupt')",
+    )
+    .await;
+    f.deadlines_late = scalar(
+        pool,
+        "SELECT count(*) FROM deadlines WHERE fired_at IS NULL AND fire_at < now() - interval '10 seconds'",
     )
     .await;
 

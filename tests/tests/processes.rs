@@ -210,12 +210,7 @@ async fn two_gridd_processes_share_the_work_and_fire_each_deadline_once(pool: Pg
             "{c}: {ev:?}"
         );
     }
-    let fired_twice: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT case_id, version FROM case_events GROUP BY 1, 2 HAVING count(*) > 1) d",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let fired_twice = invariants::fired_twice(&pool).await;
     assert_eq!(fired_twice, 0);
     for mut p in [p1, p2] {
         let _ = p.child.kill().await;

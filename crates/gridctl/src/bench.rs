@@ -18,6 +18,9 @@ use crate::{Conn, demo::report_request, load_seed};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
+    /// Exit non-zero if any report or console call failed (the test suite's smoke run).
+    #[arg(long)]
+    pub fail_on_errors: bool,
     /// Seconds of load.
     #[arg(long, default_value_t = 30)]
     pub duration: u64,
@@ -476,6 +479,7 @@ pub async fn run(conn: &Conn, server: &str, args: BenchArgs) -> anyhow::Result<(
             .await
             .ok();
     }
+    let failed = s.errors.values().sum::<u64>();
     if s.errors.is_empty() {
         println!("  errors                 none");
     } else {
@@ -515,6 +519,9 @@ pub async fn run(conn: &Conn, server: &str, args: BenchArgs) -> anyhow::Result<(
         "  report->in-queue p99 / Redis round trip p99 {:.1}",
         in_queue_p99 / rd.1.max(0.001)
     );
+    if args.fail_on_errors && failed > 0 {
+        bail!("{failed} calls failed during the run");
+    }
     Ok(())
 }
 
