@@ -45,6 +45,8 @@ pub struct Findings {
     pub deadlines_retired: i64,
     /// (9) deadlines due more than a grace period ago and still unfired.
     pub deadlines_late: i64,
+    /// (9) deadlines recorded as having taken effect with no such event on the case.
+    pub deadlines_without_effect: i64,
     /// (7) events the feed has not numbered.
     pub feed_unnumbered: i64,
     /// (7) events numbered before an earlier version of their case.
@@ -91,6 +93,10 @@ impl Findings {
             ),
             ("deadlines due and never fired", self.deadlines_late),
             (
+                "deadlines fired without their event",
+                self.deadlines_without_effect,
+            ),
+            (
                 "entries in dead-letter streams",
                 i64::try_from(self.dead_letters).unwrap_or(i64::MAX),
             ),
@@ -113,7 +119,7 @@ impl Findings {
              warnings {}, pending accept {} (not in inbox {}), unrouted {}, slowest routing {:.1} s, \
              unpublished {}, \
              dead letters {}, feed unnumbered {} (out of order {}), deadlines retired {}, \
-             deadlines late {}",
+             deadlines late {}, deadlines without effect {}",
             self.cases,
             self.events,
             self.acked,
@@ -136,6 +142,7 @@ impl Findings {
             self.feed_out_of_order,
             self.deadlines_retired,
             self.deadlines_late,
+            self.deadlines_without_effect,
         )
     }
 
@@ -353,6 +360,17 @@ pub async fn check(
     f.deadlines_late = scalar(
         pool,
         "SELECT count(*) FROM deadlines WHERE fired_at IS NULL AND fire_at < now() - interval '10 seconds'",
+    )
+    .await;
+
+    f.deadlines_without_effect = scalar(
+        pool,
+        "SELECT count(*) FROM deadlines d
+          WHERE d.outcome IN ('escalated', 'warned', 'overdue', 'flagged')
+            AND NOT EXISTS (
+                SELECT 1 FROM case_events e
+                 WHERE e.case_id = d.case_id AND e.event_type = d.outcome
+                   AND coalesce(e.data->>'from_unit', e.data->>'unit') = d.unit_code)",
     )
     .await;
 

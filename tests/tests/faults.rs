@@ -364,7 +364,11 @@ async fn redis_restarted_empty_rebuilds_the_queues() {
         .await
         .unwrap();
     let (mut rebuilt, mut routed, mut accepted) = (None, None, None);
-    while t.elapsed() < Duration::from_secs(30) && accepted.is_none() {
+    // until all three have happened: a console may accept a new case before the rebuild of
+    // the older queues has finished
+    while t.elapsed() < Duration::from_secs(30)
+        && (rebuilt.is_none() || routed.is_none() || accepted.is_none())
+    {
         if rebuilt.is_none() && q.marker_present().await.unwrap_or(false) {
             rebuilt = Some(t.elapsed());
         }
@@ -380,7 +384,7 @@ async fn redis_restarted_empty_rebuilds_the_queues() {
         if routed.is_none() && count("routed").await.unwrap() > 0 {
             routed = Some(t.elapsed());
         }
-        if count("accepted").await.unwrap() > 0 {
+        if accepted.is_none() && count("accepted").await.unwrap() > 0 {
             accepted = Some(t.elapsed());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -396,13 +400,16 @@ async fn redis_restarted_empty_rebuilds_the_queues() {
     );
     let f = rig.check(&stats.acked()).await;
     assert_no_wrong_answers(&stats);
-    // service back: the queues rebuilt and new cases reaching their unit's queue again; the
-    // console's accept also waits for the console to work through what it was re-sent
-    for (what, d) in [("rebuilt", rebuilt), ("routed", routed)] {
+    // service back within 10 s: the queues rebuilt, a new case routed to its unit's queue
+    // and accepted there by a console
+    for (what, d) in [
+        ("rebuilt", rebuilt),
+        ("routed", routed),
+        ("accepted", accepted),
+    ] {
         let d = d.unwrap_or_else(|| panic!("never {what} after Redis came back"));
         assert!(d < Duration::from_secs(10), "{what} only after {d:?}");
     }
-    assert!(accepted.is_some(), "no case accepted after Redis came back");
     f.assert_clean();
 }
 

@@ -12,6 +12,10 @@
 //! (`FAILPOINTS="timer-directory-unavailable=2*return"`, or `fail::cfg` in a test):
 //!
 //! - `timer-directory-unavailable`: the timer worker cannot read the registry and policies.
+//!
+//! Defects, for showing that the fault checker sees each kind of breach
+//! (`tests/tests/checker.rs`): `router-drop-entry`, `router-dead-letter`,
+//! `relay-lose-inbox-entry`, `timer-fire-twice`, `timer-skip`.
 
 /// Reads `FAILPOINTS`; keep the answer alive for the life of the process.
 #[cfg(feature = "failpoints")]

@@ -131,7 +131,18 @@ impl Router {
     async fn handle_all(&self, entries: &[Entry]) {
         let mut todo: Vec<(&Entry, Uuid)> = Vec::with_capacity(entries.len());
         for e in entries {
-            if e.deliveries > self.max_deliveries {
+            // defects the fault checker must see (test builds only): an entry acknowledged
+            // without routing, or dead-lettered at its first delivery
+            if crate::failpoint::fault_point("router-drop-entry") {
+                let _ = self
+                    .queue
+                    .ack(&e.key, GROUP, std::slice::from_ref(&e.id))
+                    .await;
+                continue;
+            }
+            if e.deliveries > self.max_deliveries
+                || crate::failpoint::fault_point("router-dead-letter")
+            {
                 let county = county_of(&e.key).unwrap_or_default().to_owned();
                 let reason = format!("not routed after {} deliveries", e.deliveries);
                 match self

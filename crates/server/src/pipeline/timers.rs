@@ -70,6 +70,13 @@ impl Timers {
             }
             let n = due.len();
             for d in &due {
+                // a defect the fault checker must see (test builds only): a deadline marked
+                // as taken effect that never did
+                if !d.warn && crate::failpoint::fault_point("timer-skip") {
+                    tx.mark_fired(d.id, Outcome::Escalated.as_str(), now)
+                        .await?;
+                    continue;
+                }
                 let outcome = self.fire_one(&mut tx, d, now).await?;
                 tx.mark_fired(d.id, outcome.as_str(), now).await?;
                 debug!(case_id = %d.case_id, unit = %d.unit, outcome = outcome.as_str(), "deadline fired");
@@ -166,9 +173,14 @@ impl Timers {
                 Outcome::Overdue,
             )
         };
+        let again = event.clone();
         if let Err(e) = plan.push(event) {
             warn!(case_id = %d.case_id, error = %e, "deadline refused by the state machine");
             return Ok(Outcome::Refused);
+        }
+        // a defect the fault checker must see (test builds only): one deadline, two effects
+        if crate::failpoint::fault_point("timer-fire-twice") {
+            let _ = plan.push(again);
         }
         let action = format!("timer:{}", outcome.as_str());
         tx.append(
