@@ -91,6 +91,18 @@ impl TestServer {
         seed: bool,
         roles: server::RoleSet,
     ) -> TestServer {
+        Self::start_limited(pool, prefix, clock, seed, roles, 10_000).await
+    }
+
+    /// [`TestServer::start_roles`] with a `SyncReports` stream limit of its own.
+    pub async fn start_limited(
+        pool: PgPool,
+        prefix: &str,
+        clock: Arc<OffsetClock>,
+        seed: bool,
+        roles: server::RoleSet,
+        max_sync_batch: usize,
+    ) -> TestServer {
         // the pool #[sqlx::test] hands out is small; a server wants its own, as in production
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(24)
@@ -109,7 +121,7 @@ impl TestServer {
             clock: clock.clone(),
             verifier: Verifier::hs256(SECRET),
             listener: Some(listener),
-            max_sync_batch: 10_000,
+            max_sync_batch,
             roles,
             workers: server::WorkerOptions {
                 relay_poll: Duration::from_millis(20),

@@ -894,3 +894,66 @@ async fn two_replicas_give_the_same_results_as_one(pool: PgPool) {
     r2.stop().await;
     r1.stop().await;
 }
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn a_deadline_fires_at_its_working_time_across_a_holiday_not_before(pool: PgPool) {
+    use server::clock::Clock as _;
+    let s = TestServer::start(pool).await;
+    // Thursday 10 December 2026 is a holiday in this county; 0503 must be accepted within two
+    // working hours at the community
+    let holiday = chrono::NaiveDate::from_ymd_opt(2026, 12, 10).unwrap();
+    let seed = domain::seed::parse(domain::seed::SAMPLE).unwrap();
+    let mut policy = seed.policies[0].clone();
+    policy.calendar.holidays.push(holiday);
+    policy.sla.push(domain::policy::SlaRule {
+        tier: domain::Tier::Community,
+        category: Some(domain::policy::CategoryCode::parse("0503").unwrap()),
+        severity: None,
+        accept: Some(domain::calendar::TimeLimit::working(120)),
+        handle: None,
+    });
+    s.store.put_policy(&policy).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let cst = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
+    let at = |rfc: &str| {
+        chrono::DateTime::parse_from_rfc3339(rfc)
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    };
+    // reported late on Wednesday afternoon
+    s.advance(at("2026-12-09T16:30:00+08:00") - s.clock.now());
+    let case = s.routed_case(GRID, "0503").await;
+    let due = convert::from_timestamp(case.accept_due_at.as_ref().unwrap()).unwrap();
+    assert_eq!(
+        due.with_timezone(&cst).date_naive(),
+        holiday.succ_opt().unwrap(),
+        "the clock stops on the holiday and runs again on Friday: due {due}"
+    );
+    assert_eq!(
+        policy
+            .calendar
+            .working_minutes_between(at("2026-12-09T16:30:00+08:00"), due),
+        120
+    );
+    let escalated = || async {
+        s.get_case(&case.case_id)
+            .await
+            .events
+            .iter()
+            .find(|e| e.event_type == "escalated")
+            .map(|e| convert::from_timestamp(e.recorded_at.as_ref().unwrap()).unwrap())
+    };
+    // two minutes before its time, on Friday: nothing yet
+    s.advance(due - chrono::Duration::minutes(2) - s.clock.now());
+    s.wake.timers.notify_one();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(escalated().await, None, "not before its time");
+    // just after it: escalated, and not earlier than the due time
+    s.advance(due + chrono::Duration::seconds(1) - s.clock.now());
+    s.eventually(10, "escalated at its time", || async {
+        escalated().await.is_some()
+    })
+    .await;
+    assert!(escalated().await.unwrap() >= due);
+    s.stop().await;
+}

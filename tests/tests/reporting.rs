@@ -549,3 +549,49 @@ async fn list_categories_shows_the_local_limits(pool: PgPool) {
     assert_eq!(err.code(), Code::InvalidArgument);
     s.stop().await;
 }
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn a_sync_stream_over_its_limit_is_cut_after_the_limit_with_a_clear_error(pool: PgPool) {
+    let prefix = format!("gdtest-{}", uuid::Uuid::now_v7());
+    let s = TestServer::start_limited(
+        pool,
+        &prefix,
+        std::sync::Arc::new(server::clock::OffsetClock::default()),
+        true,
+        server::RoleSet::All,
+        5,
+    )
+    .await;
+    let outbound = tokio_stream::iter((0..8).map(|i| v1::SyncReportsRequest {
+        report: Some(report(GRID, "0501", &format!("超限 {i}"))),
+    }));
+    let mut replies = s
+        .worker(GRID)
+        .sync_reports(outbound)
+        .await
+        .unwrap()
+        .into_inner();
+    let mut ok = 0;
+    let err = loop {
+        match replies.message().await {
+            Ok(Some(r)) => {
+                assert!(matches!(
+                    r.result,
+                    Some(v1::sync_reports_response::Result::Ok(_))
+                ));
+                ok += 1;
+            }
+            Ok(None) => panic!("the stream ended without saying why"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(ok, 5, "the first five are filed");
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert!(err.message().contains("at most 5"), "{}", err.message());
+    assert_eq!(
+        s.count("cases").await,
+        5,
+        "nothing past the limit is written"
+    );
+    s.stop().await;
+}

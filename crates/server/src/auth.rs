@@ -307,6 +307,89 @@ mod tests {
         assert!(v.verify(Some(&format!("Bearer {no_unit}"))).is_err());
     }
 
+    /// An RSA key pair made by `openssl` for this test: (private PEM, public PEM).
+    fn rsa_pair(dir: &std::path::Path, name: &str) -> (Vec<u8>, Vec<u8>) {
+        let private = dir.join(format!("{name}.key"));
+        let public = dir.join(format!("{name}.pub"));
+        let run = |args: &[&std::ffi::OsStr]| {
+            let ok = std::process::Command::new("openssl")
+                .args(args)
+                .output()
+                .expect("openssl runs")
+                .status
+                .success();
+            assert!(ok, "openssl {args:?}");
+        };
+        run(&[
+            "genpkey".as_ref(),
+            "-algorithm".as_ref(),
+            "RSA".as_ref(),
+            "-pkeyopt".as_ref(),
+            "rsa_keygen_bits:2048".as_ref(),
+            "-out".as_ref(),
+            private.as_os_str(),
+        ]);
+        run(&[
+            "pkey".as_ref(),
+            "-in".as_ref(),
+            private.as_os_str(),
+            "-pubout".as_ref(),
+            "-out".as_ref(),
+            public.as_os_str(),
+        ]);
+        (
+            std::fs::read(private).unwrap(),
+            std::fs::read(public).unwrap(),
+        )
+    }
+
+    #[test]
+    fn rs256_tokens_are_checked_against_the_public_key_only() {
+        let dir = std::env::temp_dir().join(format!("gd-rs256-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (private, public) = rsa_pair(&dir, "issuer");
+        let (other, _) = rsa_pair(&dir, "other");
+        std::fs::remove_dir_all(&dir).unwrap();
+        let v = Verifier::rs256(&public).unwrap();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let claims = |exp: u64| Claims {
+            sub: "console-1".into(),
+            role: Role::Dispatcher,
+            unit: "360102".into(),
+            exp,
+        };
+        let rs = |key: &[u8], exp| {
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::RS256),
+                &claims(exp),
+                &EncodingKey::from_rsa_pem(key).unwrap(),
+            )
+            .unwrap()
+        };
+        let p = v
+            .verify(Some(&format!("Bearer {}", rs(&private, now + 600))))
+            .unwrap();
+        assert_eq!(
+            (p.role, p.unit.unwrap().as_str()),
+            (Role::Dispatcher, "360102")
+        );
+        // another key, an expired token, and an HS256 token made with the public key as its
+        // secret (the algorithm-confusion attack): all refused
+        for bad in [
+            rs(&other, now + 600),
+            rs(&private, now - 3600),
+            sign_hs256(&public, &claims(now + 600)).unwrap(),
+        ] {
+            assert!(matches!(
+                v.verify(Some(&format!("Bearer {bad}"))),
+                Err(ApiError::Unauthenticated(_))
+            ));
+        }
+    }
+
     #[test]
     fn areas() {
         let p = |unit: &str, role| Principal {
