@@ -34,6 +34,10 @@ pub struct Findings {
     pub unrouted: i64,
     /// The longest a case waited between its report and its routing, in seconds.
     pub slowest_routing: f64,
+    /// Cases the reconciler had to send to the router again (their intake entry lost).
+    pub resends: i64,
+    /// How many re-sends the scenario allows (faults that lose intake entries need some).
+    pub resends_allowed: i64,
     /// Outbox rows never published.
     pub unpublished: i64,
     /// (4) pending-accept assignments with no entry in their unit's Redis inbox.
@@ -70,6 +74,12 @@ impl Findings {
         list("event version gaps", &self.version_gaps);
         list("events that do not replay", &self.replay_errors);
         list("pending assignments not in their inbox", &self.not_in_inbox);
+        if self.resends > self.resends_allowed {
+            b.push(format!(
+                "cases sent to the router again: {} (allowed {})",
+                self.resends, self.resends_allowed
+            ));
+        }
         if self.slowest_routing > ROUTING_BOUND_SECS {
             b.push(format!(
                 "a case waited {:.1} s to be routed (bound {ROUTING_BOUND_SECS} s)",
@@ -117,6 +127,7 @@ impl Findings {
             "cases {}, events {}, acknowledged {} (missing {}), duplicates {}, version gaps {}, \
              replay errors {}, routed twice {}, deadlines fired {} (twice {}), escalations {}, \
              warnings {}, pending accept {} (not in inbox {}), unrouted {}, slowest routing {:.1} s, \
+             re-sent {}, \
              unpublished {}, \
              dead letters {}, feed unnumbered {} (out of order {}), deadlines retired {}, \
              deadlines late {}, deadlines without effect {}",
@@ -136,6 +147,7 @@ impl Findings {
             self.not_in_inbox.len(),
             self.unrouted,
             self.slowest_routing,
+            self.resends,
             self.unpublished,
             self.dead_letters,
             self.feed_unnumbered,
@@ -336,6 +348,11 @@ pub async fn check(
     )
     .await;
     f.unrouted = scalar(pool, "SELECT count(*) FROM cases WHERE status = 'REPORTED'").await;
+    f.resends = scalar(
+        pool,
+        "SELECT count(*) FROM audit_log WHERE action = 'reconcile:resend'",
+    )
+    .await;
     f.slowest_routing = sqlx::query_scalar::<_, f64>(
         "SELECT coalesce(max(extract(epoch FROM r.recorded_at - p.recorded_at))::float8, 0)
            FROM case_events r JOIN case_events p USING (case_id)

@@ -27,8 +27,23 @@ pub struct FaultProxy {
     pub addr: SocketAddr,
     fault: watch::Sender<Fault>,
     live: Arc<AtomicUsize>,
+    hits: Arc<Hits>,
     task: JoinHandle<()>,
 }
+
+/// What the faults did, so a scenario can show that they hit something.
+#[derive(Debug, Default)]
+pub struct Hits {
+    /// Chunks delivered late by a latency fault.
+    pub delayed: AtomicUsize,
+    /// Connections reset by a reset fault.
+    pub reset: AtomicUsize,
+    /// Connections or chunks held by a blackhole.
+    pub stalled: AtomicUsize,
+}
+
+/// A copy of [`Hits`] at one moment: (delayed, reset, stalled).
+pub type HitCounts = (usize, usize, usize);
 
 impl FaultProxy {
     /// A proxy on a free port of 127.0.0.1 in front of `upstream`.
@@ -38,6 +53,8 @@ impl FaultProxy {
         let (fault, rx) = watch::channel(Fault::Pass);
         let live = Arc::new(AtomicUsize::new(0));
         let live2 = live.clone();
+        let hits = Arc::new(Hits::default());
+        let hits2 = hits.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else {
@@ -45,9 +62,10 @@ impl FaultProxy {
                 };
                 let rx = rx.clone();
                 let live = live2.clone();
+                let hits = hits2.clone();
                 tokio::spawn(async move {
                     live.fetch_add(1, Ordering::Relaxed);
-                    serve(client, upstream, rx).await;
+                    serve(client, upstream, rx, &hits).await;
                     live.fetch_sub(1, Ordering::Relaxed);
                 });
             }
@@ -56,12 +74,22 @@ impl FaultProxy {
             addr,
             fault,
             live,
+            hits,
             task,
         }
     }
 
     pub fn set(&self, f: Fault) {
         self.fault.send_replace(f);
+    }
+
+    /// What the faults have done so far.
+    pub fn hits(&self) -> HitCounts {
+        (
+            self.hits.delayed.load(Ordering::Relaxed),
+            self.hits.reset.load(Ordering::Relaxed),
+            self.hits.stalled.load(Ordering::Relaxed),
+        )
     }
 
     /// Connections open through the proxy now.
@@ -81,11 +109,16 @@ fn reset(s: &TcpStream) {
 }
 
 /// Waits while the fault is a blackhole; answers the fault that ended it.
-async fn past_blackhole(rx: &mut watch::Receiver<Fault>) -> Fault {
+async fn past_blackhole(rx: &mut watch::Receiver<Fault>, hits: &Hits) -> Fault {
+    let mut held = false;
     loop {
         let f = *rx.borrow_and_update();
         if f != Fault::Blackhole {
             return f;
+        }
+        if !held {
+            held = true;
+            hits.stalled.fetch_add(1, Ordering::Relaxed);
         }
         if rx.changed().await.is_err() {
             return Fault::Reset;
@@ -93,10 +126,16 @@ async fn past_blackhole(rx: &mut watch::Receiver<Fault>) -> Fault {
     }
 }
 
-async fn serve(client: TcpStream, upstream: SocketAddr, mut rx: watch::Receiver<Fault>) {
+async fn serve(
+    client: TcpStream,
+    upstream: SocketAddr,
+    mut rx: watch::Receiver<Fault>,
+    hits: &Hits,
+) {
     let _ = client.set_nodelay(true);
     // a new connection during a blackhole is accepted and left hanging, as a dead route does
-    if past_blackhole(&mut rx).await == Fault::Reset {
+    if past_blackhole(&mut rx, hits).await == Fault::Reset {
+        hits.reset.fetch_add(1, Ordering::Relaxed);
         reset(&client);
         return;
     }
@@ -107,8 +146,8 @@ async fn serve(client: TcpStream, upstream: SocketAddr, mut rx: watch::Receiver<
     let _ = server.set_nodelay(true);
     let (cr, cw) = client.into_split();
     let (sr, sw) = server.into_split();
-    let up = pump(cr, sw, rx.clone());
-    let down = pump(sr, cw, rx);
+    let up = pump(cr, sw, rx.clone(), hits);
+    let down = pump(sr, cw, rx, hits);
     // either direction ending (EOF, error or a reset fault) closes both sockets
     tokio::select! {
         () = up => {}
@@ -120,6 +159,7 @@ async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     rx: watch::Receiver<Fault>,
+    hits: &Hits,
 ) {
     // a reader stamps each chunk with when it may be delivered; a writer delivers it then, so
     // latency delays every chunk by the same time without limiting throughput
@@ -129,7 +169,7 @@ async fn pump(
     let reader = async move {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            if past_blackhole(&mut reader_rx).await == Fault::Reset {
+            if past_blackhole(&mut reader_rx, hits).await == Fault::Reset {
                 break;
             }
             let n = tokio::select! {
@@ -140,7 +180,10 @@ async fn pump(
                 _ = reader_rx.changed() => continue,
             };
             let delay = match *reader_rx.borrow() {
-                Fault::Latency(d) => d,
+                Fault::Latency(d) => {
+                    hits.delayed.fetch_add(1, Ordering::Relaxed);
+                    d
+                }
                 _ => Duration::ZERO,
             };
             if tx
@@ -151,6 +194,7 @@ async fn pump(
             }
         }
         if *reader_rx.borrow() == Fault::Reset {
+            hits.reset.fetch_add(1, Ordering::Relaxed);
             reset(from.as_ref());
         }
     };
@@ -159,7 +203,7 @@ async fn pump(
         while let Some((due, bytes)) = chunks.recv().await {
             tokio::time::sleep_until(due).await;
             // the fault in force at delivery decides the bytes' fate
-            if past_blackhole(&mut writer_rx).await == Fault::Reset {
+            if past_blackhole(&mut writer_rx, hits).await == Fault::Reset {
                 break;
             }
             if to.write_all(&bytes).await.is_err() {

@@ -168,6 +168,40 @@ impl Rig {
         f
     }
 
+    /// TO_ACCEPT entries per case in the inboxes of the watched communities.
+    async fn to_accept_entries(&self) -> HashMap<String, usize> {
+        let q = queue::Queue::connect(&self.redis.url(), &self.prefix)
+            .await
+            .unwrap();
+        let mut conn = redis::Client::open(self.redis.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let mut per_case: HashMap<String, usize> = HashMap::new();
+        for unit in &self.busy_units {
+            let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+                .arg(q.inbox_key(griddispatch_tests::COUNTY, unit))
+                .arg("-")
+                .arg("+")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            for v in entries
+                .ids
+                .iter()
+                .filter_map(|e| e.get::<String>("data"))
+                .filter_map(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
+                .filter(|v| v["kind"] == "TO_ACCEPT")
+            {
+                if let Some(id) = v["case_id"].as_str() {
+                    *per_case.entry(id.to_owned()).or_default() += 1;
+                }
+            }
+        }
+        per_case
+    }
+
     /// Counts the dead letters a Redis restart is about to wipe, so the checker still sees
     /// them.
     async fn keep_dead_letters(&mut self) {
@@ -338,6 +372,20 @@ async fn crash_between_commit_and_publish_is_republished_once() {
     for (p, n) in fired {
         assert!(n >= 1, "no crash at {p}\n{}", rig.logs_tail());
     }
+    // a crash after publishing and before marking the rows published makes the relay
+    // publish them again: some case's TO_ACCEPT entry is in its inbox twice, and its console
+    // still took it once (the case was routed once and accepted once: the checker above)
+    let per_case = rig.to_accept_entries().await;
+    let repeated = per_case.values().filter(|n| **n > 1).count();
+    println!(
+        "  TO_ACCEPT entries in the watched inboxes: {} for {} cases, {repeated} cases with more than one",
+        per_case.values().sum::<usize>(),
+        per_case.len()
+    );
+    assert!(
+        repeated >= 1,
+        "the relay's crash points never made it publish an inbox entry again"
+    );
     f.assert_clean();
 }
 
@@ -525,15 +573,30 @@ async fn network_faults_end_calls_by_their_deadline() {
     plan.call_timeout = Duration::from_secs(2);
     let load = start_load(&rig, plan);
     for (name, target, fault) in phases {
+        let hits_before = target.map(FaultProxy::hits);
         if let Some(p) = target {
             p.set(fault);
         }
         let before = load.stats.acked.lock().unwrap().len();
         tokio::time::sleep(step).await;
         let after = load.stats.acked.lock().unwrap().len();
-        println!("  {name}: {} acknowledged", after - before);
-        if let Some(p) = target {
+        if let (Some(p), Some((d0, r0, s0))) = (target, hits_before) {
             p.set(Fault::Pass);
+            // the fault hit something: a phase whose fault touched nothing tested nothing
+            let (d1, r1, s1) = p.hits();
+            let hit = match fault {
+                Fault::Latency(_) => d1 - d0,
+                Fault::Reset => r1 - r0,
+                Fault::Blackhole => s1 - s0,
+                Fault::Pass => 1,
+            };
+            println!(
+                "  {name}: {} acknowledged; the fault hit {hit} times",
+                after - before
+            );
+            assert!(hit > 0, "{name}: the fault never hit");
+        } else {
+            println!("  {name}: {} acknowledged", after - before);
         }
         if fds_before == 0 {
             // the baseline once the pools have warmed up under load

@@ -228,6 +228,7 @@ pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
         let rec = Reconciler {
             store: opts.store.clone(),
             queue: opts.queue.clone(),
+            clock: opts.clock.clone(),
             interval: w.reconcile_interval,
             resent: std::sync::Arc::default(),
         };

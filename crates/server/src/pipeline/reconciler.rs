@@ -20,6 +20,9 @@ const PAGE: i64 = 1000;
 /// behind rather than as having lost entries.
 const BACKLOG: u64 = 1000;
 
+/// The audit action of a case sent to the router again.
+pub const RESEND_ACTION: &str = "reconcile:resend";
+
 /// A case still REPORTED this long after it was filed has lost its intake entry.
 const STALE: chrono::Duration = chrono::Duration::seconds(60);
 
@@ -27,12 +30,15 @@ const STALE: chrono::Duration = chrono::Duration::seconds(60);
 pub struct Reconciler {
     pub store: store::Store,
     pub queue: Queue,
+    /// The server's time, which reports are filed by (tests move it).
+    pub clock: crate::clock::SharedClock,
     pub interval: Duration,
     /// Cases this reconciler sent to the router again, and when: each is sent again at most
     /// once per [`STALE`]. Without this, a backlog older than a minute would be re-sent every
     /// interval, and the duplicates would slow the router until the backlog never cleared.
-    pub resent:
-        std::sync::Arc<std::sync::Mutex<std::collections::HashMap<uuid::Uuid, std::time::Instant>>>,
+    pub resent: std::sync::Arc<
+        std::sync::Mutex<std::collections::HashMap<uuid::Uuid, chrono::DateTime<chrono::Utc>>>,
+    >,
 }
 
 fn unavailable(e: &queue::QueueError) -> ApiError {
@@ -115,7 +121,8 @@ impl Reconciler {
     }
 
     async fn resend_stale(&self) -> ApiResult<()> {
-        let before = chrono::Utc::now() - STALE;
+        let now = self.clock.now();
+        let before = now - STALE;
         let stale = self.store.reported_before(before, PAGE).await?;
         // a county whose intake still holds a backlog is being routed, only slowly: its stale
         // cases are most likely waiting there, and sending them again would add duplicates
@@ -140,9 +147,7 @@ impl Reconciler {
                 .resent
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let again = STALE.to_std().unwrap_or(Duration::from_secs(60));
-            resent.retain(|_, at| at.elapsed() < again);
-            let now = std::time::Instant::now();
+            resent.retain(|_, at| now - *at < STALE);
             stale
                 .into_iter()
                 .filter(|(id, _, _)| match resent.entry(*id) {
@@ -175,6 +180,11 @@ impl Reconciler {
             cases = entries.len(),
             "cases waiting for the router too long were sent again"
         );
+        // each re-send is on record: the fault suite counts them, an operator can see them
+        let ids: Vec<String> = stale.iter().map(|(id, _, _)| id.to_string()).collect();
+        self.store
+            .audit_many(&store::Actor::system(), RESEND_ACTION, &ids)
+            .await?;
         Ok(())
     }
 
