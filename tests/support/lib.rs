@@ -342,6 +342,37 @@ pub const ROUTER_ONLY: server::RoleSet = server::RoleSet::Some {
     reconciler: false,
 };
 
+/// Runs `body` on a runtime of two worker threads, as gridd runs in production, with a pool
+/// of its own on the test's database: `#[sqlx::test]` itself runs a test on one thread, where
+/// two replicas or two timer workers never truly run at the same time.
+pub async fn on_worker_threads<F, Fut>(pool: PgPool, body: F)
+where
+    F: FnOnce(PgPool) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let opts = (*pool.connect_options()).clone();
+    let ran = tokio::task::spawn_blocking(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(8)
+                .connect_with(opts)
+                .await
+                .unwrap();
+            body(pool.clone()).await;
+            pool.close().await;
+        });
+    })
+    .await;
+    if let Err(e) = ran {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
 /// A plain Redis connection for poking at streams from a test.
 pub async fn redis_conn() -> redis::aio::MultiplexedConnection {
     redis::Client::open(redis_url())

@@ -673,6 +673,10 @@ async fn extensions_move_the_handling_deadline(pool: PgPool) {
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn accept_racing_the_deadline_with_two_timer_workers(pool: PgPool) {
+    on_worker_threads(pool, accept_racing_the_deadline).await;
+}
+
+async fn accept_racing_the_deadline(pool: PgPool) {
     const N: usize = 1000;
     let s = TestServer::start(pool.clone()).await;
     let replica = TestServer::start_with(pool, s.queue.prefix(), s.clock.clone(), false).await;
@@ -876,6 +880,10 @@ async fn scripted_day(a: &TestServer, b: &TestServer) -> Vec<Vec<String>> {
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn two_replicas_give_the_same_results_as_one(pool: PgPool) {
+    on_worker_threads(pool, two_replicas_and_one).await;
+}
+
+async fn two_replicas_and_one(pool: PgPool) {
     let one = TestServer::start(pool.clone()).await;
     let single = scripted_day(&one, &one).await;
     one.stop().await;
@@ -956,4 +964,66 @@ async fn a_deadline_fires_at_its_working_time_across_a_holiday_not_before(pool: 
     .await;
     assert!(escalated().await.unwrap() >= due);
     s.stop().await;
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn a_registry_change_on_one_replica_reaches_the_other_within_the_cache_lifetime(
+    pool: PgPool,
+) {
+    on_worker_threads(pool, registry_change_across_replicas).await;
+}
+
+async fn registry_change_across_replicas(pool: PgPool) {
+    let prefix = format!("gdtest-{}", uuid::Uuid::now_v7());
+    let clock = std::sync::Arc::new(server::clock::OffsetClock::default());
+    let r1 = TestServer::start_with(pool.clone(), &prefix, clock.clone(), true).await;
+    let r2 = TestServer::start_with(pool, &prefix, clock, false).await;
+    // a case at the county (0302 starts there), known to replica 2's directory already
+    let case = r2.routed_case(GRID, "0302").await;
+    assert_eq!(case.holder_unit, COUNTY);
+    let dispatch = |lead: &str| {
+        let mut e = r2.escalation(TestServer::staff(COUNTY));
+        let req = v1::DispatchRequest {
+            case_id: case.case_id.clone(),
+            unit_code: COUNTY.into(),
+            lead_unit: lead.into(),
+            assisting_units: Vec::new(),
+            note: String::new(),
+            expected_version: 0,
+        };
+        async move { e.dispatch(req).await }
+    };
+    let err = dispatch("360102-QXJ").await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "not a unit yet: {err:?}");
+    // replica 1 adds the department
+    r1.admin_routing()
+        .upsert_units(v1::UpsertUnitsRequest {
+            units: vec![v1::Unit {
+                code: "360102-QXJ".into(),
+                name: "区气象局".into(),
+                kind: v1::UnitKind::UnitDepartment.into(),
+                parent_code: COUNTY.into(),
+            }],
+        })
+        .await
+        .unwrap();
+    // replica 2 knows it within its directory's lifetime (200 ms in tests)
+    let t = std::time::Instant::now();
+    let c = loop {
+        match dispatch("360102-QXJ").await {
+            Ok(c) => break c.into_inner().case.unwrap(),
+            Err(e) => {
+                assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+                assert!(
+                    t.elapsed() < std::time::Duration::from_millis(1000),
+                    "replica 2 still does not know the unit after {:?}",
+                    t.elapsed()
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    };
+    assert_eq!(c.lead_unit, "360102-QXJ");
+    r2.stop().await;
+    r1.stop().await;
 }
