@@ -223,6 +223,14 @@ fn retryable(code: tonic::Code) -> bool {
     )
 }
 
+/// Whether gridd itself answered INTERNAL or UNKNOWN. A status the server sent comes with the
+/// response's headers (`content-type: application/grpc`); one the client made up for a broken
+/// connection (a killed process, a reset) has none.
+fn server_failed(s: &tonic::Status) -> bool {
+    matches!(s.code(), tonic::Code::Internal | tonic::Code::Unknown)
+        && s.metadata().get("content-type").is_some()
+}
+
 /// Reports at `plan.rate` per second for `plan.duration`, then waits for every report to be
 /// answered or given up.
 pub async fn report_load(dialer: Dialer, plan: ReportPlan, stats: Arc<ReportStats>) {
@@ -291,6 +299,15 @@ pub async fn report_load(dialer: Dialer, plan: ReportPlan, stats: Arc<ReportStat
                     }
                     Err(s) => {
                         stats.error(&s);
+                        if server_failed(&s) {
+                            // gridd itself answered that it failed: a retry may succeed, but
+                            // the answer is a defect the scenario must not pass over
+                            stats.wrong.lock().unwrap().push(format!(
+                                "server-made {:?}: {}",
+                                s.code(),
+                                s.message()
+                            ));
+                        }
                         if retryable(s.code()) {
                             dialer.failed(slot, generation);
                         } else {

@@ -269,6 +269,12 @@ impl Running {
             self.stats.longest_call.lock().unwrap().as_secs_f64(),
             self.stats.longest_ack_gap().as_secs_f64()
         );
+        // consoles meet faults as unavailability and stale versions only
+        let other = self.consoles.other.lock().unwrap().clone();
+        assert!(
+            other.is_empty(),
+            "consoles met unexpected errors: {other:?}"
+        );
         (self.stats, self.consoles)
     }
 }
