@@ -226,6 +226,8 @@ impl Rig {
 struct Running {
     stats: Arc<ReportStats>,
     consoles: Arc<ConsoleStats>,
+    /// The server-side deadline of each report call.
+    call_timeout: Duration,
     stop: CancellationToken,
     phones: tokio::task::JoinHandle<()>,
     console_tasks: tokio::task::JoinSet<()>,
@@ -237,10 +239,12 @@ fn start_load(rig: &Rig, plan: ReportPlan) -> Running {
     let consoles = Arc::new(ConsoleStats::default());
     let stop = CancellationToken::new();
     let console_tasks = load::consoles(&dialer, &rig.busy_units, &stop, &consoles);
+    let call_timeout = plan.call_timeout;
     let phones = tokio::spawn(load::report_load(dialer, plan, stats.clone()));
     Running {
         stats,
         consoles,
+        call_timeout,
         stop,
         phones,
         console_tasks,
@@ -261,7 +265,10 @@ impl Running {
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
         self.stop.cancel();
-        while self.console_tasks.join_next().await.is_some() {}
+        // a console task that panicked fails the scenario
+        while let Some(joined) = self.console_tasks.join_next().await {
+            joined.expect("a console task failed");
+        }
         println!("  {}", self.stats.summary());
         println!("  {}", self.consoles.summary());
         println!(
@@ -274,6 +281,17 @@ impl Running {
         assert!(
             other.is_empty(),
             "consoles met unexpected errors: {other:?}"
+        );
+        // every report sent was answered (the checker then finds each answer in Postgres),
+        // and no call outlived its deadline by more than a second
+        let sent = self.stats.sent.load(Ordering::Relaxed);
+        let acked = self.stats.acked.lock().unwrap().len() as u64;
+        assert_eq!(sent, acked, "reports sent and acknowledged");
+        let longest = *self.stats.longest_call.lock().unwrap();
+        assert!(
+            longest <= self.call_timeout + Duration::from_secs(1),
+            "a call took {longest:?}, past its {:?} deadline",
+            self.call_timeout
         );
         (self.stats, self.consoles)
     }
