@@ -410,6 +410,28 @@ pub async fn seed_sample(store: &Store) {
     }
 }
 
+/// Stores the sample county's policy with one more rule: cases of `category` at the community
+/// get these limits (short clocks make deadlines fall due within a test). Answers the policy
+/// as stored. Servers see it once their directory's cache has expired (200 ms in tests).
+pub async fn community_limits(
+    store: &Store,
+    category: &str,
+    accept: domain::calendar::TimeLimit,
+    handle: Option<domain::calendar::TimeLimit>,
+) -> domain::policy::Policy {
+    let seed = domain::seed::parse(domain::seed::SAMPLE).unwrap();
+    let mut policy = seed.policies[0].clone();
+    policy.sla.push(domain::policy::SlaRule {
+        tier: domain::Tier::Community,
+        category: Some(domain::policy::CategoryCode::parse(category).unwrap()),
+        severity: None,
+        accept: Some(accept),
+        handle,
+    });
+    store.put_policy(&policy).await.unwrap();
+    policy
+}
+
 /// A valid report from `grid`, with a fresh key.
 pub fn report(grid: &str, category: &str, title: &str) -> v1::ReportEventRequest {
     v1::ReportEventRequest {

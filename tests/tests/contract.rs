@@ -350,16 +350,13 @@ async fn item_of(
 async fn queues_carry_warnings_withdrawals_and_supervision(pool: PgPool) {
     let s = TestServer::start(pool).await;
     // 0503 has a one-minute accept clock and a ten-minute handling clock at the community
-    let seed = domain::seed::parse(domain::seed::SAMPLE).unwrap();
-    let mut policy = seed.policies[0].clone();
-    policy.sla.push(domain::policy::SlaRule {
-        tier: domain::Tier::Community,
-        category: Some(domain::policy::CategoryCode::parse("0503").unwrap()),
-        severity: None,
-        accept: Some(domain::calendar::TimeLimit::natural(1)),
-        handle: Some(domain::calendar::TimeLimit::natural(10)),
-    });
-    s.store.put_policy(&policy).await.unwrap();
+    community_limits(
+        &s.store,
+        "0503",
+        domain::calendar::TimeLimit::natural(1),
+        Some(domain::calendar::TimeLimit::natural(10)),
+    )
+    .await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let watch = |unit: &str| {
         let mut e = s.escalation(TestServer::staff(unit));

@@ -489,16 +489,13 @@ async fn list_categories_shows_the_local_limits(pool: PgPool) {
         .categories;
     assert_eq!(local.len(), all.len());
     // the county's own rule for 0503 at the community: a one-minute accept clock
-    let seed = domain::seed::parse(domain::seed::SAMPLE).unwrap();
-    let mut policy = seed.policies[0].clone();
-    policy.sla.push(domain::policy::SlaRule {
-        tier: domain::Tier::Community,
-        category: Some(domain::policy::CategoryCode::parse("0503").unwrap()),
-        severity: None,
-        accept: Some(domain::calendar::TimeLimit::natural(1)),
-        handle: Some(domain::calendar::TimeLimit::working(90)),
-    });
-    s.store.put_policy(&policy).await.unwrap();
+    let policy = community_limits(
+        &s.store,
+        "0503",
+        domain::calendar::TimeLimit::natural(1),
+        Some(domain::calendar::TimeLimit::working(90)),
+    )
+    .await;
     let local: Vec<domain::policy::Category> = s
         .worker(GRID)
         .list_categories(v1::ListCategoriesRequest {

@@ -9,16 +9,13 @@ use sqlx::PgPool;
 const QUICK: &str = "0503";
 
 async fn quick_clock(s: &TestServer) {
-    let seed = domain::seed::parse(domain::seed::SAMPLE).unwrap();
-    let mut policy = seed.policies[0].clone();
-    policy.sla.push(domain::policy::SlaRule {
-        tier: domain::Tier::Community,
-        category: Some(domain::policy::CategoryCode::parse(QUICK).unwrap()),
-        severity: None,
-        accept: Some(domain::calendar::TimeLimit::natural(1)),
-        handle: None,
-    });
-    s.store.put_policy(&policy).await.unwrap();
+    community_limits(
+        &s.store,
+        QUICK,
+        domain::calendar::TimeLimit::natural(1),
+        None,
+    )
+    .await;
 }
 
 /// The community's deadlines of a case: (warning?, outcome), the warning first.
