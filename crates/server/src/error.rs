@@ -23,8 +23,6 @@ pub enum ApiError {
     Unauthenticated(String),
     #[error("{0}")]
     PermissionDenied(String),
-    #[error("{0}")]
-    Unimplemented(&'static str),
     #[error("service unavailable")]
     Unavailable(String),
     #[error("internal error")]
@@ -93,9 +91,6 @@ impl From<ApiError> for Status {
             ApiError::AlreadyExists(m) => Status::already_exists(m),
             ApiError::Unauthenticated(m) => Status::unauthenticated(m),
             ApiError::PermissionDenied(m) => Status::permission_denied(m),
-            ApiError::Unimplemented(what) => {
-                Status::unimplemented(format!("{what} is not available in this version"))
-            }
             ApiError::Unavailable(detail) => {
                 tracing::warn!(error = %detail, "dependency unavailable");
                 Status::unavailable("service temporarily unavailable, retry")

@@ -256,7 +256,7 @@ impl Ctx {
 
 #[tonic::async_trait]
 impl v1::console_service_server::ConsoleService for Console {
-    type WatchCasesStream = super::pending::ServerStream<v1::CaseChange>;
+    type WatchCasesStream = super::streams::ServerStream<v1::CaseChange>;
 
     async fn list_cases(
         &self,

@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 use tracing::{Instrument as _, debug};
 
 use super::Ctx;
-use super::pending::ServerStream;
+use super::streams::ServerStream;
 use crate::auth::{Role, principal};
 use crate::error::{ApiError, ApiResult};
 use crate::pipeline::feed::FEED_PAGE;

@@ -17,10 +17,10 @@ pub mod console;
 pub mod escalation;
 pub mod export;
 pub mod handling;
-pub mod pending;
 pub mod reporting;
 pub mod routing;
 pub mod stats;
+pub mod streams;
 pub mod watch;
 
 /// What every handler needs; cheap to clone.
