@@ -350,33 +350,55 @@ pub struct ConsoleStats {
     pub reconnects: AtomicU64,
     /// Accepts that failed any other way, by code: none are expected.
     pub other: Mutex<BTreeMap<String, u64>>,
+    /// Late accepts (see [`LateAccepts`]) that beat the accept clock, and those the clock beat.
+    pub late_accepted: AtomicU64,
+    pub late_refused: AtomicU64,
+}
+
+/// Cases of one category that the consoles accept late: a few seconds either side of their
+/// accept deadline, so that the accept and the deadline race, whatever fault is under way.
+#[derive(Clone)]
+pub struct LateAccepts {
+    pub category: String,
+    /// Each accept comes at the deadline plus a random offset within ± `spread`.
+    pub spread: Duration,
 }
 
 impl ConsoleStats {
     pub fn summary(&self) -> String {
         format!(
-            "console items {}, accepted {}, refused as stale {}, failed {}, reconnects {}, other errors {:?}",
+            "console items {}, accepted {}, refused as stale {}, failed {}, reconnects {}, other errors {:?}, late accepts {} in time and {} too late",
             self.items.load(Ordering::Relaxed),
             self.accepted.load(Ordering::Relaxed),
             self.refused.load(Ordering::Relaxed),
             self.failed.load(Ordering::Relaxed),
             self.reconnects.load(Ordering::Relaxed),
             self.other.lock().unwrap(),
+            self.late_accepted.load(Ordering::Relaxed),
+            self.late_refused.load(Ordering::Relaxed),
         )
     }
 }
 
 /// One console per unit: watch the queue, accept every case offered; reconnect on any break.
+/// Cases of `late`'s category are accepted at their deadline, give or take its spread.
 pub fn consoles(
     dialer: &Dialer,
     units: &[String],
     stop: &CancellationToken,
     stats: &Arc<ConsoleStats>,
+    late: Option<&LateAccepts>,
 ) -> tokio::task::JoinSet<()> {
     let mut set = tokio::task::JoinSet::new();
     for (i, unit) in units.iter().enumerate() {
         let (dialer, unit, stop, stats) =
             (dialer.clone(), unit.clone(), stop.clone(), stats.clone());
+        let late = late.map(|l| Late {
+            rule: l.clone(),
+            scheduled: Arc::default(),
+            dialer: dialer.clone(),
+            stop: stop.clone(),
+        });
         set.spawn(async move {
             let mut round = i;
             while !stop.is_cancelled() {
@@ -384,7 +406,7 @@ pub fn consoles(
                 round += 1;
                 tokio::select! {
                     () = stop.cancelled() => break,
-                    () = watch_once(ch, &unit, &stats) => {}
+                    () = watch_once(ch, &unit, &stats, late.as_ref()) => {}
                 }
                 // the watch broke: the next one starts on a fresh connection
                 dialer.failed(slot, generation);
@@ -399,7 +421,98 @@ pub fn consoles(
     set
 }
 
-async fn watch_once(ch: Channel, unit: &str, stats: &Arc<ConsoleStats>) {
+/// A console's late accepts: scheduled once per case, outliving the watch that offered them.
+struct Late {
+    rule: LateAccepts,
+    scheduled: Arc<Mutex<std::collections::HashSet<String>>>,
+    dialer: Dialer,
+    stop: CancellationToken,
+}
+
+impl Late {
+    /// Accepts the case at its deadline plus a random offset, through whichever replica is up
+    /// then, clicking again while the service is unavailable.
+    fn schedule(&self, item: &v1::QueueItem, unit: &str, stats: &Arc<ConsoleStats>) {
+        if !self.scheduled.lock().unwrap().insert(item.case_id.clone()) {
+            return;
+        }
+        let due = item
+            .due_at
+            .as_ref()
+            .map_or_else(std::time::SystemTime::now, |t| {
+                std::time::UNIX_EPOCH
+                    + Duration::new(
+                        u64::try_from(t.seconds).unwrap_or(0),
+                        u32::try_from(t.nanos).unwrap_or(0),
+                    )
+            });
+        let r = uuid::Uuid::new_v4().as_u128() % 1_000_000;
+        let offset = (self.rule.spread * 2).mul_f64(r as f64 / 1_000_000.0);
+        let at = (due + offset).checked_sub(self.rule.spread).unwrap_or(due);
+        let wait = at
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        let (dialer, stop, stats, unit, case_id) = (
+            self.dialer.clone(),
+            self.stop.clone(),
+            stats.clone(),
+            unit.to_owned(),
+            item.case_id.clone(),
+        );
+        tokio::spawn(async move {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+            for round in 0usize.. {
+                if stop.is_cancelled() {
+                    return;
+                }
+                let (slot, generation, ch) = dialer.get(round);
+                let mut esc =
+                    v1::escalation_service_client::EscalationServiceClient::with_interceptor(
+                        ch,
+                        TestServer::staff(&unit),
+                    );
+                let mut req = tonic::Request::new(v1::AcceptRequest {
+                    case_id: case_id.clone(),
+                    unit_code: unit.clone(),
+                    expected_version: 0,
+                });
+                req.set_timeout(Duration::from_secs(3));
+                let res = tokio::time::timeout(Duration::from_secs(5), esc.accept(req))
+                    .await
+                    .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("no answer in time")));
+                match res {
+                    Ok(_) => {
+                        stats.late_accepted.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                    Err(s) if s.code() == Code::FailedPrecondition => {
+                        stats.late_refused.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                    Err(s) if retryable(s.code()) && !server_failed(&s) => {
+                        stats.failed.fetch_add(1, Ordering::Relaxed);
+                        dialer.failed(slot, generation);
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                    }
+                    Err(s) => {
+                        *stats
+                            .other
+                            .lock()
+                            .unwrap()
+                            .entry(format!("{:?}", s.code()))
+                            .or_default() += 1;
+                        return;
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn watch_once(ch: Channel, unit: &str, stats: &Arc<ConsoleStats>, late: Option<&Late>) {
     // each call carries a token minted for it, as a console renews its session
     let client = |ch: Channel, unit: &str| {
         v1::escalation_service_client::EscalationServiceClient::with_interceptor(
@@ -424,6 +537,14 @@ async fn watch_once(ch: Channel, unit: &str, stats: &Arc<ConsoleStats>) {
             continue;
         }
         stats.items.fetch_add(1, Ordering::Relaxed);
+        if let Some(late) = late.filter(|l| {
+            item.case
+                .as_ref()
+                .is_some_and(|c| c.category == l.rule.category)
+        }) {
+            late.schedule(&item, unit, stats);
+            continue;
+        }
         while accepts.len() >= 8 {
             accepts.join_next().await;
         }
@@ -440,6 +561,16 @@ async fn watch_once(ch: Channel, unit: &str, stats: &Arc<ConsoleStats>) {
                 .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("no answer in time")));
             match res {
                 Ok(_) => stats.accepted.fetch_add(1, Ordering::Relaxed),
+                // gridd itself failing is never expected, whatever the fault
+                Err(s) if server_failed(&s) => {
+                    *stats
+                        .other
+                        .lock()
+                        .unwrap()
+                        .entry(format!("{:?} from gridd", s.code()))
+                        .or_default() += 1;
+                    0
+                }
                 Err(s) if retryable(s.code()) => stats.failed.fetch_add(1, Ordering::Relaxed),
                 Err(s) if matches!(s.code(), Code::FailedPrecondition | Code::Aborted) => {
                     stats.refused.fetch_add(1, Ordering::Relaxed)

@@ -63,10 +63,28 @@ fn communities() -> Vec<(String, Vec<String>)> {
 }
 
 /// Category whose accept clock at the community is one natural minute in these scenarios:
-/// reports of it that nobody accepts escalate (and warn) in real time.
-const IDLE_CATEGORY: &str = "0503";
+/// reports of it on grids nobody watches escalate (and warn) in real time, and on watched grids
+/// the consoles accept them late, a few seconds either side of the deadline, so the accept and
+/// the escalation race.
+const SHORT_CLOCK_CATEGORY: &str = "0503";
 /// Category routed to the community with the county's ordinary limits.
 const BUSY_CATEGORY: &str = "0501";
+
+/// The faults the deadline scenario takes in turn and the soak at random.
+const FAULTS: [&str; 4] = [
+    "kill -9",
+    "Redis restarted empty",
+    "Postgres immediate restart",
+    "crash point armed",
+];
+
+/// Where the crash points stop a process: around the commit and the publish.
+const CRASH_POINTS: [&str; 4] = [
+    "relay-after-publish",
+    "relay-before-publish",
+    "report-after-commit",
+    "router-after-commit",
+];
 
 /// Postgres and Redis of the scenario's own, seeded, with gridd replicas on them.
 struct Rig {
@@ -100,7 +118,7 @@ impl Rig {
         let mut policy = seed.policies[0].clone();
         policy.sla.push(domain::policy::SlaRule {
             tier: domain::Tier::Community,
-            category: Some(domain::policy::CategoryCode::parse(IDLE_CATEGORY).unwrap()),
+            category: Some(domain::policy::CategoryCode::parse(SHORT_CLOCK_CATEGORY).unwrap()),
             severity: None,
             accept: Some(domain::calendar::TimeLimit::natural(1)),
             handle: None,
@@ -213,6 +231,50 @@ impl Rig {
         }
     }
 
+    /// Starts again every gridd a crash point stopped, without its crash point; how many.
+    async fn restart_crashed(&mut self) -> u32 {
+        let mut n = 0;
+        for g in &mut self.gridds {
+            if g.exited() {
+                n += 1;
+                g.spec.failpoints = None;
+                g.start_again().await;
+            }
+        }
+        n
+    }
+
+    /// Fault `FAULTS[kind]`, on gridd `victim` where it strikes one process; `n` picks the
+    /// crash point.
+    async fn strike(&mut self, kind: usize, victim: usize, n: usize) {
+        match kind {
+            0 => {
+                self.gridds[victim].kill9().await;
+                self.gridds[victim].start_again().await;
+            }
+            1 => {
+                self.keep_dead_letters().await;
+                self.redis.kill().await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                self.redis.start_again().await;
+            }
+            2 => {
+                self.pg.stop_immediate().await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                self.pg.start_again().await;
+            }
+            _ => {
+                let g = &mut self.gridds[victim];
+                g.kill9().await;
+                g.spec.failpoints = Some(format!(
+                    "{}=200*off->return",
+                    CRASH_POINTS[n % CRASH_POINTS.len()]
+                ));
+                g.start_again().await;
+            }
+        }
+    }
+
     fn logs_tail(&self) -> String {
         self.gridds
             .iter()
@@ -238,7 +300,11 @@ fn start_load(rig: &Rig, plan: ReportPlan) -> Running {
     let stats = Arc::new(ReportStats::default());
     let consoles = Arc::new(ConsoleStats::default());
     let stop = CancellationToken::new();
-    let console_tasks = load::consoles(&dialer, &rig.busy_units, &stop, &consoles);
+    let late = load::LateAccepts {
+        category: SHORT_CLOCK_CATEGORY.into(),
+        spread: Duration::from_secs(5),
+    };
+    let console_tasks = load::consoles(&dialer, &rig.busy_units, &stop, &consoles, Some(&late));
     let call_timeout = plan.call_timeout;
     let phones = tokio::spawn(load::report_load(dialer, plan, stats.clone()));
     Running {
@@ -351,12 +417,7 @@ async fn crash_between_commit_and_publish_is_republished_once() {
     let _one = SERIAL.lock().await;
     let mut rig = Rig::new().await;
     rig.replicas(2).await;
-    let points = [
-        "relay-after-publish",
-        "relay-before-publish",
-        "report-after-commit",
-        "router-after-commit",
-    ];
+    let points = CRASH_POINTS;
     // each point lets a few dozen operations pass, then kills the process there
     let arm = |i: usize| Some(format!("{}=40*off->return", points[i % points.len()]));
     let duration = secs(30);
@@ -660,18 +721,20 @@ async fn network_faults_end_calls_by_their_deadline() {
     f.assert_clean();
 }
 
-/// 6. Two replicas of every role, one killed again and again: each deadline fires exactly
-/// once.
+/// 6. Deadlines under every fault. Two replicas of every role; 60 cases nobody accepts, and a
+/// case a second for 35 s that the consoles accept late (at its deadline ± 5 s), all on
+/// one-minute accept clocks; 50 reports/s accepted meanwhile; and a fault every 5-15 s, each
+/// kind in turn: kill -9, Redis restarted empty, Postgres immediate restart, a crash point.
+/// Each idle case warns once and escalates once, whichever replica is alive at the time; each
+/// late case is either accepted or escalated, never both, and both outcomes happen.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn timers_fire_once_while_replicas_die() {
+async fn deadlines_fire_once_under_every_fault() {
     let _one = SERIAL.lock().await;
     let mut rig = Rig::new().await;
     rig.replicas(2).await;
     let dialer = load::Dialer::new(&rig.addrs());
-    // cases nobody accepts, on a one-minute accept clock: each must warn once and escalate
-    // once, whichever replica is alive at the time
     let idle = 60;
-    let mut ids = Vec::new();
+    let mut idle_ids = Vec::new();
     for i in 0..idle {
         let grid = &rig.idle_grids[i % rig.idle_grids.len()];
         let mut c = proto::v1::reporting_service_client::ReportingServiceClient::with_interceptor(
@@ -681,50 +744,149 @@ async fn timers_fire_once_while_replicas_die() {
         let r = c
             .report_event(griddispatch_tests::report(
                 grid,
-                IDLE_CATEGORY,
+                SHORT_CLOCK_CATEGORY,
                 &format!("idle {i}"),
             ))
             .await
             .unwrap()
             .into_inner();
-        ids.push(r.case.unwrap().case_id);
+        idle_ids.push(r.case.unwrap().case_id);
     }
-    let duration = secs(75).max(Duration::from_secs(75));
+    let duration = secs(100).max(Duration::from_secs(100));
     println!(
-        "== two replicas of every role, one killed every 5-15 s; {idle} one-minute deadlines; \
-         50 reports/s accepted meanwhile, {} s",
+        "== deadlines under every fault: two replicas of every role, a fault every 5-15 s; \
+         {idle} one-minute deadlines nobody meets, a case a second for 35 s accepted at its \
+         deadline +/- 5 s; 50 reports/s accepted meanwhile, {} s",
         duration.as_secs()
     );
     let load = start_load(&rig, rig.plan(50, duration, "timers"));
+    let race_stats = Arc::new(ReportStats::default());
+    let race = {
+        let mut plan = rig.plan(1, Duration::from_secs(35), "race");
+        plan.category = SHORT_CLOCK_CATEGORY.into();
+        tokio::spawn(load::report_load(dialer.clone(), plan, race_stats.clone()))
+    };
     let t = Instant::now();
-    let mut kills = 0;
+    let mut struck: std::collections::BTreeMap<&str, u32> = Default::default();
+    let mut n = 0usize;
     while t.elapsed() < duration {
         tokio::time::sleep(jitter(Duration::from_secs(5), Duration::from_secs(15))).await;
-        let victim = kills % 2;
-        rig.gridds[victim].kill9().await;
-        kills += 1;
-        rig.gridds[victim].start_again().await;
+        let crashed = rig.restart_crashed().await;
+        if crashed > 0 {
+            *struck.entry("crash point fired").or_default() += crashed;
+        }
+        let kind = n % FAULTS.len();
+        rig.strike(kind, n % 2, n).await;
+        *struck.entry(FAULTS[kind]).or_default() += 1;
+        n += 1;
     }
-    let (stats, _) = load.finish(&rig).await;
-    // wait until every idle case has escalated (its clock ran out during the run)
-    let deadline = Instant::now() + Duration::from_secs(30);
+    race.await.unwrap();
+    rig.restart_crashed().await;
+    let (stats, consoles) = load.finish(&rig).await;
+    println!("  faults: {struck:?}");
+    println!("  late cases: {}", race_stats.summary());
+    let race_ids: Vec<String> = race_stats.acked().into_values().collect();
+    // wait until every clock has run out or been met
+    let waiting = Instant::now() + Duration::from_secs(60);
+    let (mut idle_out, mut race_out);
     loop {
-        let done: i64 = sqlx::query_scalar(
-            "SELECT count(DISTINCT case_id) FROM case_events WHERE event_type = 'escalated'",
-        )
-        .fetch_one(&rig.pool)
-        .await
-        .unwrap();
-        if done >= i64::try_from(idle).unwrap() || Instant::now() > deadline {
+        idle_out = outcomes(&rig.pool, &idle_ids).await;
+        race_out = outcomes(&rig.pool, &race_ids).await;
+        let open = idle_out.iter().filter(|o| o.escalated == 0).count()
+            + race_out
+                .iter()
+                .filter(|o| o.escalated + o.accepted == 0)
+                .count();
+        if open == 0 || Instant::now() > waiting {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    print_lateness(&rig.pool).await;
+    let f = rig.check(&stats.acked()).await;
+    assert_no_wrong_answers(&stats);
+    assert_no_wrong_answers(&race_stats);
+    assert_escalated_once(&idle_out);
+    let escalated_late = assert_raced(&race_out, &consoles);
+    assert_eq!(f.escalations, i64::try_from(idle + escalated_late).unwrap());
+    f.assert_clean();
+}
+
+/// What became of one case's accept clock.
+#[derive(Debug)]
+struct Outcome {
+    case_id: String,
+    escalated: usize,
+    warned: usize,
+    accepted: usize,
+}
+
+async fn outcomes(pool: &PgPool, ids: &[String]) -> Vec<Outcome> {
+    let mut out = Vec::new();
+    for id in ids {
+        let kinds: Vec<String> = sqlx::query_scalar(
+            "SELECT event_type FROM case_events WHERE case_id = $1::uuid ORDER BY version",
+        )
+        .bind(id)
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        let count = |k: &str| kinds.iter().filter(|e| *e == k).count();
+        out.push(Outcome {
+            case_id: id.clone(),
+            escalated: count("escalated"),
+            warned: count("warned"),
+            accepted: count("accepted"),
+        });
+    }
+    out
+}
+
+/// Cases nobody accepted: each warned once and escalated once.
+fn assert_escalated_once(out: &[Outcome]) {
+    assert!(!out.is_empty());
+    for o in out {
+        assert!(
+            o.escalated == 1 && o.warned == 1 && o.accepted == 0,
+            "idle case {}: {o:?}",
+            o.case_id
+        );
+    }
+}
+
+/// Cases accepted at their deadline, give or take: each warned once, then either accepted or
+/// escalated, never both and never neither; and the race went both ways. Returns how many
+/// escalated.
+fn assert_raced(out: &[Outcome], consoles: &ConsoleStats) -> usize {
+    for o in out {
+        assert!(
+            o.warned == 1 && o.escalated + o.accepted == 1,
+            "late case {}: {o:?}",
+            o.case_id
+        );
+    }
+    let escalated = out.iter().filter(|o| o.escalated == 1).count();
+    println!(
+        "  late cases: {} accepted before their clock ran out, {escalated} escalated by it; \
+         consoles saw {} accepts succeed and {} refused",
+        out.len() - escalated,
+        consoles.late_accepted.load(Ordering::Relaxed),
+        consoles.late_refused.load(Ordering::Relaxed),
+    );
+    assert!(
+        escalated > 0 && escalated < out.len(),
+        "the accepts and the deadlines never raced both ways"
+    );
+    escalated
+}
+
+/// How late the deadlines fired, from the deadlines table.
+async fn print_lateness(pool: &PgPool) {
     let lateness: Vec<f64> = sqlx::query_scalar(
         "SELECT extract(epoch FROM fired_at - fire_at)::float8 FROM deadlines
           WHERE fired_at IS NOT NULL ORDER BY 1",
     )
-    .fetch_all(&rig.pool)
+    .fetch_all(pool)
     .await
     .unwrap();
     let p = |q: f64| {
@@ -734,35 +896,12 @@ async fn timers_fire_once_while_replicas_die() {
             .unwrap_or(0.0)
     };
     println!(
-        "  gridd killed {kills} times; deadlines fired {}: lateness p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        "  deadlines fired {}: lateness p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
         lateness.len(),
         p(0.5) * 1e3,
         p(0.99) * 1e3,
         p(1.0) * 1e3
     );
-    let f = rig.check(&stats.acked()).await;
-    assert_no_wrong_answers(&stats);
-    for id in &ids {
-        let kinds: Vec<String> = sqlx::query_scalar(
-            "SELECT event_type FROM case_events WHERE case_id = $1::uuid ORDER BY version",
-        )
-        .bind(id)
-        .fetch_all(&rig.pool)
-        .await
-        .unwrap();
-        assert_eq!(
-            kinds.iter().filter(|k| *k == "escalated").count(),
-            1,
-            "{id}: {kinds:?}"
-        );
-        assert_eq!(
-            kinds.iter().filter(|k| *k == "warned").count(),
-            1,
-            "{id}: {kinds:?}"
-        );
-    }
-    assert_eq!(f.escalations, i64::try_from(idle).unwrap());
-    f.assert_clean();
 }
 
 /// The soak: every fault above, one after another at random every 10–30 s, under
@@ -794,19 +933,24 @@ async fn soak_every_fault_at_random() {
     let idle = {
         let mut plan = rig.plan(1, soak, "soak-idle");
         plan.grids = rig.idle_grids.clone();
-        plan.category = IDLE_CATEGORY.into();
+        plan.category = SHORT_CLOCK_CATEGORY.into();
         tokio::spawn(load::report_load(
             load::Dialer::new(&rig.addrs()),
             plan,
             idle_stats.clone(),
         ))
     };
-    let points = [
-        "relay-after-publish",
-        "relay-before-publish",
-        "report-after-commit",
-        "router-after-commit",
-    ];
+    // and one case a second on watched grids, accepted at its deadline, give or take
+    let race_stats = Arc::new(ReportStats::default());
+    let race = {
+        let mut plan = rig.plan(1, soak, "soak-race");
+        plan.category = SHORT_CLOCK_CATEGORY.into();
+        tokio::spawn(load::report_load(
+            load::Dialer::new(&rig.addrs()),
+            plan,
+            race_stats.clone(),
+        ))
+    };
     let t = Instant::now();
     let mut faults: std::collections::BTreeMap<&str, u32> = Default::default();
     // when each fault struck, to say which ones came before the longest stall
@@ -819,49 +963,19 @@ async fn soak_every_fault_at_random() {
             break;
         }
         tokio::time::sleep(wait).await;
-        for g in &mut rig.gridds {
-            if g.exited() {
-                *faults.entry("crash point fired").or_default() += 1;
-                timeline.push((Instant::now(), "crash point fired (found exited)"));
-                g.spec.failpoints = None;
-                g.start_again().await;
-            }
+        let crashed = rig.restart_crashed().await;
+        if crashed > 0 {
+            *faults.entry("crash point fired").or_default() += crashed;
+            timeline.push((Instant::now(), "crash point fired (found exited)"));
         }
         let victim = n % 2;
         // a random byte of a v4 id picks the fault
-        let kind = usize::from(uuid::Uuid::new_v4().as_bytes()[15] % 4);
+        let kind = usize::from(uuid::Uuid::new_v4().as_bytes()[15]) % FAULTS.len();
         n += 1;
-        let name = [
-            "kill -9",
-            "Redis restarted empty",
-            "Postgres immediate restart",
-            "crash point armed",
-        ][kind];
+        let name = FAULTS[kind];
         timeline.push((Instant::now(), name));
         *faults.entry(name).or_default() += 1;
-        match kind {
-            0 => {
-                rig.gridds[victim].kill9().await;
-                rig.gridds[victim].start_again().await;
-            }
-            1 => {
-                rig.keep_dead_letters().await;
-                rig.redis.kill().await;
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                rig.redis.start_again().await;
-            }
-            2 => {
-                rig.pg.stop_immediate().await;
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                rig.pg.start_again().await;
-            }
-            _ => {
-                let g = &mut rig.gridds[victim];
-                g.kill9().await;
-                g.spec.failpoints = Some(format!("{}=200*off->return", points[n % points.len()]));
-                g.start_again().await;
-            }
-        }
+        rig.strike(kind, victim, n).await;
         if last_note.elapsed() >= Duration::from_secs(60) {
             last_note = Instant::now();
             println!(
@@ -873,8 +987,11 @@ async fn soak_every_fault_at_random() {
         }
     }
     idle.await.unwrap();
-    let (stats, _) = load.finish(&rig).await;
+    race.await.unwrap();
+    rig.restart_crashed().await;
+    let (stats, consoles) = load.finish(&rig).await;
     println!("  idle: {}", idle_stats.summary());
+    println!("  late: {}", race_stats.summary());
     println!("  faults: {faults:?}");
     if let Some((from, gap)) = stats.longest_ack_gap_from() {
         let near: Vec<String> = timeline
@@ -892,10 +1009,20 @@ async fn soak_every_fault_at_random() {
     }
     // the last idle cases' clocks run out a minute after they were filed
     tokio::time::sleep(Duration::from_secs(70)).await;
+    let idle_ids: Vec<String> = idle_stats.acked().into_values().collect();
+    let race_ids: Vec<String> = race_stats.acked().into_values().collect();
+    let idle_out = outcomes(&rig.pool, &idle_ids).await;
+    let race_out = outcomes(&rig.pool, &race_ids).await;
+    print_lateness(&rig.pool).await;
     let mut acked = stats.acked();
     acked.extend(idle_stats.acked());
+    acked.extend(race_stats.acked());
     let f = rig.check(&acked).await;
     assert_no_wrong_answers(&stats);
     assert_no_wrong_answers(&idle_stats);
+    assert_no_wrong_answers(&race_stats);
+    // each idle case escalated exactly once; each late case accepted or escalated, not both
+    assert_escalated_once(&idle_out);
+    assert_raced(&race_out, &consoles);
     f.assert_clean();
 }
