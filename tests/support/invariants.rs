@@ -425,8 +425,8 @@ pub async fn check(
         .await
         .unwrap();
     let mut inboxes: HashMap<String, HashSet<String>> = HashMap::new();
-    for (case_id, unit, county) in &pending {
-        let key = q.inbox_key(county, unit);
+    for (case_id, unit, _county) in &pending {
+        let key = q.key(&crate::inbox_stream(unit));
         if !inboxes.contains_key(&key) {
             let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
                 .arg(&key)
@@ -439,9 +439,9 @@ pub async fn check(
                 .ids
                 .iter()
                 .filter_map(|e| e.get::<String>("data"))
-                .filter_map(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
-                .filter(|v| v["kind"] == "TO_ACCEPT")
-                .filter_map(|v| v["case_id"].as_str().map(str::to_owned))
+                .filter_map(|d| serde_json::from_str::<queue::InboxMsg>(&d).ok())
+                .filter(|m| m.kind == domain::effects::ItemKind::ToAccept)
+                .map(|m| m.case_id.to_string())
                 .collect();
             inboxes.insert(key.clone(), cases);
         }
@@ -454,7 +454,10 @@ pub async fn check(
         .await
         .unwrap();
     for (county,) in counties {
-        f.dead_letters += q.len(&q.dead_key(&county)).await.unwrap_or(0);
+        f.dead_letters += q
+            .len(&q.key(&crate::dead_stream(&county)))
+            .await
+            .unwrap_or(0);
     }
     f
 }

@@ -64,6 +64,21 @@ pub const OTHER_GRID: &str = "360102002001001";
 pub const COMMUNITY: &str = "360102001001";
 pub const COUNTY: &str = "360102";
 
+/// A county's intake stream, as the queue names it.
+pub fn intake_stream(county: &str) -> queue::Stream {
+    queue::Stream::Intake(domain::region::RegionCode::parse(county).unwrap())
+}
+
+/// A unit's inbox stream.
+pub fn inbox_stream(unit: &str) -> queue::Stream {
+    queue::Stream::Inbox(domain::region::UnitCode::parse(unit).unwrap())
+}
+
+/// A county's dead letters.
+pub fn dead_stream(county: &str) -> queue::Stream {
+    queue::Stream::Dead(domain::region::RegionCode::parse(county).unwrap())
+}
+
 impl TestServer {
     /// Seeds the sample county into `pool` and starts a server (every role) on it, with its
     /// own Redis key prefix.

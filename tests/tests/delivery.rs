@@ -43,7 +43,7 @@ async fn a_consumer_killed_before_acking_is_redelivered_and_applied_once(pool: P
     let clock = Arc::new(OffsetClock::default());
     // no router yet: the report waits in the county's intake stream
     let s = TestServer::start_roles(pool.clone(), &prefix, clock.clone(), true, NO_ROUTER).await;
-    let key = s.queue.intake_key(COUNTY);
+    let key = s.queue.key(&griddispatch_tests::intake_stream(COUNTY));
     let case = s
         .worker(GRID)
         .report_event(report(GRID, "0501", "待路由"))
@@ -89,7 +89,7 @@ async fn a_consumer_killed_before_acking_is_redelivered_and_applied_once(pool: P
 
     // the same message again (a relay that crashed before marking it published): dropped
     s.queue
-        .publish(&[(key.clone(), taken[0].payload.clone())])
+        .publish_raw(&[(key.clone(), taken[0].payload.clone())])
         .await
         .unwrap();
     s.eventually(5, "the repeat is consumed", || async {
@@ -106,10 +106,10 @@ async fn a_consumer_killed_before_acking_is_redelivered_and_applied_once(pool: P
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn a_poison_entry_is_dead_lettered_while_others_flow(pool: PgPool) {
     let s = TestServer::start(pool).await;
-    let key = s.queue.intake_key(COUNTY);
+    let key = s.queue.key(&griddispatch_tests::intake_stream(COUNTY));
     s.queue.ensure_group(&key, "router").await.unwrap();
     s.queue
-        .publish(&[(key.clone(), "{\"not\": \"an intake message\"}".into())])
+        .publish_raw(&[(key.clone(), "{\"not\": \"an intake message\"}".into())])
         .await
         .unwrap();
     let mut ids = Vec::new();
@@ -130,7 +130,7 @@ async fn a_poison_entry_is_dead_lettered_while_others_flow(pool: PgPool) {
         })
         .await;
     }
-    let dead_key = s.queue.dead_key(COUNTY);
+    let dead_key = s.queue.key(&griddispatch_tests::dead_stream(COUNTY));
     s.eventually(15, "the poison entry is dead-lettered", || async {
         !s.queue
             .list_dead(&dead_key, 10)

@@ -199,7 +199,7 @@ impl Rig {
         let mut per_case: HashMap<String, usize> = HashMap::new();
         for unit in &self.busy_units {
             let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-                .arg(q.inbox_key(griddispatch_tests::COUNTY, unit))
+                .arg(q.key(&griddispatch_tests::inbox_stream(unit)))
                 .arg("-")
                 .arg("+")
                 .query_async(&mut conn)
@@ -209,12 +209,10 @@ impl Rig {
                 .ids
                 .iter()
                 .filter_map(|e| e.get::<String>("data"))
-                .filter_map(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
-                .filter(|v| v["kind"] == "TO_ACCEPT")
+                .filter_map(|d| serde_json::from_str::<queue::InboxMsg>(&d).ok())
+                .filter(|m| m.kind == domain::effects::ItemKind::ToAccept)
             {
-                if let Some(id) = v["case_id"].as_str() {
-                    *per_case.entry(id.to_owned()).or_default() += 1;
-                }
+                *per_case.entry(v.case_id.to_string()).or_default() += 1;
             }
         }
         per_case
@@ -225,7 +223,7 @@ impl Rig {
     async fn keep_dead_letters(&mut self) {
         if let Ok(q) = queue::Queue::connect(&self.redis.url(), &self.prefix).await {
             self.wiped_dead_letters += q
-                .len(&q.dead_key(griddispatch_tests::COUNTY))
+                .len(&q.key(&griddispatch_tests::dead_stream(griddispatch_tests::COUNTY)))
                 .await
                 .unwrap_or(0);
         }
@@ -812,31 +810,47 @@ async fn deadlines_fire_once_under_every_fault() {
     f.assert_clean();
 }
 
-/// What became of one case's accept clock.
+/// What became of one case's first accept clock: at the unit the router gave it to.
 #[derive(Debug)]
 struct Outcome {
     case_id: String,
+    /// Escalated away from that unit, warned for its accept clock, accepted by it.
     escalated: usize,
     warned: usize,
     accepted: usize,
 }
 
 async fn outcomes(pool: &PgPool, ids: &[String]) -> Vec<Outcome> {
+    use domain::case::{Clock, Event};
     let mut out = Vec::new();
     for id in ids {
-        let kinds: Vec<String> = sqlx::query_scalar(
-            "SELECT event_type FROM case_events WHERE case_id = $1::uuid ORDER BY version",
+        let events: Vec<serde_json::Value> = sqlx::query_scalar(
+            "SELECT data FROM case_events WHERE case_id = $1::uuid ORDER BY version",
         )
         .bind(id)
         .fetch_all(pool)
         .await
         .unwrap();
-        let count = |k: &str| kinds.iter().filter(|e| *e == k).count();
+        let events: Vec<Event> = events
+            .into_iter()
+            .map(|e| serde_json::from_value(e).unwrap())
+            .collect();
+        // later tiers have clocks of their own, which may run out in a long run too
+        let first = events.iter().find_map(|e| match e {
+            Event::Routed { unit, .. } => Some(unit.clone()),
+            _ => None,
+        });
+        let count = |f: &dyn Fn(&Event) -> bool| events.iter().filter(|e| f(e)).count();
+        let at_first = |u: &domain::region::UnitCode| Some(u) == first.as_ref();
         out.push(Outcome {
             case_id: id.clone(),
-            escalated: count("escalated"),
-            warned: count("warned"),
-            accepted: count("accepted"),
+            escalated: count(
+                &|e| matches!(e, Event::Escalated { from_unit, .. } if at_first(from_unit)),
+            ),
+            warned: count(
+                &|e| matches!(e, Event::Warned { unit, clock: Clock::Accept } if at_first(unit)),
+            ),
+            accepted: count(&|e| matches!(e, Event::Accepted { unit, .. } if at_first(unit))),
         });
     }
     out

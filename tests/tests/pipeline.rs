@@ -332,7 +332,7 @@ async fn handle_deadlines_bring_supervision_to_the_tier_above(pool: PgPool) {
     })
     .await;
     let supervise: Vec<serde_json::Value> = {
-        let key = s.queue.inbox_key(COUNTY, TOWNSHIP);
+        let key = s.queue.key(&griddispatch_tests::inbox_stream(TOWNSHIP));
         let entries = read_stream(&s, &key).await;
         entries
             .into_iter()

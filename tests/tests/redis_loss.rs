@@ -57,7 +57,7 @@ async fn flushall_mid_run_rebuilds_every_queue_from_postgres(pool: PgPool) {
         let units: HashSet<&String> = pending.iter().map(|(_, u)| u).collect();
         let mut seen = HashSet::new();
         for u in units {
-            let key = s.queue.inbox_key(COUNTY, u);
+            let key = s.queue.key(&griddispatch_tests::inbox_stream(u));
             for e in s.queue.read_after(&mut conn, &key, "0-0", 10_000, Duration::from_millis(1)).await.unwrap() {
                 let v: serde_json::Value = serde_json::from_str(&e.payload).unwrap();
                 if v["kind"] == "TO_ACCEPT" {

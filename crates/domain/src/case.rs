@@ -791,5 +791,9 @@ fn check_move_up(from: Tier, to_unit: &UnitCode, to_tier: Tier) -> Result<()> {
     }
 }
 
+mod clocks;
+
+pub use clocks::micros;
+
 #[cfg(test)]
 mod tests;

@@ -273,6 +273,21 @@ impl From<UnitCode> for String {
     }
 }
 
+/// Which unit takes a case at `tier` in the area of `from` (a grid, or the region of the unit
+/// handing the case up): the unit of that tier above `from`, or, when the registry holds no
+/// unit there, the nearest one above it. `None` when no unit up to the top exists. The router
+/// (first tier), escalation and `ResolveRoute` all decide with this one function.
+pub fn unit_taking(
+    from: &RegionCode,
+    tier: Tier,
+    exists: impl Fn(&RegionCode) -> bool,
+) -> Option<(UnitCode, Tier)> {
+    std::iter::successors(Some(from.clone()), RegionCode::parent).find_map(|r| {
+        let t = r.level().tier()?;
+        (t >= tier && exists(&r)).then(|| (UnitCode::from(r), t))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,5 +375,36 @@ mod tests {
         let ok: UnitCode = serde_json::from_str("\"360102-ZJJ\"").unwrap();
         assert_eq!(ok.as_str(), "360102-ZJJ");
         assert!(serde_json::from_str::<RegionCode>("\"12345\"").is_err());
+    }
+
+    #[test]
+    fn a_case_goes_to_the_tier_asked_or_the_nearest_unit_above_it() {
+        let grid = RegionCode::parse("360102001001001").unwrap();
+        let all = |_: &RegionCode| true;
+        let unit = |s: &str| UnitCode::parse(s).unwrap();
+        assert_eq!(
+            unit_taking(&grid, Tier::Community, all),
+            Some((unit("360102001001"), Tier::Community))
+        );
+        assert_eq!(
+            unit_taking(&grid, Tier::County, all),
+            Some((unit("360102"), Tier::County))
+        );
+        // the community is not in the registry: its township takes the case
+        let no_community = |r: &RegionCode| r.as_str() != "360102001001";
+        assert_eq!(
+            unit_taking(&grid, Tier::Community, no_community),
+            Some((unit("360102001"), Tier::Township))
+        );
+        // escalation from a community: the tier above it
+        assert_eq!(
+            unit_taking(
+                &unit("360102001001").region(),
+                Tier::Community.up().unwrap(),
+                all
+            ),
+            Some((unit("360102001"), Tier::Township))
+        );
+        assert_eq!(unit_taking(&grid, Tier::Community, |_| false), None);
     }
 }

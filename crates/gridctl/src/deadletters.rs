@@ -25,12 +25,12 @@ pub struct DeadLetterArgs {
 }
 
 pub async fn run(args: DeadLetterArgs) -> anyhow::Result<()> {
-    domain::region::RegionCode::parse_at(&args.county, domain::region::Level::County)
+    let county = domain::region::RegionCode::parse_at(&args.county, domain::region::Level::County)
         .map_err(|e| anyhow::anyhow!("--county: {e}"))?;
     let q = queue::Queue::connect(&args.redis_url, &args.redis_prefix)
         .await
         .context("connecting to Redis")?;
-    let key = q.dead_key(&args.county);
+    let key = q.key(&queue::Stream::Dead(county));
     if let Some(id) = &args.redrive {
         let done = q.redrive(&key, id).await?;
         println!(

@@ -4,15 +4,16 @@
 //! everything (it keeps nothing on disk here), so every queue can be rebuilt from Postgres,
 //! and [`Queue::marker_present`] tells the service when that is needed.
 //!
-//! Key layout (every stream key carries the county as a Redis Cluster hash tag, so all of a
-//! county's streams live in one slot and multi-key transactions between them stay legal):
-//!
-//! | key | what |
-//! |---|---|
-//! | `{prefix}:intake:{<county>}` | new work for the router, read with a consumer group, never trimmed |
-//! | `{prefix}:inbox:{<county>}:<unit>` | a unit's live inbox, read with plain XREAD, capped |
-//! | `{prefix}:dead:{<county>}` | entries the router gave up on, with the reason |
-//! | `{prefix}:rebuilt` | set once the queues have been rebuilt from Postgres |
+//! The streams, their keys and their messages are types ([`Stream`], [`Message`]): see
+//! [`streams`]. Besides them the queue keeps one marker key, `{prefix}:rebuilt`, set once the
+//! queues have been rebuilt from Postgres.
+
+mod dead;
+mod reply;
+mod streams;
+
+use reply::{field, malformed, parse_entries, parse_pending_deliveries, parse_read_reply, text};
+pub use streams::{INBOX_MAXLEN, InboxMsg, IntakeMsg, Message, Stream};
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -34,9 +35,6 @@ const BLOCKING_RESPONSE_TIMEOUT: Duration = Duration::from_secs(45);
 /// Reconnection attempts before a command fails with `Unavailable`; see [`manager_config`].
 const RECONNECT_RETRIES: usize = 3;
 const RECONNECT_MAX_DELAY: Duration = Duration::from_millis(500);
-/// Inboxes are live fan-out only (a console takes its snapshot from Postgres), so an
-/// approximate cap keeps a unit nobody watches from growing without bound.
-const INBOX_MAXLEN: usize = 10_000;
 /// Field that carries the payload of every entry we write.
 const DATA_FIELD: &str = "data";
 const NIL_ID: &str = "0-0";
@@ -82,6 +80,20 @@ pub struct Entry {
     pub payload: String,
     /// Times delivered to a group consumer (1 for a first read; 0 for plain XREAD).
     pub deliveries: u64,
+}
+
+impl Entry {
+    /// The entry as an intake message.
+    pub fn intake(&self) -> Result<IntakeMsg, QueueError> {
+        serde_json::from_str(&self.payload)
+            .map_err(|e| QueueError::Malformed(format!("intake entry {}: {e}", self.id)))
+    }
+
+    /// The entry as an inbox item.
+    pub fn inbox(&self) -> Result<InboxMsg, QueueError> {
+        serde_json::from_str(&self.payload)
+            .map_err(|e| QueueError::Malformed(format!("inbox entry {}: {e}", self.id)))
+    }
 }
 
 /// A dead letter, as listed for an operator.
@@ -147,19 +159,14 @@ impl Queue {
         &self.prefix
     }
 
-    /// `{prefix}:intake:{<county>}`, e.g. `gd:intake:{360102}`.
-    pub fn intake_key(&self, county: &str) -> String {
-        format!("{}:intake:{{{county}}}", self.prefix)
+    /// The Redis key of `stream`, e.g. `gd:intake:{360102}`.
+    pub fn key(&self, stream: &Stream) -> String {
+        stream.key(&self.prefix)
     }
 
-    /// `{prefix}:inbox:{<county>}:<unit>`.
-    pub fn inbox_key(&self, county: &str, unit: &str) -> String {
-        format!("{}:inbox:{{{county}}}:{unit}", self.prefix)
-    }
-
-    /// `{prefix}:dead:{<county>}`.
-    pub fn dead_key(&self, county: &str) -> String {
-        format!("{}:dead:{{{county}}}", self.prefix)
+    /// The stream a key of this queue names.
+    pub fn stream_of(&self, key: &str) -> Option<Stream> {
+        Stream::from_key(&self.prefix, key)
     }
 
     /// `{prefix}:rebuilt`.
@@ -167,18 +174,31 @@ impl Queue {
         format!("{}:rebuilt", self.prefix)
     }
 
-    /// Pipelined XADD of many `(key, payload)` entries (field `data` = payload); one round
-    /// trip. Inbox keys (contain ":inbox:") are capped with `MAXLEN ~ 10000` (they are live
-    /// fan-out only; the snapshot comes from Postgres); intake keys are never trimmed, because
-    /// Redis 7.0 trimming would also drop entries still pending in the router's group.
-    /// Returns the new ids in order.
-    pub async fn publish(&self, entries: &[(String, String)]) -> Result<Vec<String>, QueueError> {
+    /// Publishes each message to its stream (pipelined XADD, one round trip); answers the
+    /// new ids in order.
+    pub async fn publish(&self, messages: &[Message]) -> Result<Vec<String>, QueueError> {
+        let entries: Vec<(String, String)> = messages
+            .iter()
+            .map(|m| (self.key(&m.stream()), m.to_json().to_string()))
+            .collect();
+        self.publish_raw(&entries).await
+    }
+
+    /// Pipelined XADD of `(key, payload)` entries (field `data` = payload); one round trip.
+    /// The queue's own tests and its re-drive use it; the pipeline publishes [`Message`]s.
+    /// A capped stream's key gets `MAXLEN ~` (inboxes are live fan-out only; the snapshot
+    /// comes from Postgres); intake keys are never trimmed, because Redis 7.0 trimming would
+    /// also drop entries still pending in the router's group. Returns the new ids in order.
+    pub async fn publish_raw(
+        &self,
+        entries: &[(String, String)],
+    ) -> Result<Vec<String>, QueueError> {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
         let mut pipe = redis::pipe();
         for (key, payload) in entries {
-            pipe.add_command(xadd_cmd(key, payload));
+            pipe.add_command(xadd_cmd(key, payload, self.cap_of(key)));
         }
         let ids: Vec<Value> = pipe.query_async(&mut self.conn.clone()).await?;
         if ids.len() != entries.len() {
@@ -191,6 +211,11 @@ impl Queue {
         ids.iter()
             .map(|v| text(v).ok_or_else(|| malformed("XADD id", v)))
             .collect()
+    }
+
+    /// The `MAXLEN ~` of a key's stream, if it is capped.
+    pub(crate) fn cap_of(&self, key: &str) -> Option<usize> {
+        self.stream_of(key).and_then(|s| s.cap())
     }
 
     /// XGROUP CREATE key group 0 MKSTREAM; an existing group (BUSYGROUP) is fine.
@@ -422,102 +447,6 @@ impl Queue {
         Ok(())
     }
 
-    /// Moves an entry to the dead-letter stream of its county (fields: data, source_key,
-    /// source_id, deliveries, reason), then acks it — one MULTI/EXEC, so the entry is never
-    /// both lost and acknowledged. `dead_key` and the entry's key share the county hash tag.
-    pub async fn dead_letter(
-        &self,
-        entry: &Entry,
-        dead_key: &str,
-        group: &str,
-        reason: &str,
-    ) -> Result<(), QueueError> {
-        redis::pipe()
-            .atomic()
-            .cmd("XADD")
-            .arg(dead_key)
-            .arg("*")
-            .arg(DATA_FIELD)
-            .arg(&entry.payload)
-            .arg("source_key")
-            .arg(&entry.key)
-            .arg("source_id")
-            .arg(&entry.id)
-            .arg("deliveries")
-            .arg(entry.deliveries)
-            .arg("reason")
-            .arg(reason)
-            .cmd("XACK")
-            .arg(&entry.key)
-            .arg(group)
-            .arg(&entry.id)
-            .cmd("XDEL")
-            .arg(&entry.key)
-            .arg(&entry.id)
-            .exec_async(&mut self.conn.clone())
-            .await?;
-        Ok(())
-    }
-
-    /// Dead letters of a county, oldest first (XRANGE).
-    pub async fn list_dead(
-        &self,
-        dead_key: &str,
-        count: usize,
-    ) -> Result<Vec<DeadLetter>, QueueError> {
-        if count == 0 {
-            return Ok(Vec::new());
-        }
-        let reply: Value = redis::cmd("XRANGE")
-            .arg(dead_key)
-            .arg("-")
-            .arg("+")
-            .arg("COUNT")
-            .arg(count)
-            .query_async(&mut self.conn.clone())
-            .await?;
-        Ok(parse_entries(reply)?
-            .into_iter()
-            .filter_map(|raw| raw.fields.map(|fields| dead_letter_from(raw.id, &fields)))
-            .collect())
-    }
-
-    /// Re-drives a dead letter: XADD its payload back to its source key and XDEL it from the
-    /// dead stream (MULTI/EXEC). `false` when no such dead letter exists.
-    ///
-    /// Two operators re-driving the same letter at once may both re-queue it; consumers are
-    /// idempotent, so the copy is acknowledged and dropped.
-    pub async fn redrive(&self, dead_key: &str, id: &str) -> Result<bool, QueueError> {
-        let mut conn = self.conn.clone();
-        let reply: Value = redis::cmd("XRANGE")
-            .arg(dead_key)
-            .arg(id)
-            .arg(id)
-            .query_async(&mut conn)
-            .await?;
-        let Some(fields) = parse_entries(reply)?
-            .into_iter()
-            .find(|raw| raw.id == id)
-            .and_then(|raw| raw.fields)
-        else {
-            return Ok(false);
-        };
-        let letter = dead_letter_from(id.to_owned(), &fields);
-        if letter.source_key.is_empty() {
-            return Err(QueueError::Malformed(format!(
-                "dead letter {id} in {dead_key} has no source_key"
-            )));
-        }
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .add_command(xadd_cmd(&letter.source_key, &letter.payload))
-            .cmd("XDEL")
-            .arg(dead_key)
-            .arg(id);
-        pipe.exec_async(&mut conn).await?;
-        Ok(true)
-    }
-
     /// The id of the newest entry of a stream, "0-0" when the stream is empty or missing.
     pub async fn last_id(&self, key: &str) -> Result<String, QueueError> {
         let reply: Value = redis::cmd("XREVRANGE")
@@ -620,12 +549,12 @@ fn manager_config(response_timeout: Duration) -> ConnectionManagerConfig {
         .set_max_delay(RECONNECT_MAX_DELAY)
 }
 
-/// XADD with the payload in `data`, capped only for inbox keys (see [`Queue::publish`]).
-fn xadd_cmd(key: &str, payload: &str) -> redis::Cmd {
+/// XADD with the payload in `data`, capped with `MAXLEN ~ cap` when given.
+fn xadd_cmd(key: &str, payload: &str, cap: Option<usize>) -> redis::Cmd {
     let mut cmd = redis::cmd("XADD");
     cmd.arg(key);
-    if key.contains(":inbox:") {
-        cmd.arg("MAXLEN").arg("~").arg(INBOX_MAXLEN);
+    if let Some(cap) = cap {
+        cmd.arg("MAXLEN").arg("~").arg(cap);
     }
     cmd.arg("*").arg(DATA_FIELD).arg(payload);
     cmd
@@ -641,214 +570,9 @@ fn block_millis(block: Duration) -> Option<u64> {
     Some(u64::try_from(ms).unwrap_or(u64::MAX).max(1))
 }
 
-/// One raw stream entry; `fields` is `None` for an entry deleted from the stream while it
-/// was still pending.
-struct RawEntry {
-    id: String,
-    fields: Option<Vec<(String, String)>>,
-}
-
-fn malformed(what: &str, v: &Value) -> QueueError {
-    QueueError::Malformed(format!("{what}: unexpected {v:?}"))
-}
-
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::VerbatimString { text, .. } => Some(text.clone()),
-        Value::Int(i) => Some(i.to_string()),
-        Value::Okay => Some("OK".to_owned()),
-        _ => None,
-    }
-}
-
-fn field(fields: &[(String, String)], name: &str) -> Option<String> {
-    fields
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.clone())
-}
-
-fn dead_letter_from(id: String, fields: &[(String, String)]) -> DeadLetter {
-    DeadLetter {
-        id,
-        payload: field(fields, DATA_FIELD).unwrap_or_default(),
-        source_key: field(fields, "source_key").unwrap_or_default(),
-        reason: field(fields, "reason").unwrap_or_default(),
-        deliveries: field(fields, "deliveries")
-            .and_then(|d| d.parse().ok())
-            .unwrap_or(0),
-    }
-}
-
-/// Splits an XREAD / XREADGROUP reply into `(stream key, entries)`. Nil (timeout) is empty.
-/// Accepts both the RESP2 array form and the RESP3 map form, so a `?protocol=resp3` URL
-/// does not break reading.
-fn parse_read_reply(reply: Value) -> Result<Vec<(String, Value)>, QueueError> {
-    match reply {
-        Value::Nil => Ok(Vec::new()),
-        Value::Array(streams) => streams
-            .into_iter()
-            .map(|s| match s {
-                Value::Array(mut pair) if pair.len() == 2 => {
-                    let entries = pair.pop().unwrap_or(Value::Nil);
-                    let key = text(&pair[0]).ok_or_else(|| malformed("stream key", &pair[0]))?;
-                    Ok((key, entries))
-                }
-                other => Err(malformed("stream of XREAD reply", &other)),
-            })
-            .collect(),
-        Value::Map(streams) => streams
-            .into_iter()
-            .map(|(k, entries)| {
-                let key = text(&k).ok_or_else(|| malformed("stream key", &k))?;
-                Ok((key, entries))
-            })
-            .collect(),
-        other => Err(malformed("XREAD reply", &other)),
-    }
-}
-
-/// Parses `[[id, [field, value, ...] | nil], ...]`, as XRANGE, XREAD and XAUTOCLAIM send it.
-fn parse_entries(entries: Value) -> Result<Vec<RawEntry>, QueueError> {
-    let items = match entries {
-        Value::Nil => return Ok(Vec::new()),
-        Value::Array(items) => items,
-        other => return Err(malformed("entry list", &other)),
-    };
-    items
-        .into_iter()
-        .map(|item| {
-            let Value::Array(mut parts) = item else {
-                return Err(malformed("entry", &item));
-            };
-            if parts.len() != 2 {
-                return Err(QueueError::Malformed(format!(
-                    "entry with {} elements",
-                    parts.len()
-                )));
-            }
-            let fields = parts.pop().unwrap_or(Value::Nil);
-            let id = text(&parts[0]).ok_or_else(|| malformed("entry id", &parts[0]))?;
-            let fields = parse_fields(fields)?;
-            Ok(RawEntry { id, fields })
-        })
-        .collect()
-}
-
-fn parse_fields(fields: Value) -> Result<Option<Vec<(String, String)>>, QueueError> {
-    match fields {
-        Value::Nil => Ok(None),
-        Value::Array(flat) => {
-            if flat.len() % 2 != 0 {
-                return Err(QueueError::Malformed(format!(
-                    "odd field list of {} items",
-                    flat.len()
-                )));
-            }
-            flat.chunks_exact(2)
-                .map(|kv| {
-                    let k = text(&kv[0]).ok_or_else(|| malformed("field name", &kv[0]))?;
-                    let v = text(&kv[1]).ok_or_else(|| malformed("field value", &kv[1]))?;
-                    Ok((k, v))
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map(Some)
-        }
-        Value::Map(pairs) => pairs
-            .iter()
-            .map(|(k, v)| {
-                let k = text(k).ok_or_else(|| malformed("field name", k))?;
-                let v = text(v).ok_or_else(|| malformed("field value", v))?;
-                Ok((k, v))
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some),
-        other => Err(malformed("field list", &other)),
-    }
-}
-
-/// Delivery count from an extended XPENDING reply `[[id, consumer, idle_ms, deliveries]]`;
-/// `None` when the entry is no longer pending.
-fn parse_pending_deliveries(reply: &Value) -> Result<Option<u64>, QueueError> {
-    let Value::Array(rows) = reply else {
-        return Err(malformed("XPENDING reply", reply));
-    };
-    let Some(row) = rows.first() else {
-        return Ok(None);
-    };
-    match row {
-        Value::Array(cols) if cols.len() == 4 => match &cols[3] {
-            Value::Int(n) => Ok(Some(u64::try_from(*n).unwrap_or(0))),
-            other => text(other)
-                .and_then(|s| s.parse().ok())
-                .map(Some)
-                .ok_or_else(|| malformed("XPENDING delivery count", other)),
-        },
-        other => Err(malformed("XPENDING row", other)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn bulk(s: &str) -> Value {
-        Value::BulkString(s.as_bytes().to_vec())
-    }
-
-    #[test]
-    fn autoclaim_style_entries_skip_nil_fields() {
-        let entries = Value::Array(vec![
-            Value::Array(vec![
-                bulk("1-0"),
-                Value::Array(vec![bulk("data"), bulk("x")]),
-            ]),
-            Value::Array(vec![bulk("2-0"), Value::Nil]),
-        ]);
-        let parsed = parse_entries(entries).unwrap();
-        assert_eq!(parsed.len(), 2);
-        assert_eq!(parsed[0].id, "1-0");
-        assert_eq!(
-            parsed[0].fields.as_deref(),
-            Some(&[("data".to_owned(), "x".to_owned())][..])
-        );
-        assert!(parsed[1].fields.is_none());
-    }
-
-    #[test]
-    fn read_reply_accepts_resp2_and_resp3_shapes() {
-        let entries = || {
-            Value::Array(vec![Value::Array(vec![
-                bulk("1-0"),
-                Value::Array(vec![bulk("data"), bulk("p")]),
-            ])])
-        };
-        let resp2 = Value::Array(vec![Value::Array(vec![bulk("k"), entries()])]);
-        let resp3 = Value::Map(vec![(bulk("k"), entries())]);
-        for reply in [resp2, resp3] {
-            let streams = parse_read_reply(reply).unwrap();
-            assert_eq!(streams.len(), 1);
-            assert_eq!(streams[0].0, "k");
-        }
-        assert!(parse_read_reply(Value::Nil).unwrap().is_empty());
-    }
-
-    #[test]
-    fn pending_row_gives_the_delivery_count() {
-        let reply = Value::Array(vec![Value::Array(vec![
-            bulk("1-0"),
-            bulk("c"),
-            Value::Int(12),
-            Value::Int(3),
-        ])]);
-        assert_eq!(parse_pending_deliveries(&reply).unwrap(), Some(3));
-        assert_eq!(
-            parse_pending_deliveries(&Value::Array(vec![])).unwrap(),
-            None
-        );
-    }
 
     #[test]
     fn block_zero_means_poll_and_long_blocks_are_clamped() {
@@ -859,8 +583,13 @@ mod tests {
 
     #[test]
     fn only_inbox_keys_are_capped() {
-        let inbox = xadd_cmd("gd:inbox:{360102}:u1", "p");
-        let intake = xadd_cmd("gd:intake:{360102}", "p");
+        let cap = |key: &str| Stream::from_key("gd", key).and_then(|s| s.cap());
+        let inbox = xadd_cmd(
+            "gd:inbox:{360102}:360102001",
+            "p",
+            cap("gd:inbox:{360102}:360102001"),
+        );
+        let intake = xadd_cmd("gd:intake:{360102}", "p", cap("gd:intake:{360102}"));
         let has_maxlen = |c: &redis::Cmd| {
             c.args_iter()
                 .any(|a| matches!(a, redis::Arg::Simple(b) if b == b"MAXLEN"))

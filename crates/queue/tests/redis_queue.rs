@@ -4,11 +4,24 @@
 
 use std::time::{Duration, Instant};
 
-use gd_queue::{Entry, Queue, QueueError};
+use domain::region::{RegionCode, UnitCode};
+use gd_queue::{Entry, Queue, QueueError, Stream};
 use redis::Value;
 
 const COUNTY: &str = "360102";
 const GROUP: &str = "router";
+
+fn intake(county: &str) -> Stream {
+    Stream::Intake(RegionCode::parse(county).unwrap())
+}
+
+fn inbox(unit: &str) -> Stream {
+    Stream::Inbox(UnitCode::parse(unit).unwrap())
+}
+
+fn dead(county: &str) -> Stream {
+    Stream::Dead(RegionCode::parse(county).unwrap())
+}
 
 fn redis_url() -> String {
     std::env::var("GD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_owned())
@@ -100,12 +113,12 @@ fn batch(key: &str, payloads: &[&str]) -> Vec<(String, String)> {
 async fn keys_carry_the_county_hash_tag() {
     let ctx = Ctx::new().await;
     let p = ctx.q.prefix().to_owned();
-    assert_eq!(ctx.q.intake_key(COUNTY), format!("{p}:intake:{{360102}}"));
+    assert_eq!(ctx.q.key(&intake(COUNTY)), format!("{p}:intake:{{360102}}"));
     assert_eq!(
-        ctx.q.inbox_key(COUNTY, "360102001"),
+        ctx.q.key(&inbox("360102001")),
         format!("{p}:inbox:{{360102}}:360102001")
     );
-    assert_eq!(ctx.q.dead_key(COUNTY), format!("{p}:dead:{{360102}}"));
+    assert_eq!(ctx.q.key(&dead(COUNTY)), format!("{p}:dead:{{360102}}"));
     ctx.q.ping().await.unwrap();
 }
 
@@ -113,17 +126,17 @@ async fn keys_carry_the_county_hash_tag() {
 async fn publish_read_group_ack() {
     let ctx = Ctx::new().await;
     let q = &ctx.q;
-    let a = q.intake_key(COUNTY);
-    let b = q.intake_key("360103");
+    let a = q.key(&intake(COUNTY));
+    let b = q.key(&intake("360103"));
     q.ensure_group(&a, GROUP).await.unwrap();
     q.ensure_group(&a, GROUP).await.unwrap(); // BUSYGROUP is fine
     q.ensure_group(&b, GROUP).await.unwrap();
 
     let mut items = batch(&a, &["one", "two"]);
     items.push((b.clone(), "three".to_owned()));
-    let ids = q.publish(&items).await.unwrap();
+    let ids = q.publish_raw(&items).await.unwrap();
     assert_eq!(ids.len(), 3);
-    assert!(q.publish(&[]).await.unwrap().is_empty());
+    assert!(q.publish_raw(&[]).await.unwrap().is_empty());
 
     let mut conn = q.blocking_conn().await.unwrap();
     let keys = vec![a.clone(), b.clone()];
@@ -182,10 +195,10 @@ async fn read_group_recovers_from_missing_group() {
     let ctx = Ctx::new().await;
     let q = &ctx.q;
     // One stream exists without a group, the other does not exist at all.
-    let existing = q.intake_key(COUNTY);
-    let missing = q.intake_key("360104");
+    let existing = q.key(&intake(COUNTY));
+    let missing = q.key(&intake("360104"));
     let ids = q
-        .publish(&batch(&existing, &["before-group"]))
+        .publish_raw(&batch(&existing, &["before-group"]))
         .await
         .unwrap();
 
@@ -212,9 +225,9 @@ async fn read_group_recovers_from_missing_group() {
 async fn autoclaim_takes_idle_entries_and_counts_deliveries() {
     let ctx = Ctx::new().await;
     let q = &ctx.q;
-    let key = q.intake_key(COUNTY);
+    let key = q.key(&intake(COUNTY));
     q.ensure_group(&key, GROUP).await.unwrap();
-    let ids = q.publish(&batch(&key, &["stuck"])).await.unwrap();
+    let ids = q.publish_raw(&batch(&key, &["stuck"])).await.unwrap();
 
     let mut conn = q.blocking_conn().await.unwrap();
     let first = q
@@ -282,10 +295,10 @@ async fn autoclaim_takes_idle_entries_and_counts_deliveries() {
 async fn autoclaim_respects_count_and_skips_deleted_entries() {
     let ctx = Ctx::new().await;
     let q = &ctx.q;
-    let key = q.intake_key(COUNTY);
+    let key = q.key(&intake(COUNTY));
     q.ensure_group(&key, GROUP).await.unwrap();
     let ids = q
-        .publish(&batch(&key, &["a", "b", "c", "d", "e"]))
+        .publish_raw(&batch(&key, &["a", "b", "c", "d", "e"]))
         .await
         .unwrap();
     let mut conn = q.blocking_conn().await.unwrap();
@@ -336,7 +349,7 @@ async fn autoclaim_respects_count_and_skips_deleted_entries() {
 async fn autoclaim_on_missing_group_creates_it() {
     let ctx = Ctx::new().await;
     let q = &ctx.q;
-    let key = q.intake_key(COUNTY);
+    let key = q.key(&intake(COUNTY));
     let got = q
         .autoclaim(&key, GROUP, "c1", Duration::from_millis(10), 10)
         .await
@@ -349,10 +362,10 @@ async fn autoclaim_on_missing_group_creates_it() {
 async fn dead_letter_then_redrive() {
     let ctx = Ctx::new().await;
     let q = &ctx.q;
-    let key = q.intake_key(COUNTY);
-    let dead = q.dead_key(COUNTY);
+    let key = q.key(&intake(COUNTY));
+    let dead = q.key(&dead(COUNTY));
     q.ensure_group(&key, GROUP).await.unwrap();
-    q.publish(&batch(&key, &["poison"])).await.unwrap();
+    q.publish_raw(&batch(&key, &["poison"])).await.unwrap();
 
     let mut conn = q.blocking_conn().await.unwrap();
     let got = q
@@ -369,7 +382,7 @@ async fn dead_letter_then_redrive() {
     assert_eq!(got.len(), 1);
     let mut entry = got[0].clone();
     entry.deliveries = 5;
-    q.dead_letter(&entry, &dead, GROUP, "unknown unit 999")
+    q.dead_letter(&entry, GROUP, "unknown unit 999")
         .await
         .unwrap();
 
@@ -411,8 +424,8 @@ async fn dead_letter_then_redrive() {
 async fn list_dead_is_oldest_first_and_bounded() {
     let ctx = Ctx::new().await;
     let q = &ctx.q;
-    let key = q.intake_key(COUNTY);
-    let dead = q.dead_key(COUNTY);
+    let key = q.key(&intake(COUNTY));
+    let dead = q.key(&dead(COUNTY));
     for (i, id) in ["1-1", "1-2", "1-3"].iter().enumerate() {
         let e = Entry {
             key: key.clone(),
@@ -421,7 +434,7 @@ async fn list_dead_is_oldest_first_and_bounded() {
             deliveries: 3,
         };
         // Acking ids the group never delivered is harmless.
-        q.dead_letter(&e, &dead, GROUP, "r").await.unwrap();
+        q.dead_letter(&e, GROUP, "r").await.unwrap();
     }
     let two = q.list_dead(&dead, 2).await.unwrap();
     assert_eq!(
@@ -429,10 +442,13 @@ async fn list_dead_is_oldest_first_and_bounded() {
         ["p0", "p1"]
     );
     assert!(
-        q.list_dead(&q.dead_key("999999"), 10)
-            .await
-            .unwrap()
-            .is_empty()
+        q.list_dead(
+            &q.key(&Stream::Dead(RegionCode::parse("999999").unwrap())),
+            10
+        )
+        .await
+        .unwrap()
+        .is_empty()
     );
 }
 
@@ -440,10 +456,13 @@ async fn list_dead_is_oldest_first_and_bounded() {
 async fn read_after_sees_new_entries_and_times_out_empty() {
     let ctx = Ctx::new().await;
     let q = ctx.q.clone();
-    let inbox = q.inbox_key(COUNTY, "360102001");
+    let inbox = q.key(&inbox("360102001"));
     assert_eq!(q.last_id(&inbox).await.unwrap(), "0-0");
 
-    let ids = q.publish(&batch(&inbox, &["old1", "old2"])).await.unwrap();
+    let ids = q
+        .publish_raw(&batch(&inbox, &["old1", "old2"]))
+        .await
+        .unwrap();
     let last = q.last_id(&inbox).await.unwrap();
     assert_eq!(last, ids[1]);
 
@@ -471,7 +490,7 @@ async fn read_after_sees_new_entries_and_times_out_empty() {
         let inbox = inbox.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            q.publish(&batch(&inbox, &["new"])).await.unwrap()
+            q.publish_raw(&batch(&inbox, &["new"])).await.unwrap()
         })
     };
     let start = Instant::now();
@@ -500,8 +519,8 @@ async fn read_after_sees_new_entries_and_times_out_empty() {
 async fn blocking_read_does_not_delay_the_shared_connection() {
     let ctx = Ctx::new().await;
     let q = ctx.q.clone();
-    let inbox = q.inbox_key(COUNTY, "quiet");
-    let key = q.intake_key(COUNTY);
+    let inbox = q.key(&inbox("360102001001"));
+    let key = q.key(&intake(COUNTY));
     q.ensure_group(&key, GROUP).await.unwrap();
     let mut conn = q.blocking_conn().await.unwrap();
     let mut conn2 = q.blocking_conn().await.unwrap();
@@ -571,13 +590,13 @@ async fn marker_set_present_and_gone_after_flush() {
 async fn inbox_is_capped_but_intake_is_not() {
     let ctx = Ctx::new().await;
     let q = &ctx.q;
-    let inbox = q.inbox_key(COUNTY, "busy");
-    let intake = q.intake_key(COUNTY);
+    let inbox = q.key(&inbox("360102002001"));
+    let intake = q.key(&intake(COUNTY));
     let payload = "x".repeat(16);
     let many: Vec<(String, String)> = (0..12_000)
         .map(|_| (inbox.clone(), payload.clone()))
         .collect();
-    let ids = q.publish(&many).await.unwrap();
+    let ids = q.publish_raw(&many).await.unwrap();
     assert_eq!(ids.len(), 12_000);
     let len = q.len(&inbox).await.unwrap();
     assert!((10_000..=11_000).contains(&len), "inbox XLEN {len}");
@@ -585,7 +604,7 @@ async fn inbox_is_capped_but_intake_is_not() {
     let many: Vec<(String, String)> = (0..12_000)
         .map(|_| (intake.clone(), payload.clone()))
         .collect();
-    q.publish(&many).await.unwrap();
+    q.publish_raw(&many).await.unwrap();
     assert_eq!(q.len(&intake).await.unwrap(), 12_000);
 }
 
@@ -593,9 +612,9 @@ async fn inbox_is_capped_but_intake_is_not() {
 async fn queues_work_again_after_redis_loses_everything() {
     let ctx = Ctx::new().await;
     let q = ctx.q.clone();
-    let key = q.intake_key(COUNTY);
+    let key = q.key(&intake(COUNTY));
     q.ensure_group(&key, GROUP).await.unwrap();
-    q.publish(&batch(&key, &["before"])).await.unwrap();
+    q.publish_raw(&batch(&key, &["before"])).await.unwrap();
     let mut conn = q.blocking_conn().await.unwrap();
     let keys = vec![key.clone()];
     assert_eq!(
@@ -615,7 +634,7 @@ async fn queues_work_again_after_redis_loses_everything() {
 
     assert!(ctx.purge() >= 1);
     q.ensure_group(&key, GROUP).await.unwrap();
-    q.publish(&batch(&key, &["after"])).await.unwrap();
+    q.publish_raw(&batch(&key, &["after"])).await.unwrap();
     let got = q
         .read_group(
             &mut conn,
@@ -632,7 +651,7 @@ async fn queues_work_again_after_redis_loses_everything() {
 
     // Without ensure_group: NOGROUP recovery.
     ctx.purge();
-    q.publish(&batch(&key, &["again"])).await.unwrap();
+    q.publish_raw(&batch(&key, &["again"])).await.unwrap();
     let got = q
         .read_group(
             &mut conn,
@@ -662,7 +681,9 @@ async fn queues_work_again_after_redis_loses_everything() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     ctx.purge();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    q.publish(&batch(&key, &["while-blocked"])).await.unwrap();
+    q.publish_raw(&batch(&key, &["while-blocked"]))
+        .await
+        .unwrap();
     let got = reader.await.unwrap().unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].payload, "while-blocked");

@@ -62,6 +62,18 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<crate::pipeline::DirectoryError> for ApiError {
+    fn from(e: crate::pipeline::DirectoryError) -> Self {
+        use crate::pipeline::DirectoryError;
+        match e {
+            DirectoryError::Store(e) => e.into(),
+            missing @ (DirectoryError::NoPolicy(_) | DirectoryError::NoCategory(_)) => {
+                ApiError::FailedPrecondition(missing.to_string())
+            }
+        }
+    }
+}
+
 impl From<TransitionError> for ApiError {
     fn from(e: TransitionError) -> Self {
         match e {

@@ -14,7 +14,7 @@ use domain::report::NewReport;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::cases::{Actor, ReportOutcome, intake_stream};
+use crate::cases::{Actor, ReportOutcome};
 use crate::rows::corrupt;
 use crate::{Result, Store, StoreError};
 
@@ -178,10 +178,14 @@ impl Store {
                 "county_code": rec.county.as_str(), "category": rec.category.as_str(), "recorded_at": now,
             }));
             if !rec.state.self_handled {
+                let m = queue::Message::Intake(queue::IntakeMsg {
+                    case_id: rec.case_id,
+                    version: 1,
+                    county: rec.county.clone(),
+                    trace: rec.trace.clone(),
+                });
                 outbox.push(json!({
-                    "stream": intake_stream(rec.county.as_str()),
-                    "payload": {"case_id": rec.case_id, "version": 1, "county": rec.county.as_str(), "trace": rec.trace},
-                    "created_at": now,
+                    "stream": m.stream().outbox_name(), "payload": m.to_json(), "created_at": now,
                 }));
             }
         }

@@ -34,19 +34,6 @@ pub struct ReportOutcome {
     pub replayed: bool,
 }
 
-/// The outbox name of a county's intake queue (the router's input); the relay maps it to
-/// the Redis key.
-#[must_use]
-pub fn intake_stream(county: &str) -> String {
-    format!("intake/{county}")
-}
-
-/// The outbox name of a unit's inbox.
-#[must_use]
-pub fn inbox_stream(county: &str, unit: &str) -> String {
-    format!("inbox/{county}/{unit}")
-}
-
 impl Store {
     /// The stored fingerprint and case of each of `keys` that exists.
     pub(crate) async fn replay_many(

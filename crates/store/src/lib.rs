@@ -21,15 +21,15 @@ mod stats;
 mod tx;
 
 pub use batch::BatchItem;
-pub use cases::{Actor, ReportOutcome, inbox_stream, intake_stream};
+pub use cases::{Actor, ReportOutcome};
 pub use console::{CaseFilter, PageKey};
 pub use feed::{FeedEvent, FeedRegion};
 pub use history::History;
 pub use registry::UnitFilter;
 pub use stats::{StatsCase, StatsScope};
 pub use tx::{
-    Append, Arm, AssignmentRow, CaseTx, DueDeadline, OutboxMsg, OutboxRow, PendingAnywhere,
-    PendingItem,
+    Append, Arm, AssignmentRow, CaseTx, DueDeadline, OutboxRow, PendingAnywhere, PendingItem,
+    Unrouted,
 };
 
 /// Errors of the store, in the terms callers act on.

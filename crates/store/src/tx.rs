@@ -7,6 +7,7 @@ use domain::case::{CaseState, Clock, Event};
 use domain::effects::{AssignmentStatus, OpenAssignment, open_assignments};
 use domain::record::CaseRecord;
 use domain::region::UnitCode;
+use queue::Message;
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
@@ -22,13 +23,6 @@ pub struct Arm {
     pub warn: bool,
     pub fire_at: DateTime<Utc>,
     pub clock_due_at: DateTime<Utc>,
-}
-
-/// A message for a Redis stream, published by the relay after commit.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OutboxMsg {
-    pub stream: String,
-    pub payload: serde_json::Value,
 }
 
 /// A claimed, due deadline.
@@ -67,7 +61,7 @@ pub struct Append<'a> {
     pub after: CaseState,
     pub events: &'a [Event],
     pub arms: &'a [Arm],
-    pub outbox: &'a [OutboxMsg],
+    pub outbox: &'a [Message],
 }
 
 /// `case_events` rows as columns, for one multi-row insert.
@@ -274,7 +268,7 @@ impl CaseTx {
         after: CaseState,
         events: &[Event],
         arms: &[Arm],
-        outbox: &[OutboxMsg],
+        outbox: &[Message],
         actor: &Actor,
         action: &str,
         now: DateTime<Utc>,
@@ -342,8 +336,7 @@ impl CaseTx {
             .await?;
         }
         if !outbox.is_empty() {
-            let streams: Vec<&str> = outbox.iter().map(|m| m.stream.as_str()).collect();
-            let payloads: Vec<&serde_json::Value> = outbox.iter().map(|m| &m.payload).collect();
+            let (streams, payloads) = outbox_rows(outbox.iter());
             sqlx::query(
                 "INSERT INTO outbox (stream, payload) SELECT * FROM UNNEST($1::text[], $2::jsonb[])",
             )
@@ -411,16 +404,17 @@ impl CaseTx {
             .execute(&mut *self.tx)
             .await?;
         }
-        let outbox: Vec<&OutboxMsg> = items.iter().flat_map(|it| it.outbox).collect();
+        let outbox: Vec<&Message> = items.iter().flat_map(|it| it.outbox).collect();
         if !outbox.is_empty() {
+            let (streams, payloads) = outbox_rows(outbox.into_iter());
             // ids follow the order given: the relay publishes each stream in id order
             sqlx::query(
                 "INSERT INTO outbox (stream, payload)
                  SELECT s, p FROM UNNEST($1::text[], $2::jsonb[]) WITH ORDINALITY AS x(s, p, n)
                   ORDER BY n",
             )
-            .bind(outbox.iter().map(|m| m.stream.as_str()).collect::<Vec<_>>())
-            .bind(outbox.iter().map(|m| &m.payload).collect::<Vec<_>>())
+            .bind(&streams)
+            .bind(&payloads)
             .execute(&mut *self.tx)
             .await?;
         }
@@ -748,12 +742,23 @@ impl Store {
     }
 }
 
-/// An outbox row claimed for publishing.
+/// The outbox columns of messages: each one's stream name and payload.
+fn outbox_rows<'m>(
+    messages: impl Iterator<Item = &'m Message>,
+) -> (Vec<String>, Vec<serde_json::Value>) {
+    messages
+        .map(|m| {
+            // every message's stream is one the relay publishes to
+            (m.stream().outbox_name().unwrap_or_default(), m.to_json())
+        })
+        .unzip()
+}
+
+/// An outbox row claimed for publishing: its message, or why it is not one.
 #[derive(Debug, Clone)]
 pub struct OutboxRow {
     pub id: i64,
-    pub stream: String,
-    pub payload: serde_json::Value,
+    pub message: std::result::Result<Message, String>,
 }
 
 impl CaseTx {
@@ -770,8 +775,7 @@ impl CaseTx {
             .into_iter()
             .map(|(id, stream, payload)| OutboxRow {
                 id,
-                stream,
-                payload,
+                message: Message::from_outbox(&stream, &payload),
             })
             .collect())
     }
@@ -798,9 +802,51 @@ pub struct PendingItem {
 #[derive(Debug, Clone)]
 pub struct PendingAnywhere {
     pub case_id: Uuid,
-    pub unit: String,
-    pub county: String,
-    pub version: i64,
+    pub unit: UnitCode,
+    pub version: u64,
+}
+
+impl PendingAnywhere {
+    /// The inbox item the assignment stands for.
+    #[must_use]
+    pub fn message(&self) -> Message {
+        Message::Inbox(queue::InboxMsg {
+            kind: domain::effects::ItemKind::ToAccept,
+            case_id: self.case_id,
+            version: self.version,
+            unit: self.unit.clone(),
+        })
+    }
+}
+
+/// A case still waiting for the router.
+#[derive(Debug, Clone)]
+pub struct Unrouted {
+    pub case_id: Uuid,
+    pub county: domain::region::RegionCode,
+    pub version: u64,
+}
+
+impl Unrouted {
+    /// The intake entry that sends the case to its county's router.
+    #[must_use]
+    pub fn message(&self) -> Message {
+        Message::Intake(queue::IntakeMsg {
+            case_id: self.case_id,
+            version: self.version,
+            county: self.county.clone(),
+            trace: std::collections::BTreeMap::new(),
+        })
+    }
+
+    fn from_row((case_id, county, version): (Uuid, String, i64)) -> Result<Unrouted> {
+        Ok(Unrouted {
+            case_id,
+            county: domain::region::RegionCode::parse(&county)
+                .map_err(|e| corrupt("county code", e))?,
+            version: u64::try_from(version).map_err(|e| corrupt("case version", e))?,
+        })
+    }
 }
 
 impl Store {
@@ -838,8 +884,8 @@ impl Store {
         after: Option<Uuid>,
         limit: i64,
     ) -> Result<Vec<(Uuid, PendingAnywhere)>> {
-        let rows: Vec<(Uuid, Uuid, String, String, i64)> = sqlx::query_as(
-            "SELECT a.assignment_id, a.case_id, a.unit_code, c.county_code, c.version
+        let rows: Vec<(Uuid, Uuid, String, i64)> = sqlx::query_as(
+            "SELECT a.assignment_id, a.case_id, a.unit_code, c.version
                FROM assignments a JOIN cases c USING (case_id)
               WHERE a.status = 'PENDING_ACCEPT' AND a.ended_at IS NULL
                 AND ($1::uuid IS NULL OR a.assignment_id > $1)
@@ -849,29 +895,23 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(aid, case_id, unit, county, version)| {
-                (
+        rows.into_iter()
+            .map(|(aid, case_id, unit, version)| {
+                Ok((
                     aid,
                     PendingAnywhere {
                         case_id,
-                        unit,
-                        county,
-                        version,
+                        unit: UnitCode::parse(&unit).map_err(|e| corrupt("unit code", e))?,
+                        version: u64::try_from(version).map_err(|e| corrupt("case version", e))?,
                     },
-                )
+                ))
             })
-            .collect())
+            .collect()
     }
 
     /// Cases still waiting for the router, after `after`, for rebuilding intake queues.
-    pub async fn reported_cases(
-        &self,
-        after: Option<Uuid>,
-        limit: i64,
-    ) -> Result<Vec<(Uuid, String, i64)>> {
-        Ok(sqlx::query_as(
+    pub async fn reported_cases(&self, after: Option<Uuid>, limit: i64) -> Result<Vec<Unrouted>> {
+        let rows: Vec<(Uuid, String, i64)> = sqlx::query_as(
             "SELECT case_id, county_code, version FROM cases
               WHERE status = 'REPORTED' AND ($1::uuid IS NULL OR case_id > $1)
               ORDER BY case_id LIMIT $2",
@@ -879,7 +919,8 @@ impl Store {
         .bind(after)
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        rows.into_iter().map(Unrouted::from_row).collect()
     }
 
     /// Cases still REPORTED that were filed before `before` (oldest first).
@@ -887,8 +928,8 @@ impl Store {
         &self,
         before: DateTime<Utc>,
         limit: i64,
-    ) -> Result<Vec<(Uuid, String, i64)>> {
-        Ok(sqlx::query_as(
+    ) -> Result<Vec<Unrouted>> {
+        let rows: Vec<(Uuid, String, i64)> = sqlx::query_as(
             "SELECT case_id, county_code, version FROM cases
               WHERE status = 'REPORTED' AND reported_at < $1
               ORDER BY reported_at LIMIT $2",
@@ -896,7 +937,8 @@ impl Store {
         .bind(before)
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        rows.into_iter().map(Unrouted::from_row).collect()
     }
 
     /// Every unit code, for the in-memory registry.
@@ -907,12 +949,15 @@ impl Store {
     }
 
     /// County codes with a policy: the intake queues the router reads.
-    pub async fn counties(&self) -> Result<Vec<String>> {
-        Ok(
+    pub async fn counties(&self) -> Result<Vec<domain::region::RegionCode>> {
+        let codes: Vec<String> =
             sqlx::query_scalar("SELECT county_code FROM policies ORDER BY county_code")
                 .fetch_all(&self.pool)
-                .await?,
-        )
+                .await?;
+        codes
+            .iter()
+            .map(|c| domain::region::RegionCode::parse(c).map_err(|e| corrupt("county code", e)))
+            .collect()
     }
 
     /// The assignments of a case, oldest first.

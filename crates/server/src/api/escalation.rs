@@ -72,13 +72,6 @@ impl Escalation {
 
 type QueueStream = Pin<Box<dyn Stream<Item = Result<v1::QueueItem, Status>> + Send>>;
 
-#[derive(serde::Deserialize)]
-struct ItemMsg {
-    kind: ItemKind,
-    case_id: uuid::Uuid,
-    version: u64,
-}
-
 fn kind_to_wire(k: ItemKind) -> v1::QueueItemKind {
     match k {
         ItemKind::ToAccept => v1::QueueItemKind::ToAccept,
@@ -119,9 +112,7 @@ impl Ctx {
         unit: UnitCode,
         tx: tokio::sync::mpsc::Sender<Result<v1::QueueItem, Status>>,
     ) -> ApiResult<()> {
-        let key = self
-            .queue
-            .inbox_key(&crate::pipeline::inbox_tag(&unit), unit.as_str());
+        let key = self.queue.key(&queue::Stream::Inbox(unit.clone()));
         // The stream position is taken before the snapshot, so nothing published in between
         // is missed (it may be seen twice; items carry the case version).
         let mut last = self
@@ -174,7 +165,7 @@ impl Ctx {
             }
             let wanted: Vec<_> = entries
                 .iter()
-                .filter_map(|e| serde_json::from_str::<ItemMsg>(&e.payload).ok())
+                .filter_map(|e| e.inbox().ok())
                 .map(|m| (kind_to_wire(m.kind), m.case_id, m.version))
                 .collect();
             for item in self.queue_items(&wanted).await? {

@@ -75,6 +75,7 @@ impl Ctx {
             .await?;
         let mut plan = Plan::new(&rec, now);
         span.in_scope(|| decide(&env, &rec, &mut plan))?;
+        let earliest = plan.arms.iter().map(|a| a.fire_at).min();
         let out = async {
             let out = tx
                 .append(
@@ -94,7 +95,7 @@ impl Ctx {
         }
         .instrument(span)
         .await?;
-        self.wake.timers.notify_one();
+        self.wake.armed(earliest);
         self.wake.relay.notify_one();
         Ok(out)
     }

@@ -66,14 +66,14 @@ impl Ctx {
         }
         let category = match self.directory.category(&report.category).await {
             Ok(c) => Some(c),
-            Err(ApiError::FailedPrecondition(_)) => {
+            Err(crate::pipeline::DirectoryError::NoCategory(_)) => {
                 violations.push(domain::report::FieldViolation::new(
                     "category",
                     "unknown category: see ListCategories",
                 ));
                 None
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
         let Some(category) = category.filter(|_| violations.is_empty()) else {
             return Err(ApiError::Invalid(violations));

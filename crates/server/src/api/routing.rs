@@ -247,18 +247,32 @@ impl v1::routing_service_server::RoutingService for Routing {
                 ApiError::FailedPrecondition(format!("county {county} has no policy"))
             })?;
         let decision = policy.route(&category, severity);
-        let unit = grid
-            .ancestor_at(Level::of_tier(decision.tier))
-            .expect("a grid lies below every tier");
-        let limits = policy.limits(&category, decision.severity, decision.tier);
+        // the same choice the router makes: the policy's tier, or the nearest unit above it
+        // that the registry holds
+        let units = self.ctx.directory.units().await.map_err(ApiError::from)?;
+        let (unit, tier) =
+            domain::region::unit_taking(&grid, decision.tier, |r| units.contains(r.as_str()))
+                .ok_or_else(|| {
+                    ApiError::FailedPrecondition(format!(
+                        "no unit above grid {grid} in the registry"
+                    ))
+                })?;
+        let limits = policy.limits(&category, decision.severity, tier);
         let accept_due = limits.accept_due(&policy.calendar, at);
         let mut reasons = decision.reasons;
-        reasons.push(format!(
-            "unit {unit} is the grid's {} ",
-            decision.tier.as_str().to_lowercase()
-        ));
+        if tier == decision.tier {
+            reasons.push(format!(
+                "unit {unit} is the grid's {}",
+                tier.as_str().to_lowercase()
+            ));
+        } else {
+            reasons.push(format!(
+                "the registry has no {} unit for the grid; unit {unit} is the nearest above it",
+                decision.tier.as_str().to_lowercase()
+            ));
+        }
         Ok(Response::new(v1::ResolveRouteResponse {
-            tier: convert::tier_to_wire(decision.tier).into(),
+            tier: convert::tier_to_wire(tier).into(),
             unit_code: unit.to_string(),
             lead_department: decision.lead.map(|u| u.to_string()).unwrap_or_default(),
             assisting_departments: decision.assisting.iter().map(ToString::to_string).collect(),

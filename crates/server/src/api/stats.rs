@@ -157,8 +157,8 @@ impl Ctx {
     async fn calendar(&self, county: &RegionCode) -> ApiResult<WorkCalendar> {
         match self.directory.policy(county).await {
             Ok(p) => Ok(p.calendar.clone()),
-            Err(ApiError::FailedPrecondition(_)) => Ok(WorkCalendar::default()),
-            Err(e) => Err(e),
+            Err(crate::pipeline::DirectoryError::NoPolicy(_)) => Ok(WorkCalendar::default()),
+            Err(e) => Err(e.into()),
         }
     }
 }

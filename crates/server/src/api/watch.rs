@@ -36,6 +36,12 @@ impl From<ApiError> for Stop {
     }
 }
 
+impl From<store::StoreError> for Stop {
+    fn from(e: store::StoreError) -> Self {
+        Stop::Failed(e.into())
+    }
+}
+
 struct Watch {
     ctx: Ctx,
     who: Principal,

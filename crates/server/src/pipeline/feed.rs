@@ -14,7 +14,7 @@ use tokio::sync::{Notify, broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::error::ApiResult;
+use super::WorkerResult;
 
 /// How many feed events one read takes.
 pub const FEED_PAGE: u32 = 1000;
@@ -90,7 +90,10 @@ impl Change {
 }
 
 /// Pairs feed events with their cases as of each event's version.
-pub async fn changes(store: &Store, events: Vec<FeedEvent>) -> ApiResult<Vec<Change>> {
+pub async fn changes(
+    store: &Store,
+    events: Vec<FeedEvent>,
+) -> Result<Vec<Change>, store::StoreError> {
     let wanted: Vec<(uuid::Uuid, u64)> = events
         .iter()
         .map(|e| (e.event.case_id, e.event.version))
@@ -185,7 +188,7 @@ impl FeedTail {
     }
 
     /// Reads one page after `last`; answers the new last position, if there was anything.
-    async fn step(&self, store: &Store, last: i64) -> ApiResult<Option<i64>> {
+    async fn step(&self, store: &Store, last: i64) -> WorkerResult<Option<i64>> {
         let events = store.feed_after(last, FeedRegion::All, FEED_PAGE).await?;
         let Some(newest) = events.last().map(|e| e.pos) else {
             return Ok(None);

@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -14,11 +15,13 @@ use domain::effects::{ItemKind, inbox_items};
 use domain::policy::{Category, CategoryCode, Limits, Policy};
 use domain::record::CaseRecord;
 use domain::region::{RegionCode, UnitCode};
-use store::{Arm, OutboxMsg, Store};
+use queue::Message;
+use store::{Arm, Store};
 use tokio::sync::{Notify, RwLock};
 
-use crate::error::{ApiError, ApiResult};
+pub use error::{DirectoryError, WorkerError, WorkerResult};
 
+mod error;
 pub mod feed;
 pub mod reconciler;
 pub mod relay;
@@ -28,11 +31,63 @@ pub mod timers;
 /// Percent of a limit at which the yellow warning fires.
 pub const WARN_PERCENT: u8 = 80;
 
-/// Wakes background workers when this process wrote something for them.
-#[derive(Debug, Default)]
+/// Wakes background workers when this process wrote something for them. The timer worker is
+/// woken only by a deadline earlier than the one it sleeps to, not by every commit.
+#[derive(Debug)]
 pub struct Wake {
     pub timers: Notify,
     pub relay: Notify,
+    /// When the timer worker looks at the deadlines next (microseconds since the epoch;
+    /// `i64::MAX` until it first sleeps).
+    timers_at: AtomicI64,
+    /// The earliest deadline armed in this process since the timer worker began its last
+    /// read of the deadlines table.
+    armed_since_read: AtomicI64,
+}
+
+impl Default for Wake {
+    fn default() -> Self {
+        Wake {
+            timers: Notify::new(),
+            relay: Notify::new(),
+            timers_at: AtomicI64::new(i64::MAX),
+            armed_since_read: AtomicI64::new(i64::MAX),
+        }
+    }
+}
+
+impl Wake {
+    /// A commit armed deadlines, the earliest firing at `earliest`: the timer worker is woken
+    /// if it would otherwise sleep past it.
+    pub fn armed(&self, earliest: Option<DateTime<Utc>>) {
+        let Some(at) = earliest.map(|t| t.timestamp_micros()) else {
+            return;
+        };
+        // with the worker's two steps in `timers_sleep_until`, SeqCst makes sure that an arm
+        // racing its read is either seen by that read or wakes it
+        self.armed_since_read.fetch_min(at, Ordering::SeqCst);
+        if at < self.timers_at.load(Ordering::SeqCst) {
+            self.timers.notify_one();
+        }
+    }
+
+    /// The timer worker is about to read the deadlines table.
+    pub fn timers_reading(&self) {
+        self.armed_since_read.store(i64::MAX, Ordering::SeqCst);
+    }
+
+    /// The timer worker read the table and means to look again at `at`: answers when it
+    /// should look, earlier when a deadline armed during its read fires before `at`.
+    pub fn timers_sleep_until(&self, at: DateTime<Utc>) -> DateTime<Utc> {
+        let micros = at.timestamp_micros();
+        self.timers_at.store(micros, Ordering::SeqCst);
+        let armed = self.armed_since_read.load(Ordering::SeqCst);
+        if armed < micros {
+            self.timers_at.store(armed, Ordering::SeqCst);
+            return DateTime::from_timestamp_micros(armed).unwrap_or(at);
+        }
+        at
+    }
 }
 
 /// Registry and policy facts, cached briefly: they change rarely and are read on every command.
@@ -72,7 +127,7 @@ impl Directory {
         *self.categories.write().await = None;
     }
 
-    pub async fn units(&self) -> ApiResult<Arc<HashSet<String>>> {
+    pub async fn units(&self) -> Result<Arc<HashSet<String>>, DirectoryError> {
         if let Some((at, u)) = self.units.read().await.as_ref()
             && at.elapsed() < self.ttl
         {
@@ -90,7 +145,7 @@ impl Directory {
         Ok(fresh)
     }
 
-    pub async fn policy(&self, county: &RegionCode) -> ApiResult<Arc<Policy>> {
+    pub async fn policy(&self, county: &RegionCode) -> Result<Arc<Policy>, DirectoryError> {
         if let Some((at, p)) = self.policies.read().await.get(county.as_str())
             && at.elapsed() < self.ttl
         {
@@ -102,9 +157,11 @@ impl Directory {
         {
             return Ok(p.clone());
         }
-        let (p, _, _) = self.store.get_policy(county).await?.ok_or_else(|| {
-            ApiError::FailedPrecondition(format!("county {county} has no routing policy"))
-        })?;
+        let (p, _, _) = self
+            .store
+            .get_policy(county)
+            .await?
+            .ok_or_else(|| DirectoryError::NoPolicy(county.clone()))?;
         let p = Arc::new(p);
         self.policies
             .write()
@@ -113,7 +170,7 @@ impl Directory {
         Ok(p)
     }
 
-    pub async fn category(&self, code: &CategoryCode) -> ApiResult<Category> {
+    pub async fn category(&self, code: &CategoryCode) -> Result<Category, DirectoryError> {
         if let Some((at, c)) = self.categories.read().await.as_ref()
             && at.elapsed() < self.ttl
             && let Some(cat) = c.get(code.as_str())
@@ -136,13 +193,11 @@ impl Directory {
             .collect();
         let found = all.get(code.as_str()).cloned();
         *self.categories.write().await = Some((Instant::now(), Arc::new(all)));
-        found.ok_or_else(|| {
-            ApiError::FailedPrecondition(format!("category {code} is no longer in the catalogue"))
-        })
+        found.ok_or_else(|| DirectoryError::NoCategory(code.clone()))
     }
 
     /// What a command or timer needs to know about a case's county and category.
-    pub async fn env(&self, rec: &CaseRecord, now: DateTime<Utc>) -> ApiResult<Env> {
+    pub async fn env(&self, rec: &CaseRecord, now: DateTime<Utc>) -> Result<Env, DirectoryError> {
         Ok(Env {
             policy: self.policy(&rec.county).await?,
             category: self.category(&rec.category).await?,
@@ -180,21 +235,18 @@ impl Env {
     /// `None` at the top.
     #[must_use]
     pub fn above(&self, unit: &UnitCode, tier: Tier) -> Option<(UnitCode, Tier)> {
-        let mut region = Some(unit.region());
-        while let Some(r) = region {
-            if let Some(t) = r.level().tier()
-                && t > tier
-                && self.units.contains(r.as_str())
-            {
-                return Some((r.into(), t));
-            }
-            region = r.parent();
-        }
-        None
+        self.taker(&unit.region(), tier.up()?)
+    }
+
+    /// The unit that takes a case at `tier` in the area of `from` (see
+    /// [`domain::region::unit_taking`]).
+    #[must_use]
+    pub fn taker(&self, from: &RegionCode, tier: Tier) -> Option<(UnitCode, Tier)> {
+        domain::region::unit_taking(from, tier, |r| self.units.contains(r.as_str()))
     }
 
     /// Due and warning instants of a clock of `limit` that starts now, at the microsecond
-    /// precision PostgreSQL keeps (see [`clock_running`]).
+    /// precision PostgreSQL keeps (see [`CaseState::clock_running`]).
     #[must_use]
     pub fn start(&self, limit: TimeLimit) -> (DateTime<Utc>, DateTime<Utc>) {
         (
@@ -210,7 +262,7 @@ pub struct Plan {
     pub state: CaseState,
     pub events: Vec<Event>,
     pub arms: Vec<Arm>,
-    pub outbox: Vec<OutboxMsg>,
+    pub outbox: Vec<Message>,
     now: DateTime<Utc>,
 }
 
@@ -256,37 +308,15 @@ impl Plan {
     }
 }
 
-/// The hash tag of a unit's inbox key: its county, or its own code above the county level
-/// (a city's command centre), so that publisher and consoles always agree on the key.
-#[must_use]
-pub fn inbox_tag(unit: &UnitCode) -> String {
-    unit.county()
-        .map_or_else(|| unit.region().to_string(), |c| c.to_string())
-}
-
 /// An inbox item as the relay publishes it.
 #[must_use]
-pub fn inbox_msg(case_id: uuid::Uuid, version: u64, unit: &UnitCode, kind: ItemKind) -> OutboxMsg {
-    OutboxMsg {
-        stream: store::inbox_stream(&inbox_tag(unit), unit.as_str()),
-        payload: serde_json::json!({
-            "kind": kind,
-            "case_id": case_id,
-            "version": version,
-            "unit": unit.as_str(),
-        }),
-    }
-}
-
-/// The Redis key of an outbox stream name (`intake/<county>`, `inbox/<county>/<unit>`).
-#[must_use]
-pub fn redis_key(queue: &queue::Queue, stream: &str) -> Option<String> {
-    let mut parts = stream.split('/');
-    match (parts.next(), parts.next(), parts.next()) {
-        (Some("intake"), Some(county), None) => Some(queue.intake_key(county)),
-        (Some("inbox"), Some(county), Some(unit)) => Some(queue.inbox_key(county, unit)),
-        _ => None,
-    }
+pub fn inbox_msg(case_id: uuid::Uuid, version: u64, unit: &UnitCode, kind: ItemKind) -> Message {
+    Message::Inbox(queue::InboxMsg {
+        kind,
+        case_id,
+        version,
+        unit: unit.clone(),
+    })
 }
 
 /// The longest a background worker waits on one step (a batch, a firing, a routing): a
@@ -296,109 +326,53 @@ pub const STEP_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Runs one worker step within [`STEP_LIMIT`].
 pub async fn bounded<T>(
-    what: &str,
-    step: impl std::future::Future<Output = crate::error::ApiResult<T>>,
-) -> crate::error::ApiResult<T> {
+    what: &'static str,
+    step: impl std::future::Future<Output = WorkerResult<T>>,
+) -> WorkerResult<T> {
     tokio::time::timeout(STEP_LIMIT, step)
         .await
         .unwrap_or_else(|_| {
-            Err(crate::error::ApiError::Unavailable(format!(
-                "{what} took longer than {STEP_LIMIT:?}"
-            )))
+            Err(WorkerError::TooSlow {
+                what,
+                limit: STEP_LIMIT,
+            })
         })
 }
 
-/// `t` at microsecond precision: PostgreSQL's `timestamptz` keeps microseconds while the case
-/// state (JSON) keeps nanoseconds, so instants are compared at the coarser of the two.
-#[must_use]
-pub fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
-    use chrono::SubsecRound as _;
-    t.trunc_subsecs(6)
-}
-
-/// Whether `unit`'s `clock` still runs with the due time a deadline was armed for.
-#[must_use]
-pub fn clock_running(s: &CaseState, unit: &UnitCode, clock: Clock, due: DateTime<Utc>) -> bool {
-    let due = micros(due);
-    let same = |t: Option<DateTime<Utc>>| t.map(micros) == Some(due);
-    use domain::CaseStatus::{InProgress, PendingAccept};
-    use domain::case::PartStatus;
-    if let Some(p) = s.parts.iter().find(|p| &p.unit == unit) {
-        if s.status.is_terminal() || p.overdue {
-            return false;
-        }
-        return match clock {
-            Clock::Accept => p.status == PartStatus::PendingAccept && same(Some(p.accept_due_at)),
-            Clock::Handle => p.status == PartStatus::Accepted && same(p.handle_due_at),
-        };
-    }
-    match clock {
-        Clock::Accept => {
-            s.status == PendingAccept
-                && s.holder.as_ref() == Some(unit)
-                && same(s.accept_due_at)
-                && !s.flagged
-        }
-        Clock::Handle => {
-            s.status == InProgress
-                && s.holder.as_ref() == Some(unit)
-                && s.lead.as_ref() == Some(unit)
-                && same(s.handle_due_at)
-                && !s.overdue
-        }
-    }
-}
+pub use domain::case::micros;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn a_deadline_read_back_from_postgres_still_matches_its_clock() {
-        use chrono::TimeZone as _;
-        let grid = UnitCode::parse("360102001001001").unwrap();
-        let unit = UnitCode::parse("360102001001").unwrap();
-        let t0 = Utc.with_ymd_and_hms(2026, 11, 27, 1, 0, 0).unwrap();
-        // a natural-clock due time carries nanoseconds from the wall clock
-        let due = t0 + chrono::Duration::nanoseconds(60_000_000_123);
-        let s = CaseState::start(
-            &Event::Reported {
-                grid,
-                self_handled: false,
-            },
-            t0,
-        )
-        .unwrap()
-        .apply(
-            &Event::Routed {
-                unit: unit.clone(),
-                tier: Tier::Community,
-                accept_due_at: due,
-                reason: String::new(),
-            },
-            t0,
-        )
-        .unwrap();
-        // PostgreSQL gives it back truncated to microseconds
-        assert!(clock_running(&s, &unit, Clock::Accept, micros(due)));
-        assert!(!clock_running(
-            &s,
-            &unit,
-            Clock::Accept,
-            micros(due) + chrono::Duration::microseconds(1)
-        ));
-    }
-
-    #[test]
-    fn inbox_keys_are_tagged_by_county_or_own_code_above_it() {
-        let u = |c: &str| UnitCode::parse(c).unwrap();
-        assert_eq!(inbox_tag(&u("360102001001")), "360102");
-        assert_eq!(inbox_tag(&u("360102-CGJ")), "360102");
-        assert_eq!(inbox_tag(&u("360102")), "360102");
-        // a city's command centre has no county: its own code keeps publisher and console
-        // on the same key
-        assert_eq!(inbox_tag(&u("3601")), "3601");
-        let m = inbox_msg(uuid::Uuid::nil(), 3, &u("3601"), ItemKind::ToAccept);
-        assert_eq!(m.stream, "inbox/3601/3601");
+    fn the_timer_worker_is_woken_only_by_an_earlier_deadline() {
+        let t0 = Utc::now();
+        let at = |s: i64| t0 + chrono::Duration::seconds(s);
+        let woken = |w: &Wake| {
+            // a stored permit makes `notified` ready at once
+            let n = w.timers.notified();
+            tokio::pin!(n);
+            n.as_mut().enable()
+        };
+        let w = Wake::default();
+        // before the worker first sleeps, every arm wakes it
+        w.armed(Some(at(100)));
+        assert!(woken(&w));
+        // asleep until +60 s: a later deadline does not wake it, an earlier one does
+        w.timers_reading();
+        assert_eq!(w.timers_sleep_until(at(60)), at(60));
+        w.armed(Some(at(90)));
+        w.armed(None);
+        assert!(!woken(&w));
+        w.armed(Some(at(30)));
+        assert!(woken(&w));
+        // a deadline armed while the worker reads the table shortens the sleep it chooses
+        w.timers_reading();
+        w.armed(Some(at(10)));
+        assert!(woken(&w));
+        assert_eq!(w.timers_sleep_until(at(60)), micros(at(10)));
+        w.armed(Some(at(20)));
+        assert!(!woken(&w));
     }
 }

@@ -5,14 +5,14 @@
 
 use std::time::Duration;
 
-use domain::effects::ItemKind;
-use domain::region::UnitCode;
-use queue::Queue;
+use std::collections::HashMap;
+
+use domain::region::RegionCode;
+use queue::{Message, Queue, Stream};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::inbox_msg;
-use crate::error::{ApiError, ApiResult};
+use super::WorkerResult;
 
 const PAGE: i64 = 1000;
 
@@ -41,107 +41,65 @@ pub struct Reconciler {
     >,
 }
 
-fn unavailable(e: &queue::QueueError) -> ApiError {
-    ApiError::Unavailable(e.to_string())
-}
-
 impl Reconciler {
     /// Rebuilds the queues if Redis lost them; answers whether it did. Also hands cases that
     /// have waited for the router too long (their intake entry lost or dead-lettered, e.g.
     /// during a Postgres outage) to the router again; routing is idempotent.
-    pub async fn check(&self) -> ApiResult<bool> {
-        if self
-            .queue
-            .marker_present()
-            .await
-            .map_err(|e| unavailable(&e))?
-        {
+    pub async fn check(&self) -> WorkerResult<bool> {
+        if self.queue.marker_present().await? {
             self.resend_stale().await?;
             return Ok(false);
         }
         let (inbox, intake) = self.rebuild().await?;
-        self.queue.set_marker().await.map_err(|e| unavailable(&e))?;
+        self.queue.set_marker().await?;
         info!(inbox, intake, "queues rebuilt from postgres");
         Ok(true)
     }
 
-    async fn rebuild(&self) -> ApiResult<(usize, usize)> {
+    async fn rebuild(&self) -> WorkerResult<(usize, usize)> {
         let mut inbox = 0;
         let mut after = None;
         loop {
             let page = self.store.pending_everywhere(after, PAGE).await?;
             let Some((last, _)) = page.last() else { break };
             after = Some(*last);
-            let mut entries = Vec::with_capacity(page.len());
-            for (_, p) in &page {
-                let Ok(unit) = UnitCode::parse(&p.unit) else {
-                    continue;
-                };
-                let msg = inbox_msg(
-                    p.case_id,
-                    u64::try_from(p.version).unwrap_or(0),
-                    &unit,
-                    ItemKind::ToAccept,
-                );
-                if let Some(key) = super::redis_key(&self.queue, &msg.stream) {
-                    entries.push((key, msg.payload.to_string()));
-                }
-            }
-            inbox += entries.len();
-            self.queue
-                .publish(&entries)
-                .await
-                .map_err(|e| unavailable(&e))?;
+            let messages: Vec<Message> = page.iter().map(|(_, p)| p.message()).collect();
+            inbox += messages.len();
+            self.queue.publish(&messages).await?;
         }
         let mut intake = 0;
         let mut after = None;
         loop {
             let page = self.store.reported_cases(after, PAGE).await?;
-            let Some((last, _, _)) = page.last() else {
+            let Some(last) = page.last() else {
                 break;
             };
-            after = Some(*last);
-            let entries: Vec<(String, String)> = page
-                .iter()
-                .map(|(id, county, version)| {
-                    (
-                        self.queue.intake_key(county),
-                        serde_json::json!({"case_id": id, "version": version, "county": county})
-                            .to_string(),
-                    )
-                })
-                .collect();
-            intake += entries.len();
-            self.queue
-                .publish(&entries)
-                .await
-                .map_err(|e| unavailable(&e))?;
+            after = Some(last.case_id);
+            let messages: Vec<Message> = page.iter().map(store::Unrouted::message).collect();
+            intake += messages.len();
+            self.queue.publish(&messages).await?;
         }
         Ok((inbox, intake))
     }
 
-    async fn resend_stale(&self) -> ApiResult<()> {
+    async fn resend_stale(&self) -> WorkerResult<()> {
         let now = self.clock.now();
         let before = now - STALE;
         let stale = self.store.reported_before(before, PAGE).await?;
         // a county whose intake still holds a backlog is being routed, only slowly: its stale
         // cases are most likely waiting there, and sending them again would add duplicates
         // that slow the router further. The safety net is for entries that were lost.
-        let mut backlog: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
-        for (_, county, _) in &stale {
-            if !backlog.contains_key(county) {
+        let mut backlog: HashMap<RegionCode, bool> = HashMap::new();
+        for u in &stale {
+            if !backlog.contains_key(&u.county) {
                 let len = self
                     .queue
-                    .len(&self.queue.intake_key(county))
-                    .await
-                    .map_err(|e| unavailable(&e))?;
-                backlog.insert(county.clone(), len >= BACKLOG);
+                    .len(&self.queue.key(&Stream::Intake(u.county.clone())))
+                    .await?;
+                backlog.insert(u.county.clone(), len >= BACKLOG);
             }
         }
-        let stale: Vec<_> = stale
-            .into_iter()
-            .filter(|(_, county, _)| !backlog[county])
-            .collect();
+        let stale: Vec<_> = stale.into_iter().filter(|u| !backlog[&u.county]).collect();
         let stale: Vec<_> = {
             let mut resent = self
                 .resent
@@ -150,7 +108,7 @@ impl Reconciler {
             resent.retain(|_, at| now - *at < STALE);
             stale
                 .into_iter()
-                .filter(|(id, _, _)| match resent.entry(*id) {
+                .filter(|u| match resent.entry(u.case_id) {
                     std::collections::hash_map::Entry::Vacant(v) => {
                         v.insert(now);
                         true
@@ -162,26 +120,14 @@ impl Reconciler {
         if stale.is_empty() {
             return Ok(());
         }
-        let entries: Vec<(String, String)> = stale
-            .iter()
-            .map(|(id, county, version)| {
-                (
-                    self.queue.intake_key(county),
-                    serde_json::json!({"case_id": id, "version": version, "county": county})
-                        .to_string(),
-                )
-            })
-            .collect();
-        self.queue
-            .publish(&entries)
-            .await
-            .map_err(|e| unavailable(&e))?;
+        let messages: Vec<Message> = stale.iter().map(store::Unrouted::message).collect();
+        self.queue.publish(&messages).await?;
         warn!(
-            cases = entries.len(),
+            cases = messages.len(),
             "cases waiting for the router too long were sent again"
         );
         // each re-send is on record: the fault suite counts them, an operator can see them
-        let ids: Vec<String> = stale.iter().map(|(id, _, _)| id.to_string()).collect();
+        let ids: Vec<String> = stale.iter().map(|u| u.case_id.to_string()).collect();
         self.store
             .audit_many(&store::Actor::system(), RESEND_ACTION, &ids)
             .await?;

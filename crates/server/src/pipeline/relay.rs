@@ -9,8 +9,8 @@ use queue::Queue;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{Wake, redis_key};
-use crate::error::{ApiError, ApiResult};
+use super::Wake;
+use super::WorkerResult;
 
 const BATCH: i64 = 500;
 
@@ -28,33 +28,26 @@ pub struct Relay {
 
 impl Relay {
     /// Publishes one batch; answers how many rows it published.
-    pub async fn publish_batch(&self) -> ApiResult<usize> {
+    pub async fn publish_batch(&self) -> WorkerResult<usize> {
         let mut tx = self.store.begin().await?;
         let rows = tx.claim_outbox(BATCH).await?;
         if rows.is_empty() {
             return Ok(0);
         }
-        let mut entries = Vec::with_capacity(rows.len());
+        let mut messages = Vec::with_capacity(rows.len());
         for r in &rows {
-            // a defect the fault checker must see (test builds only): a unit's new work lost
-            // on its way to the inbox
-            if r.payload["kind"] == "TO_ACCEPT"
-                && crate::failpoint::fault_point("relay-lose-inbox-entry")
-            {
-                continue;
-            }
-            match redis_key(&self.queue, &r.stream) {
-                Some(key) => entries.push((key, r.payload.to_string())),
-                None => {
-                    warn!(stream = %r.stream, id = r.id, "outbox row names no known stream; dropped")
-                }
+            match &r.message {
+                // a defect the fault checker must see (test builds only): a unit's new work
+                // lost on its way to the inbox
+                Ok(queue::Message::Inbox(m))
+                    if m.kind == domain::effects::ItemKind::ToAccept
+                        && crate::failpoint::fault_point("relay-lose-inbox-entry") => {}
+                Ok(m) => messages.push(m.clone()),
+                Err(e) => warn!(id = r.id, error = %e, "outbox row is no message; dropped"),
             }
         }
         crate::failpoint::crash_point("relay-before-publish");
-        self.queue
-            .publish(&entries)
-            .await
-            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        self.queue.publish(&messages).await?;
         crate::failpoint::crash_point("relay-after-publish");
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         tx.mark_published(&ids, Utc::now()).await?;

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use domain::case::{Clock, Event};
 use domain::record::CaseRecord;
-use domain::region::{Level, UnitCode};
 use queue::{Entry, Queue};
 use store::{Actor, Append};
 use tokio_util::sync::CancellationToken;
@@ -18,8 +17,8 @@ use tracing::{Instrument as _, debug, info, warn};
 use uuid::Uuid;
 
 use super::{Directory, Plan, Wake};
+use super::{WorkerError, WorkerResult};
 use crate::clock::SharedClock;
-use crate::error::{ApiError, ApiResult};
 
 pub const GROUP: &str = "router";
 
@@ -35,24 +34,12 @@ pub struct Router {
     pub max_deliveries: u64,
 }
 
-#[derive(serde::Deserialize)]
-struct IntakeMsg {
-    case_id: Uuid,
-}
-
-/// The county code inside a key's `{…}` hash tag.
-fn county_of(key: &str) -> Option<&str> {
-    let start = key.find('{')? + 1;
-    let end = key[start..].find('}')? + start;
-    Some(&key[start..end])
-}
-
 impl Router {
     /// Routes those of `ids` that are still REPORTED, all in one transaction; a case that is
     /// no longer REPORTED was routed before (a repeated or stale message) and is left alone.
     /// Answers the cases that could not be planned (they stay unrouted, and their entries
     /// pending); every other case is done once this returns.
-    pub async fn route_batch(&self, ids: &[Uuid]) -> ApiResult<HashMap<Uuid, ApiError>> {
+    pub async fn route_batch(&self, ids: &[Uuid]) -> WorkerResult<HashMap<Uuid, WorkerError>> {
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
         let recs = tx.lock_reported(ids).await?;
@@ -85,7 +72,12 @@ impl Router {
         tx.append_many(&items, &Actor::system(), "route", now)
             .await?;
         tx.commit().await?;
-        self.wake.timers.notify_one();
+        self.wake.armed(
+            plans
+                .iter()
+                .flat_map(|(p, _)| p.arms.iter().map(|a| a.fire_at))
+                .min(),
+        );
         self.wake.relay.notify_one();
         for (plan, span) in &plans {
             span.in_scope(|| debug!(case_id = %plan.case_id, "case routed"));
@@ -95,24 +87,12 @@ impl Router {
 
     /// The first tier and unit for a REPORTED case: the policy's tier, at the grid's own unit
     /// of that tier or the nearest one above it that exists.
-    async fn plan(&self, rec: &CaseRecord, now: DateTime<Utc>) -> ApiResult<Plan> {
+    async fn plan(&self, rec: &CaseRecord, now: DateTime<Utc>) -> WorkerResult<Plan> {
         let env = self.directory.env(rec, now).await?;
         let decision = env.policy.route(&env.category, Some(rec.severity));
-        let mut region = rec.grid.ancestor_at(Level::of_tier(decision.tier));
-        let (unit, tier) = loop {
-            let Some(r) = region else {
-                return Err(ApiError::FailedPrecondition(format!(
-                    "no unit above grid {} in the registry",
-                    rec.grid
-                )));
-            };
-            if let Some(t) = r.level().tier()
-                && env.units.contains(r.as_str())
-            {
-                break (UnitCode::from(r), t);
-            }
-            region = r.parent();
-        };
+        let (unit, tier) = env
+            .taker(&rec.grid, decision.tier)
+            .ok_or_else(|| WorkerError::NoUnit(rec.grid.clone()))?;
         let (due, warn) = env.start(env.limits(rec, tier).accept);
         let mut plan = Plan::new(rec, now);
         plan.push(Event::Routed {
@@ -143,13 +123,8 @@ impl Router {
             if e.deliveries > self.max_deliveries
                 || crate::failpoint::fault_point("router-dead-letter")
             {
-                let county = county_of(&e.key).unwrap_or_default().to_owned();
                 let reason = format!("not routed after {} deliveries", e.deliveries);
-                match self
-                    .queue
-                    .dead_letter(e, &self.queue.dead_key(&county), GROUP, &reason)
-                    .await
-                {
+                match self.queue.dead_letter(e, GROUP, &reason).await {
                     Ok(()) => {
                         warn!(key = %e.key, id = %e.id, deliveries = e.deliveries, "intake entry dead-lettered")
                     }
@@ -157,7 +132,7 @@ impl Router {
                 }
                 continue;
             }
-            match serde_json::from_str::<IntakeMsg>(&e.payload) {
+            match e.intake() {
                 Ok(m) => todo.push((e, m.case_id)),
                 Err(err) => {
                     warn!(key = %e.key, id = %e.id, deliveries = e.deliveries, error = %err, "malformed intake entry")
@@ -198,7 +173,10 @@ impl Router {
 
     async fn keys(&self) -> Vec<String> {
         match self.store.counties().await {
-            Ok(c) => c.iter().map(|c| self.queue.intake_key(c)).collect(),
+            Ok(c) => c
+                .into_iter()
+                .map(|c| self.queue.key(&queue::Stream::Intake(c)))
+                .collect(),
             Err(e) => {
                 warn!(error = %e, "listing counties failed");
                 Vec::new()
@@ -273,14 +251,5 @@ impl Router {
             }
         }
         info!("router stopped");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn county_from_hash_tag() {
-        assert_eq!(super::county_of("gd:intake:{360102}"), Some("360102"));
-        assert_eq!(super::county_of("gd:intake"), None);
     }
 }

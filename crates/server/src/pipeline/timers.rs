@@ -11,9 +11,9 @@ use store::{Actor, DueDeadline};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, debug, info, warn};
 
-use super::{Directory, Plan, Wake, clock_running};
+use super::{Directory, Plan, Wake};
+use super::{WorkerError, WorkerResult};
 use crate::clock::SharedClock;
-use crate::error::{ApiError, ApiResult};
 
 /// Shortest sleep between rounds, so a deadline another replica is firing right now is not
 /// polled in a tight loop.
@@ -59,7 +59,7 @@ impl Outcome {
 
 impl Timers {
     /// Fires every deadline due at `now` (in batches); answers how many fired.
-    pub async fn fire_due(&self) -> ApiResult<usize> {
+    pub async fn fire_due(&self) -> WorkerResult<usize> {
         let mut total = 0;
         loop {
             let now = self.clock.now();
@@ -95,11 +95,11 @@ impl Timers {
         tx: &mut store::CaseTx,
         d: &DueDeadline,
         now: DateTime<Utc>,
-    ) -> ApiResult<Outcome> {
+    ) -> WorkerResult<Outcome> {
         let Some(rec) = tx.lock_case(d.case_id).await? else {
             return Ok(Outcome::Stale);
         };
-        if !clock_running(&rec.state, &d.unit, d.clock, d.clock_due_at) {
+        if !rec.state.clock_running(&d.unit, d.clock, d.clock_due_at) {
             return Ok(Outcome::Stale);
         }
         let span = crate::trace::case_span("deadline", d.case_id, &rec.trace);
@@ -112,20 +112,21 @@ impl Timers {
         d: &DueDeadline,
         rec: domain::record::CaseRecord,
         now: DateTime<Utc>,
-    ) -> ApiResult<Outcome> {
+    ) -> WorkerResult<Outcome> {
         let env = if crate::failpoint::fault_point("timer-directory-unavailable") {
-            Err(ApiError::Unavailable(
-                "fault point: the directory is unavailable".into(),
-            ))
+            Err(WorkerError::Fault("timer-directory-unavailable"))
         } else {
-            self.directory.env(&rec, now).await
+            self.directory
+                .env(&rec, now)
+                .await
+                .map_err(WorkerError::from)
         };
         let env = match env {
             Ok(env) => env,
             // a permanent reason (the county has no policy, the category left the catalogue):
             // no retry would change it, so the deadline is retired, and says why
-            Err(ApiError::FailedPrecondition(reason)) => {
-                warn!(case_id = %d.case_id, unit = %d.unit, %reason, "deadline retired: nothing to fire it with");
+            Err(e) if e.is_permanent() => {
+                warn!(case_id = %d.case_id, unit = %d.unit, reason = %e, "deadline retired: nothing to fire it with");
                 return Ok(Outcome::Refused);
             }
             // a fault of the moment (a pool timeout, a restarting database): the batch rolls
@@ -202,6 +203,7 @@ impl Timers {
     pub async fn run(self, shutdown: CancellationToken) {
         info!("timer worker started");
         loop {
+            self.wake.timers_reading();
             if let Err(e) = super::bounded("firing deadlines", self.fire_due()).await {
                 warn!(error = %e, "firing deadlines failed; retrying");
             }
@@ -219,6 +221,14 @@ impl Timers {
                     self.reread
                 }
             };
+            // sooner if a deadline armed here while the table was read fires before then
+            let now = self.clock.now();
+            let wait = (self
+                .wake
+                .timers_sleep_until(now + chrono::TimeDelta::from_std(wait).unwrap_or_default())
+                - now)
+                .to_std()
+                .unwrap_or(Duration::ZERO);
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = self.wake.timers.notified() => {}
