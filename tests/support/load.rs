@@ -224,11 +224,14 @@ fn retryable(code: tonic::Code) -> bool {
 }
 
 /// Whether gridd itself answered INTERNAL or UNKNOWN. A status the server sent comes with the
-/// response's headers (`content-type: application/grpc`); one the client made up for a broken
-/// connection (a killed process, a reset) has none.
+/// response's headers (`content-type: application/grpc`) and has no source; one the client
+/// made up for a broken connection (a killed process, a reset) has no headers, or, when the
+/// process died after sending them, carries the transport error as its source.
 fn server_failed(s: &tonic::Status) -> bool {
+    use std::error::Error as _;
     matches!(s.code(), tonic::Code::Internal | tonic::Code::Unknown)
         && s.metadata().get("content-type").is_some()
+        && s.source().is_none()
 }
 
 /// Reports at `plan.rate` per second for `plan.duration`, then waits for every report to be
