@@ -368,6 +368,16 @@ pub struct LateAccepts {
 }
 
 impl ConsoleStats {
+    /// An error no fault explains: counted by code, and every scenario asserts there are none.
+    fn unexpected(&self, s: &tonic::Status) {
+        let what = if server_failed(s) {
+            format!("{:?} from gridd", s.code())
+        } else {
+            format!("{:?}", s.code())
+        };
+        *self.other.lock().unwrap().entry(what).or_default() += 1;
+    }
+
     pub fn summary(&self) -> String {
         format!(
             "console items {}, accepted {}, refused as stale {}, failed {}, reconnects {}, other errors {:?}, late accepts {} in time and {} too late",
@@ -472,20 +482,7 @@ impl Late {
                     return;
                 }
                 let (slot, generation, ch) = dialer.get(round);
-                let mut esc =
-                    v1::escalation_service_client::EscalationServiceClient::with_interceptor(
-                        ch,
-                        TestServer::staff(&unit),
-                    );
-                let mut req = tonic::Request::new(v1::AcceptRequest {
-                    case_id: case_id.clone(),
-                    unit_code: unit.clone(),
-                    expected_version: 0,
-                });
-                req.set_timeout(Duration::from_secs(3));
-                let res = tokio::time::timeout(Duration::from_secs(5), esc.accept(req))
-                    .await
-                    .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("no answer in time")));
+                let res = accept(ch, &unit, &case_id).await;
                 match res {
                     Ok(_) => {
                         stats.late_accepted.fetch_add(1, Ordering::Relaxed);
@@ -501,12 +498,7 @@ impl Late {
                         tokio::time::sleep(Duration::from_millis(300)).await;
                     }
                     Err(s) => {
-                        *stats
-                            .other
-                            .lock()
-                            .unwrap()
-                            .entry(format!("{:?}", s.code()))
-                            .or_default() += 1;
+                        stats.unexpected(&s);
                         return;
                     }
                 }
@@ -515,15 +507,30 @@ impl Late {
     }
 }
 
+/// One console's `Accept` of a case, bounded on both sides like a console's click.
+async fn accept(ch: Channel, unit: &str, case_id: &str) -> Result<(), tonic::Status> {
+    let mut esc = v1::escalation_service_client::EscalationServiceClient::with_interceptor(
+        ch,
+        TestServer::staff(unit),
+    );
+    let mut req = tonic::Request::new(v1::AcceptRequest {
+        case_id: case_id.to_owned(),
+        unit_code: unit.to_owned(),
+        expected_version: 0,
+    });
+    req.set_timeout(Duration::from_secs(3));
+    tokio::time::timeout(Duration::from_secs(5), esc.accept(req))
+        .await
+        .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("no answer in time")))
+        .map(drop)
+}
+
 async fn watch_once(ch: Channel, unit: &str, stats: &Arc<ConsoleStats>, late: Option<&Late>) {
     // each call carries a token minted for it, as a console renews its session
-    let client = |ch: Channel, unit: &str| {
-        v1::escalation_service_client::EscalationServiceClient::with_interceptor(
-            ch,
-            TestServer::staff(unit),
-        )
-    };
-    let mut esc = client(ch.clone(), unit);
+    let mut esc = v1::escalation_service_client::EscalationServiceClient::with_interceptor(
+        ch.clone(),
+        TestServer::staff(unit),
+    );
     let Ok(stream) = esc
         .watch_queue(v1::WatchQueueRequest {
             unit_code: unit.to_owned(),
@@ -551,27 +558,14 @@ async fn watch_once(ch: Channel, unit: &str, stats: &Arc<ConsoleStats>, late: Op
         while accepts.len() >= 8 {
             accepts.join_next().await;
         }
-        let (mut esc, stats, unit) = (client(ch.clone(), unit), stats.clone(), unit.to_owned());
+        let (ch, stats, unit) = (ch.clone(), stats.clone(), unit.to_owned());
         accepts.spawn(async move {
-            let mut req = tonic::Request::new(v1::AcceptRequest {
-                case_id: item.case_id.clone(),
-                unit_code: unit,
-                expected_version: 0,
-            });
-            req.set_timeout(Duration::from_secs(3));
-            let res = tokio::time::timeout(Duration::from_secs(5), esc.accept(req))
-                .await
-                .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("no answer in time")));
+            let res = accept(ch, &unit, &item.case_id).await;
             match res {
                 Ok(_) => stats.accepted.fetch_add(1, Ordering::Relaxed),
                 // gridd itself failing is never expected, whatever the fault
                 Err(s) if server_failed(&s) => {
-                    *stats
-                        .other
-                        .lock()
-                        .unwrap()
-                        .entry(format!("{:?} from gridd", s.code()))
-                        .or_default() += 1;
+                    stats.unexpected(&s);
                     0
                 }
                 Err(s) if retryable(s.code()) => stats.failed.fetch_add(1, Ordering::Relaxed),
@@ -579,12 +573,7 @@ async fn watch_once(ch: Channel, unit: &str, stats: &Arc<ConsoleStats>, late: Op
                     stats.refused.fetch_add(1, Ordering::Relaxed)
                 }
                 Err(s) => {
-                    *stats
-                        .other
-                        .lock()
-                        .unwrap()
-                        .entry(format!("{:?}", s.code()))
-                        .or_default() += 1;
+                    stats.unexpected(&s);
                     0
                 }
             };
