@@ -102,13 +102,15 @@ async fn export_delivers_an_event_whose_transaction_commits_after_later_ones(poo
     };
     let after = locked.state.apply(&accepted, now).unwrap();
     tx.append(
-        &locked,
-        after,
-        std::slice::from_ref(&accepted),
-        &[],
-        &[],
-        &store::Actor::system(),
-        "test-held",
+        store::Append {
+            before: &locked,
+            after,
+            events: std::slice::from_ref(&accepted),
+            arms: &[],
+            outbox: &[],
+            actor: &store::Actor::system(),
+            action: "test-held",
+        },
         now,
     )
     .await

@@ -263,6 +263,7 @@ pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
         wake: wake.clone(),
         shutdown: shutdown.clone(),
         reports: crate::batcher::Batcher::start(&opts.store, &opts.clock, 4),
+        commands: crate::commands::Commands::start(&opts.store, &opts.clock, &directory, &wake, 4),
         feed,
     };
     let (health, health_service) = tonic_health::server::health_reporter();

@@ -47,7 +47,7 @@ impl From<StoreError> for ApiError {
             StoreError::Invalid { field, reason } => ApiError::invalid(field, reason),
             StoreError::Unavailable(inner) => ApiError::Unavailable(inner.to_string()),
             StoreError::Busy => {
-                ApiError::Unavailable("too many reports queued for the database".into())
+                ApiError::Unavailable("too many writes queued for the database".into())
             }
             StoreError::Corrupt(what) => ApiError::Internal(what),
             StoreError::Db(inner) => ApiError::Internal(inner.to_string()),

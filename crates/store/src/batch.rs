@@ -11,11 +11,11 @@ use domain::Severity;
 use domain::case::{CaseState, Event};
 use domain::record::{CaseRecord, case_number};
 use domain::report::NewReport;
-use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::cases::{Actor, ReportOutcome};
 use crate::rows::corrupt;
+use crate::writer::columns::{AuditColumns, CaseColumns, EventColumns};
 use crate::{Result, Store, StoreError};
 
 /// One report of a batch.
@@ -29,28 +29,6 @@ pub struct BatchItem {
 
 /// Case numbers count days in China Standard Time, the day a console shows.
 const CST_SECONDS: i32 = 8 * 3600;
-
-fn crs_name(r: &CaseRecord) -> Value {
-    serde_json::to_value(r.reported_crs).unwrap_or(Value::Null)
-}
-
-pub(crate) fn case_row(r: &CaseRecord) -> Value {
-    let s = &r.state;
-    json!({
-        "case_id": r.case_id, "case_number": r.case_number, "county_code": r.county.as_str(),
-        "grid_code": r.grid.as_str(), "category": r.category.as_str(), "severity": r.severity.as_str(),
-        "title": r.title, "description": r.description, "lat": r.location.lat, "lon": r.location.lon,
-        "reported_crs": crs_name(r), "attachments": r.attachments, "occurred_at": r.occurred_at,
-        "reported_at": r.reported_at, "reported_by": r.reported_by, "self_handled": s.self_handled,
-        "status": s.status.as_str(), "tier": s.tier.as_str(),
-        "holder_unit": s.holder.as_ref().map(ToString::to_string),
-        "lead_unit": s.lead.as_ref().map(ToString::to_string),
-        "assisting_units": s.assisting_units().iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "accept_due_at": s.accept_due_at, "handle_due_at": s.handle_due_at, "overdue": s.overdue,
-        "rework_count": s.rework_count, "rating": s.rating, "version": s.version,
-        "state": s, "updated_at": r.updated_at, "trace": r.trace,
-    })
-}
 
 impl Store {
     /// Files many reports in one transaction; answers one outcome per item, in order.
@@ -125,22 +103,20 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         // Key rows first, all at once: a key already taken (earlier, or twice in this batch)
         // is not inserted, and a concurrent batch with the same key waits for this one.
-        let keys: Vec<Value> = items
-            .iter()
-            .zip(&records)
-            .zip(&fingerprints)
-            .map(|((it, (rec, _)), fp)| {
-                json!({"key": it.report.idempotency_key, "case_id": rec.case_id,
-                       "fingerprint": format!("\\x{}", hex_of(fp)), "created_at": now})
-            })
-            .collect();
         let inserted: Vec<(Uuid,)> = sqlx::query_as(
             "INSERT INTO idempotency_keys (key, fingerprint, case_id, created_at)
-             SELECT key, fingerprint, case_id, created_at
-               FROM jsonb_populate_recordset(NULL::idempotency_keys, $1)
+             SELECT k, f, c, $4 FROM UNNEST($1::uuid[], $2::bytea[], $3::uuid[]) AS x(k, f, c)
              ON CONFLICT (key) DO NOTHING RETURNING case_id",
         )
-        .bind(Value::Array(keys))
+        .bind(
+            items
+                .iter()
+                .map(|it| it.report.idempotency_key)
+                .collect::<Vec<_>>(),
+        )
+        .bind(&fingerprints)
+        .bind(records.iter().map(|(r, _)| r.case_id).collect::<Vec<_>>())
+        .bind(now)
         .fetch_all(&mut *tx)
         .await?;
         let fresh: std::collections::HashSet<Uuid> = inserted.into_iter().map(|(c,)| c).collect();
@@ -160,76 +136,37 @@ impl Store {
                     .await?;
             numbers.insert(county.clone(), seq);
         }
-        let (mut cases, mut events, mut outbox, mut audit) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for (rec, event) in records
-            .iter_mut()
-            .filter(|(r, _)| fresh.contains(&r.case_id))
+        let mut cases = CaseColumns::default();
+        let mut events = EventColumns::default();
+        let mut audit = AuditColumns::default();
+        let mut outbox = Vec::new();
+        for (it, (rec, event)) in items
+            .iter()
+            .zip(records.iter_mut())
+            .filter(|(_, (r, _))| fresh.contains(&r.case_id))
         {
             let seq = numbers
                 .get_mut(rec.county.as_str())
                 .and_then(Vec::pop)
                 .ok_or_else(|| corrupt("case numbers", "fewer numbers than cases"))?;
             rec.case_number = case_number(&rec.county, day, u64::try_from(seq).unwrap_or_default());
-            cases.push(case_row(rec));
-            events.push(json!({
-                "case_id": rec.case_id, "version": 1, "event_type": event.kind(), "data": event,
-                "actor": rec.reported_by, "actor_unit": event.actor_unit().map(ToString::to_string),
-                "county_code": rec.county.as_str(), "category": rec.category.as_str(), "recorded_at": now,
-            }));
+            cases.push_new(rec);
+            events.push(rec, 1, event, &rec.reported_by, now);
+            audit.push(&it.actor, "report", rec.case_id.to_string());
             if !rec.state.self_handled {
-                let m = queue::Message::Intake(queue::IntakeMsg {
+                outbox.push(queue::Message::Intake(queue::IntakeMsg {
                     case_id: rec.case_id,
                     version: 1,
                     county: rec.county.clone(),
                     trace: rec.trace.clone(),
-                });
-                outbox.push(json!({
-                    "stream": m.stream().outbox_name(), "payload": m.to_json(), "created_at": now,
                 }));
             }
         }
-        for (it, (rec, _)) in items
-            .iter()
-            .zip(&records)
-            .filter(|(_, (r, _))| fresh.contains(&r.case_id))
-        {
-            audit.push(
-                json!({"principal": it.actor.subject, "role": it.actor.role, "action": "report",
-                              "target": rec.case_id.to_string(), "result": "ok", "at": now}),
-            );
-        }
         if !cases.is_empty() {
-            sqlx::query(
-                "INSERT INTO case_events (case_id, version, event_type, data, actor, actor_unit, county_code, category, recorded_at)
-                 SELECT case_id, version, event_type, data, actor, actor_unit, county_code, category, recorded_at
-                   FROM jsonb_populate_recordset(NULL::case_events, $1)",
-            )
-            .bind(Value::Array(events))
-            .execute(&mut *tx)
-            .await?;
-            if !outbox.is_empty() {
-                sqlx::query(
-                    "INSERT INTO outbox (stream, payload, created_at)
-                     SELECT stream, payload, created_at FROM jsonb_populate_recordset(NULL::outbox, $1)",
-                )
-                .bind(Value::Array(outbox))
-                .execute(&mut *tx)
-                .await?;
-            }
-            sqlx::query(
-                "INSERT INTO audit_log (principal, role, action, target, result, at)
-                 SELECT principal, role, action, target, result, at FROM jsonb_populate_recordset(NULL::audit_log, $1)",
-            )
-            .bind(Value::Array(audit))
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO cases SELECT * FROM jsonb_populate_recordset(NULL::cases, $1)",
-            )
-            .bind(Value::Array(cases))
-            .execute(&mut *tx)
-            .await?;
+            events.insert(&mut tx).await?;
+            crate::outbox::write(&mut tx, outbox.iter(), now).await?;
+            audit.insert(&mut tx, now).await?;
+            cases.insert(&mut tx).await?;
         }
         tx.commit().await?;
 
@@ -263,14 +200,4 @@ impl Store {
         }
         Ok(out)
     }
-}
-
-fn hex_of(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }

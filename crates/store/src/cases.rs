@@ -1,9 +1,7 @@
 //! Cases: reporting (one transaction: key, case, first event, outbox), reading, listing.
 
 use chrono::{DateTime, Utc};
-use domain::case::Event;
 use domain::record::{CaseRecord, EventRecord};
-use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::rows::{CASE_COLUMNS, CaseRow, EventRow, corrupt};
@@ -171,32 +169,6 @@ pub(crate) fn version_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-pub(crate) async fn insert_event(
-    tx: &mut Transaction<'_, Postgres>,
-    r: &CaseRecord,
-    event: &Event,
-    actor: &Actor,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO case_events (case_id, version, event_type, data, actor, actor_unit,
-            county_code, category, recorded_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(r.case_id)
-    .bind(version_i64(r.state.version))
-    .bind(event.kind())
-    .bind(serde_json::to_value(event).expect("events serialise"))
-    .bind(&actor.subject)
-    .bind(event.actor_unit().map(ToString::to_string))
-    .bind(r.county.as_str())
-    .bind(r.category.as_str())
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
 impl Store {
     /// Records that `actor` did `action` to each of `targets`, one audit row each, in one
     /// statement: for the workers' own repairs, which change no case and so leave no event.
@@ -204,36 +176,11 @@ impl Store {
         if targets.is_empty() {
             return Ok(());
         }
-        sqlx::query(
-            "INSERT INTO audit_log (principal, role, action, target, result)
-             SELECT $1, $2, $3, t, 'ok' FROM UNNEST($4::text[]) AS t",
-        )
-        .bind(&actor.subject)
-        .bind(&actor.role)
-        .bind(action)
-        .bind(targets)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut rows = crate::writer::columns::AuditColumns::default();
+        for t in targets {
+            rows.push(actor, action, t.clone());
+        }
+        let mut conn = self.pool.acquire().await?;
+        rows.insert(&mut conn, chrono::Utc::now()).await
     }
-}
-
-pub(crate) async fn audit(
-    tx: &mut Transaction<'_, Postgres>,
-    actor: &Actor,
-    action: &str,
-    target: &str,
-    result: &str,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO audit_log (principal, role, action, target, result) VALUES ($1,$2,$3,$4,$5)",
-    )
-    .bind(&actor.subject)
-    .bind(&actor.role)
-    .bind(action)
-    .bind(target)
-    .bind(result)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }

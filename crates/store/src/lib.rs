@@ -12,25 +12,28 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 mod batch;
 mod cases;
 mod console;
+mod deadlines;
 mod feed;
 mod history;
+mod outbox;
+mod pending;
 mod registry;
 mod rows;
 mod scope;
 mod stats;
-mod tx;
+mod writer;
 
 pub use batch::BatchItem;
 pub use cases::{Actor, ReportOutcome};
 pub use console::{CaseFilter, PageKey};
+pub use deadlines::{Arm, DueDeadline};
 pub use feed::{FeedEvent, FeedRegion};
 pub use history::History;
+pub use outbox::OutboxRow;
+pub use pending::{AssignmentRow, PendingAnywhere, PendingItem, Unrouted};
 pub use registry::UnitFilter;
 pub use stats::{StatsCase, StatsScope};
-pub use tx::{
-    Append, Arm, AssignmentRow, CaseTx, DueDeadline, OutboxRow, PendingAnywhere, PendingItem,
-    Unrouted,
-};
+pub use writer::{Append, CaseTx};
 
 /// Errors of the store, in the terms callers act on.
 #[derive(Debug, thiserror::Error)]

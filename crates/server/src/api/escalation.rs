@@ -218,7 +218,7 @@ impl v1::escalation_service_server::EscalationService for Escalation {
                 case_id,
                 r.expected_version,
                 "accept",
-                |env, rec, plan| {
+                move |env, rec, plan| {
                     let tier = unit.tier().unwrap_or(rec.state.tier);
                     let (due, warn) = env.start(env.limits(rec, tier).handle);
                     plan.push(Event::Accepted {
@@ -251,7 +251,7 @@ impl v1::escalation_service_server::EscalationService for Escalation {
                 case_id,
                 r.expected_version,
                 "call_up",
-                |env, rec, plan| {
+                move |env, rec, plan| {
                     let (to_unit, to_tier) = env.above(&unit, rec.state.tier).ok_or_else(|| {
                         ApiError::FailedPrecondition("there is no tier above to call".into())
                     })?;
@@ -289,7 +289,7 @@ impl v1::escalation_service_server::EscalationService for Escalation {
                 case_id,
                 r.expected_version,
                 "return",
-                |env, rec, plan| {
+                move |env, rec, plan| {
                     let s = &rec.state;
                     if s.holder.as_ref() == Some(&unit) {
                         // the dispatcher re-routes a dispatched case; otherwise the tier above
@@ -355,7 +355,7 @@ impl v1::escalation_service_server::EscalationService for Escalation {
                 case_id,
                 r.expected_version,
                 "dispatch",
-                |env, rec, plan| {
+                move |env, rec, plan| {
                     let mut missing = Vec::new();
                     if !env.exists(&lead) {
                         missing.push(domain::report::FieldViolation::new(

@@ -40,7 +40,7 @@ impl v1::handling_service_server::HandlingService for Handling {
                 case_id,
                 r.expected_version,
                 "submit_result",
-                |_, rec, plan| {
+                move |_, rec, plan| {
                     let event = if rec.state.parts.iter().any(|p| p.unit == unit) {
                         Event::PartSubmitted {
                             unit: unit.clone(),
@@ -81,7 +81,7 @@ impl v1::handling_service_server::HandlingService for Handling {
                 case_id,
                 r.expected_version,
                 "request_extension",
-                |env, rec, plan| {
+                move |env, rec, plan| {
                     // the dispatcher decides for a dispatched case, otherwise the tier above
                     let decider = match &rec.state.dispatcher {
                         Some(d) => d.clone(),
@@ -125,7 +125,7 @@ impl v1::handling_service_server::HandlingService for Handling {
                 case_id,
                 r.expected_version,
                 "decide_extension",
-                |env, rec, plan| {
+                move |env, rec, plan| {
                     let ext = rec.state.extension.clone();
                     plan.push(Event::ExtensionDecided {
                         unit: unit.clone(),
@@ -183,7 +183,7 @@ pub(crate) async fn verify(
         case_id,
         r.expected_version,
         "verify",
-        |env, rec, plan| {
+        move |env, rec, plan| {
             let handle_due = if passed {
                 None
             } else {
@@ -225,10 +225,11 @@ pub(crate) async fn rate(
     let comment = r.comment.trim().to_owned();
     let subject = who.subject.clone();
     let admin = who.role == crate::auth::Role::Admin;
-    ctx.command(who, case_id, 0, "rate", |_, rec, plan| {
+    let caller_unit = who.unit.clone();
+    ctx.command(who, case_id, 0, "rate", move |_, rec, plan| {
         if !admin
             && rec.reported_by != subject
-            && who.unit.as_ref() != Some(&rec.grid.clone().into())
+            && caller_unit.as_ref() != Some(&rec.grid.clone().into())
         {
             return Err(ApiError::PermissionDenied(
                 "only the reporter or the reporting grid rates a case".into(),

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use domain::record::CaseRecord;
 use store::Store;
-use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::auth::Principal;
@@ -34,70 +33,33 @@ pub struct Ctx {
     pub wake: Arc<Wake>,
     pub shutdown: tokio_util::sync::CancellationToken,
     pub reports: crate::batcher::Batcher,
+    /// Group commit for commands on cases.
+    pub commands: crate::commands::Commands,
     /// This process's follower of the event feed, shared by every watch and export stream.
     pub feed: Arc<crate::pipeline::feed::FeedTail>,
 }
 
 impl Ctx {
-    /// Runs one command on one case: lock it, check who may act and the expected version,
-    /// let `decide` build the plan, append it and commit. The reply is sent after the commit.
+    /// Runs one command on one case through the command writers (`crate::commands`): lock
+    /// it, check who may act and the expected version, let `decide` build the plan, append it
+    /// and commit. The reply is sent after the commit.
     pub async fn command(
         &self,
         who: &Principal,
         case_id: Uuid,
         expected_version: u64,
-        action: &str,
-        decide: impl FnOnce(&Env, &CaseRecord, &mut Plan) -> ApiResult<()>,
+        action: &'static str,
+        decide: impl FnOnce(&Env, &CaseRecord, &mut Plan) -> ApiResult<()> + Send + 'static,
     ) -> ApiResult<CaseRecord> {
-        let now = self.clock.now();
-        let mut tx = self.store.begin().await?;
-        let rec = tx
-            .lock_case(case_id)
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("case {case_id} not found")))?;
-        if !who.can_see(&rec) {
-            return Err(ApiError::PermissionDenied(
-                "the case is outside the caller's area".into(),
-            ));
-        }
-        if expected_version != 0 && expected_version != rec.state.version {
-            return Err(ApiError::Aborted(format!(
-                "the case is at version {}, not {expected_version}: reload and retry",
-                rec.state.version
-            )));
-        }
-        let span = crate::trace::case_span("command", case_id, &rec.trace);
-        span.record("case_id", tracing::field::display(case_id));
-        let env = self
-            .directory
-            .env(&rec, now)
-            .instrument(span.clone())
-            .await?;
-        let mut plan = Plan::new(&rec, now);
-        span.in_scope(|| decide(&env, &rec, &mut plan))?;
-        let earliest = plan.arms.iter().map(|a| a.fire_at).min();
-        let out = async {
-            let out = tx
-                .append(
-                    &rec,
-                    plan.state,
-                    &plan.events,
-                    &plan.arms,
-                    &plan.outbox,
-                    &who.actor(),
-                    action,
-                    now,
-                )
-                .await?;
-            tx.commit().await?;
-            tracing::info!(action, version = out.state.version, "case changed");
-            Ok::<_, ApiError>(out)
-        }
-        .instrument(span)
-        .await?;
-        self.wake.armed(earliest);
-        self.wake.relay.notify_one();
-        Ok(out)
+        self.commands
+            .submit(crate::commands::Command {
+                who: who.clone(),
+                case_id,
+                expected_version,
+                action,
+                decide: Box::new(decide),
+            })
+            .await
     }
 }
 

@@ -57,6 +57,7 @@ impl Router {
         if plans.is_empty() {
             return Ok(failed);
         }
+        let system = Actor::system();
         let items: Vec<Append<'_>> = recs
             .iter()
             .filter(|r| !failed.contains_key(&r.case_id))
@@ -67,10 +68,11 @@ impl Router {
                 events: &plan.events,
                 arms: &plan.arms,
                 outbox: &plan.outbox,
+                actor: &system,
+                action: "route",
             })
             .collect();
-        tx.append_many(&items, &Actor::system(), "route", now)
-            .await?;
+        tx.append_many(&items, now).await?;
         tx.commit().await?;
         self.wake.armed(
             plans

@@ -1,0 +1,146 @@
+//! Deadlines: armed in the transaction that starts a clock, claimed by the timer workers when
+//! due, marked fired (with what came of them) in the transaction that acts on them. Never
+//! cancelled: a deadline whose clock stopped finds nothing to do (ADR 0009).
+
+use chrono::{DateTime, Utc};
+use domain::case::Clock;
+use domain::region::UnitCode;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::writer::CaseTx;
+use crate::{Result, Store};
+
+/// A timer to arm: fires at `fire_at` for `unit`'s `clock` that is due at `clock_due_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Arm {
+    pub unit: UnitCode,
+    pub clock: Clock,
+    pub warn: bool,
+    pub fire_at: DateTime<Utc>,
+    pub clock_due_at: DateTime<Utc>,
+}
+
+/// A claimed, due deadline.
+#[derive(Debug, Clone)]
+pub struct DueDeadline {
+    pub id: i64,
+    pub case_id: Uuid,
+    pub unit: UnitCode,
+    pub clock: Clock,
+    pub warn: bool,
+    pub fire_at: DateTime<Utc>,
+    pub clock_due_at: DateTime<Utc>,
+}
+
+fn clock_name(c: Clock) -> &'static str {
+    match c {
+        Clock::Accept => "accept",
+        Clock::Handle => "handle",
+    }
+}
+
+/// `deadlines` columns as [`CaseTx::claim_due`] reads them.
+type DeadlineTuple = (
+    i64,
+    Uuid,
+    String,
+    String,
+    bool,
+    DateTime<Utc>,
+    DateTime<Utc>,
+);
+
+/// Arms each `(case, arm)` in one statement.
+pub(crate) async fn arm(
+    conn: &mut PgConnection,
+    arms: &[(Uuid, &Arm)],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    if arms.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO deadlines (case_id, unit_code, clock, warn, fire_at, clock_due_at, armed_at)
+         SELECT c, u, k, w, f, d, $7
+           FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::bool[],
+                       $5::timestamptz[], $6::timestamptz[]) AS x(c, u, k, w, f, d)",
+    )
+    .bind(arms.iter().map(|(c, _)| *c).collect::<Vec<_>>())
+    .bind(
+        arms.iter()
+            .map(|(_, a)| a.unit.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        arms.iter()
+            .map(|(_, a)| clock_name(a.clock))
+            .collect::<Vec<_>>(),
+    )
+    .bind(arms.iter().map(|(_, a)| a.warn).collect::<Vec<_>>())
+    .bind(arms.iter().map(|(_, a)| a.fire_at).collect::<Vec<_>>())
+    .bind(arms.iter().map(|(_, a)| a.clock_due_at).collect::<Vec<_>>())
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+impl CaseTx {
+    /// Claims up to `limit` due deadlines that no other transaction holds.
+    pub async fn claim_due(&mut self, now: DateTime<Utc>, limit: i64) -> Result<Vec<DueDeadline>> {
+        let rows: Vec<DeadlineTuple> = sqlx::query_as(
+            "SELECT id, case_id, unit_code, clock, warn, fire_at, clock_due_at FROM deadlines
+                  WHERE fired_at IS NULL AND fire_at <= $1
+                  ORDER BY fire_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(self.conn())
+        .await?;
+        let mut due = Vec::with_capacity(rows.len());
+        for (id, case_id, unit, clock, warn, fire_at, clock_due_at) in rows {
+            let Ok(unit) = UnitCode::parse(&unit) else {
+                // a row nobody can act on must not stall every deadline behind it
+                tracing::warn!(id, "deadline names no valid unit; retired");
+                self.mark_fired(id, "corrupt", Utc::now()).await?;
+                continue;
+            };
+            due.push(DueDeadline {
+                id,
+                case_id,
+                unit,
+                clock: if clock == "accept" {
+                    Clock::Accept
+                } else {
+                    Clock::Handle
+                },
+                warn,
+                fire_at,
+                clock_due_at,
+            });
+        }
+        Ok(due)
+    }
+
+    pub async fn mark_fired(&mut self, id: i64, outcome: &str, now: DateTime<Utc>) -> Result<()> {
+        sqlx::query("UPDATE deadlines SET fired_at = $2, outcome = $3 WHERE id = $1")
+            .bind(id)
+            .bind(now)
+            .bind(outcome)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// The earliest unfired deadline, for the timer's sleep.
+    pub async fn next_deadline(&self) -> Result<Option<DateTime<Utc>>> {
+        Ok(
+            sqlx::query_scalar("SELECT min(fire_at) FROM deadlines WHERE fired_at IS NULL")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+}

@@ -1,0 +1,242 @@
+//! The case writer has one path: the same plan applied one case at a time (`append`, as a
+//! command does) and to every case in one batch (`append_many`, as the router does) leaves the
+//! same rows in every table a case touches.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use domain::case::{Clock, Event};
+use domain::record::CaseRecord;
+use domain::region::{RegionCode, UnitCode};
+use griddispatch_tests::*;
+use sqlx::PgPool;
+use store::{Actor, Append, Arm, BatchItem, Store};
+use uuid::Uuid;
+
+fn unit(code: &str) -> UnitCode {
+    UnitCode::parse(code).unwrap()
+}
+
+fn report(title: &str, at: DateTime<Utc>) -> BatchItem {
+    BatchItem {
+        report: domain::report::NewReport {
+            idempotency_key: Uuid::now_v7(),
+            grid: RegionCode::parse(GRID).unwrap(),
+            category: domain::policy::CategoryCode::parse("0501").unwrap(),
+            severity: None,
+            title: title.into(),
+            description: "路口暴露垃圾".into(),
+            location: domain::geo::LatLon {
+                lat: 28.68,
+                lon: 115.89,
+            },
+            reported_crs: domain::geo::Crs::Wgs84,
+            occurred_at: at,
+            self_handled: false,
+            attachments: vec![],
+        },
+        severity: domain::Severity::General,
+        actor: Actor {
+            subject: "grid-worker".into(),
+            role: "grid_worker".into(),
+        },
+        trace: Default::default(),
+    }
+}
+
+/// The steps every case goes through: routed to its community, accepted, sent to a lead with
+/// two assisting units, accepted by all three, parts in, the result submitted. Each step's events, the
+/// timers it arms and the queue entries it sends.
+fn steps(at: DateTime<Utc>) -> Vec<(Vec<Event>, Vec<Arm>, Vec<queue::Message>)> {
+    let community = unit(COMMUNITY);
+    let due = at + Duration::minutes(30);
+    let arm = |u: &UnitCode, clock| Arm {
+        unit: u.clone(),
+        clock,
+        warn: false,
+        fire_at: due,
+        clock_due_at: due,
+    };
+    vec![
+        (
+            vec![Event::Routed {
+                unit: community.clone(),
+                tier: domain::Tier::Community,
+                accept_due_at: due,
+                reason: "grid's community".into(),
+            }],
+            vec![arm(&community, Clock::Accept)],
+            vec![],
+        ),
+        (
+            vec![Event::Accepted {
+                unit: community.clone(),
+                handle_due_at: due,
+            }],
+            vec![arm(&community, Clock::Handle)],
+            vec![],
+        ),
+        (
+            vec![Event::Dispatched {
+                unit: community.clone(),
+                lead: unit("360102-CGJ"),
+                lead_tier: domain::Tier::County,
+                assisting: vec![unit("360102-ZJJ"), unit("360102-GAFJ")],
+                accept_due_at: due,
+                note: "聯合處置".into(),
+            }],
+            vec![arm(&unit("360102-CGJ"), Clock::Accept)],
+            vec![],
+        ),
+        (
+            vec![
+                Event::Accepted {
+                    unit: unit("360102-CGJ"),
+                    handle_due_at: due,
+                },
+                Event::Accepted {
+                    unit: unit("360102-ZJJ"),
+                    handle_due_at: due,
+                },
+                Event::PartSubmitted {
+                    unit: unit("360102-ZJJ"),
+                    note: "已清運".into(),
+                },
+                Event::Accepted {
+                    unit: unit("360102-GAFJ"),
+                    handle_due_at: due,
+                },
+            ],
+            vec![],
+            vec![],
+        ),
+        (
+            vec![
+                Event::PartSubmitted {
+                    unit: unit("360102-GAFJ"),
+                    note: "已疏導".into(),
+                },
+                Event::ResultSubmitted {
+                    unit: unit("360102-CGJ"),
+                    note: "處置完畢".into(),
+                },
+            ],
+            vec![],
+            vec![],
+        ),
+    ]
+}
+
+/// Files `n` reports and answers their cases, oldest first.
+async fn file(store: &Store, n: usize, at: DateTime<Utc>) -> Vec<CaseRecord> {
+    let items: Vec<BatchItem> = (0..n).map(|i| report(&format!("案{i}"), at)).collect();
+    store
+        .report_batch(&items, at)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().case)
+        .collect()
+}
+
+/// Applies step `i` to `recs`, one transaction per case or one for all.
+async fn apply(store: &Store, recs: &mut [CaseRecord], i: usize, at: DateTime<Utc>, batch: bool) {
+    let (events, arms, outbox) = &steps(at)[i];
+    let actor = Actor::system();
+    let afters: Vec<_> = recs
+        .iter()
+        .map(|r| {
+            events
+                .iter()
+                .try_fold(r.state.clone(), |s, e| s.apply(e, at))
+                .unwrap()
+        })
+        .collect();
+    let item = |before, after| Append {
+        before,
+        after,
+        events,
+        arms,
+        outbox,
+        actor: &actor,
+        action: "step",
+    };
+    let out = if batch {
+        let mut tx = store.begin().await.unwrap();
+        let items: Vec<Append<'_>> = recs.iter().zip(afters).map(|(r, a)| item(r, a)).collect();
+        let out = tx.append_many(&items, at).await.unwrap();
+        tx.commit().await.unwrap();
+        out
+    } else {
+        let mut out = Vec::new();
+        for (r, a) in recs.iter().zip(afters) {
+            let mut tx = store.begin().await.unwrap();
+            out.push(tx.append(item(r, a), at).await.unwrap());
+            tx.commit().await.unwrap();
+        }
+        out
+    };
+    recs.clone_from_slice(&out);
+}
+
+/// Every row of the tables a case touches, for the cases of `recs` numbered by their place:
+/// ids, sequence numbers and case numbers differ between two sets of cases, nothing else may.
+async fn rows(pool: &PgPool, recs: &[CaseRecord]) -> Vec<String> {
+    let ids: Vec<Uuid> = recs.iter().map(|r| r.case_id).collect();
+    let tables = [
+        "SELECT c.case_id, to_jsonb(c) - 'case_id' - 'case_number' - 'title' FROM cases c
+          WHERE case_id = ANY($1)",
+        "SELECT case_id, to_jsonb(e) - 'case_id' - 'seq' - 'txid' FROM case_events e
+          WHERE case_id = ANY($1) ORDER BY seq",
+        "SELECT case_id, to_jsonb(a) - 'case_id' - 'assignment_id' FROM assignments a
+          WHERE case_id = ANY($1) ORDER BY unit_code, role, created_at",
+        "SELECT case_id, to_jsonb(d) - 'case_id' - 'id' FROM deadlines d
+          WHERE case_id = ANY($1) ORDER BY id",
+        "SELECT target::uuid, to_jsonb(a) - 'id' - 'target' FROM audit_log a
+          WHERE target = ANY($1::uuid[]::text[]) ORDER BY id",
+    ];
+    let mut out = Vec::new();
+    for (n, sql) in tables.iter().enumerate() {
+        let got: Vec<(Uuid, serde_json::Value)> = sqlx::query_as(sql)
+            .bind(&ids)
+            .fetch_all(pool)
+            .await
+            .unwrap();
+        let mut lines: Vec<String> = got
+            .into_iter()
+            .map(|(id, row)| {
+                let place = ids.iter().position(|i| *i == id).unwrap();
+                let row = row.to_string().replace(&id.to_string(), "<case>");
+                format!("{n} case{place} {row}")
+            })
+            .collect();
+        lines.sort();
+        out.extend(lines);
+    }
+    out
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn one_case_at_a_time_and_a_batch_write_the_same_rows(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    seed_sample(&store).await;
+    let at = Utc.with_ymd_and_hms(2026, 12, 2, 2, 0, 0).unwrap();
+    let mut single = file(&store, 4, at).await;
+    let mut batch = file(&store, 4, at).await;
+    for i in 0..steps(at).len() {
+        let at = at + Duration::minutes(i as i64 + 1);
+        apply(&store, &mut single, i, at, false).await;
+        apply(&store, &mut batch, i, at, true).await;
+        assert_eq!(
+            single.iter().map(|r| &r.state).collect::<Vec<_>>(),
+            batch.iter().map(|r| &r.state).collect::<Vec<_>>(),
+            "step {i}: the cases the writer answers"
+        );
+    }
+    let (one, many) = (rows(&pool, &single).await, rows(&pool, &batch).await);
+    assert!(one.len() > 4 * 10, "every table has rows: {}", one.len());
+    assert_eq!(one, many);
+    // and what was stored reads back as the case the writer answered
+    for r in single.iter().chain(&batch) {
+        let stored = store.get_case(r.case_id).await.unwrap().unwrap();
+        assert_eq!(stored.state, r.state);
+        assert_eq!(stored.updated_at, r.updated_at);
+    }
+}
