@@ -280,6 +280,9 @@ pub struct GriddSpec {
     pub db_max_connections: u32,
     /// `FAILPOINTS` (see `server::failpoint`).
     pub failpoints: Option<String>,
+    /// `GRIDD_ROUTE_AT_REPORT`: route new cases in their report's transaction (with the
+    /// router role), or send them all through the intake stream.
+    pub route_at_report: bool,
 }
 
 /// One gridd process, restartable on the same port.
@@ -343,6 +346,14 @@ impl Gridd {
             // clean has found a router that loses or repeats work
             .env_remove("GRIDD_MAX_DELIVERIES")
             .env("GRIDD_SHUTDOWN_GRACE_SECS", "2")
+            .env(
+                "GRIDD_ROUTE_AT_REPORT",
+                if self.spec.route_at_report {
+                    "true"
+                } else {
+                    "false"
+                },
+            )
             .env("RUST_LOG", "warn")
             .env_remove("FAILPOINTS")
             .stdout(log.try_clone().expect("cloning the log handle"))

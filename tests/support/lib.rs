@@ -109,6 +109,23 @@ impl TestServer {
         Self::start_limited(pool, prefix, clock, seed, roles, 10_000).await
     }
 
+    /// Every role, with every new case sent through the intake stream and the router rather
+    /// than routed in its report's transaction: for tests of that path.
+    pub async fn start_routing_by_intake(pool: PgPool) -> TestServer {
+        let prefix = format!("gdtest-{}", uuid::Uuid::now_v7());
+        let clock = Arc::new(OffsetClock::default());
+        Self::start_full(
+            pool,
+            &prefix,
+            clock,
+            true,
+            server::RoleSet::All,
+            10_000,
+            false,
+        )
+        .await
+    }
+
     /// [`TestServer::start_roles`] with a `SyncReports` stream limit of its own.
     pub async fn start_limited(
         pool: PgPool,
@@ -117,6 +134,18 @@ impl TestServer {
         seed: bool,
         roles: server::RoleSet,
         max_sync_batch: usize,
+    ) -> TestServer {
+        Self::start_full(pool, prefix, clock, seed, roles, max_sync_batch, true).await
+    }
+
+    async fn start_full(
+        pool: PgPool,
+        prefix: &str,
+        clock: Arc<OffsetClock>,
+        seed: bool,
+        roles: server::RoleSet,
+        max_sync_batch: usize,
+        route_at_report: bool,
     ) -> TestServer {
         // the pool #[sqlx::test] hands out is small; a server wants its own, as in production
         let pool = sqlx::postgres::PgPoolOptions::new()
@@ -145,6 +174,7 @@ impl TestServer {
                 max_deliveries: 3,
                 reconcile_interval: Duration::from_millis(200),
                 directory_ttl: Duration::from_millis(200),
+                route_at_report,
                 ..server::WorkerOptions::default()
             },
         })

@@ -91,7 +91,7 @@ async fn with_no_defect_armed_the_checker_finds_nothing(pool: PgPool) {
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn an_intake_entry_dropped_by_the_router_is_seen(pool: PgPool) {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let s = TestServer::start(pool).await;
+    let s = TestServer::start_routing_by_intake(pool).await;
     fail::cfg("router-drop-entry", "1*return").unwrap();
     let acked = report_some(&s, 3, "0501").await;
     quiet(&s).await;
@@ -103,7 +103,7 @@ async fn an_intake_entry_dropped_by_the_router_is_seen(pool: PgPool) {
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn a_dead_lettered_entry_is_seen(pool: PgPool) {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let s = TestServer::start(pool).await;
+    let s = TestServer::start_routing_by_intake(pool).await;
     fail::cfg("router-dead-letter", "1*return").unwrap();
     let acked = report_some(&s, 3, "0501").await;
     quiet(&s).await;
@@ -190,7 +190,7 @@ async fn a_lost_intake_entry_is_repaired_by_the_reconciler_on_the_servers_clock_
     pool: PgPool,
 ) {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let s = TestServer::start(pool).await;
+    let s = TestServer::start_routing_by_intake(pool).await;
     fail::cfg("router-drop-entry", "1*return").unwrap();
     let acked = report_some(&s, 3, "0501").await;
     quiet(&s).await;

@@ -90,6 +90,7 @@ async fn watches_span_processes_and_the_export_survives_kill9_and_a_postgres_res
         roles: Vec::new(),
         db_max_connections: 12,
         failpoints: None,
+        route_at_report: true,
     };
     let mut p1 = Gridd::start(spec.clone(), &logs.0).await;
     let p2 = Gridd::start(spec.clone(), &logs.0).await;

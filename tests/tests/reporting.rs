@@ -9,7 +9,7 @@ use tonic::Code;
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn a_reported_case_is_in_postgres_before_the_reply(pool: PgPool) {
-    let s = TestServer::start(pool).await;
+    let s = TestServer::start_routing_by_intake(pool).await;
     let reply = s
         .worker(GRID)
         .report_event(report(GRID, "0501", "路口暴露垃圾"))
@@ -72,7 +72,7 @@ async fn a_reported_case_is_in_postgres_before_the_reply(pool: PgPool) {
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn fifty_concurrent_reports_with_one_key_make_one_case(pool: PgPool) {
-    let s = TestServer::start(pool).await;
+    let s = TestServer::start_routing_by_intake(pool).await;
     let req = report(GRID, "0501", "同一条上报");
     let mut calls = Vec::new();
     for _ in 0..50 {
@@ -190,7 +190,7 @@ async fn bad_input_names_the_field_and_writes_nothing(pool: PgPool) {
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn sync_of_1000_reports_with_100_duplicates_makes_900_cases(pool: PgPool) {
-    let s = TestServer::start(pool).await;
+    let s = TestServer::start_routing_by_intake(pool).await;
     let originals: Vec<v1::ReportEventRequest> = (0..900)
         .map(|i| report(GRID, "0501", &format!("离线上报 {i}")))
         .collect();

@@ -129,7 +129,7 @@ fn steps(at: DateTime<Utc>) -> Vec<(Vec<Event>, Vec<Arm>, Vec<queue::Message>)> 
 async fn file(store: &Store, n: usize, at: DateTime<Utc>) -> Vec<CaseRecord> {
     let items: Vec<BatchItem> = (0..n).map(|i| report(&format!("案{i}"), at)).collect();
     store
-        .report_batch(&items, at)
+        .report_batch(&items, at, &|_| None)
         .await
         .into_iter()
         .map(|r| r.unwrap().case)
@@ -156,7 +156,8 @@ async fn apply(store: &Store, recs: &mut [CaseRecord], i: usize, at: DateTime<Ut
         arms,
         outbox,
         actor: &actor,
-        action: "step",
+        // step 0 is what the router does, and is audited as such
+        action: if i == 0 { "route" } else { "step" },
     };
     let out = if batch {
         let mut tx = store.begin().await.unwrap();
@@ -232,11 +233,55 @@ async fn one_case_at_a_time_and_a_batch_write_the_same_rows(pool: PgPool) {
     }
     let (one, many) = (rows(&pool, &single).await, rows(&pool, &batch).await);
     assert!(one.len() > 4 * 10, "every table has rows: {}", one.len());
-    assert_eq!(one, many);
+    for (a, b) in one.iter().zip(&many) {
+        assert_eq!(a, b);
+    }
+    assert_eq!(one.len(), many.len());
     // and what was stored reads back as the case the writer answered
     for r in single.iter().chain(&batch) {
         let stored = store.get_case(r.case_id).await.unwrap().unwrap();
         assert_eq!(stored.state, r.state);
         assert_eq!(stored.updated_at, r.updated_at);
     }
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn a_case_routed_in_its_report_transaction_has_the_rows_the_router_writes(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    seed_sample(&store).await;
+    let at = Utc.with_ymd_and_hms(2026, 12, 2, 2, 0, 0).unwrap();
+    // the router's way: filed, then routed by a second transaction
+    let mut later = file(&store, 4, at).await;
+    apply(&store, &mut later, 0, at, true).await;
+    // the report writer's way: routed in the report's own transaction
+    let (events, arms, outbox) = steps(at).swap_remove(0);
+    let route = |rec: &CaseRecord| {
+        Some(store::Routed {
+            state: events
+                .iter()
+                .try_fold(rec.state.clone(), |s, e| s.apply(e, at))
+                .unwrap(),
+            events: events.clone(),
+            arms: arms.clone(),
+            outbox: outbox.clone(),
+        })
+    };
+    let items: Vec<BatchItem> = (0..4).map(|i| report(&format!("案{i}"), at)).collect();
+    let at_once: Vec<CaseRecord> = store
+        .report_batch(&items, at, &route)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().case)
+        .collect();
+    assert_eq!(
+        later.iter().map(|r| &r.state).collect::<Vec<_>>(),
+        at_once.iter().map(|r| &r.state).collect::<Vec<_>>()
+    );
+    let (two, one) = (rows(&pool, &later).await, rows(&pool, &at_once).await);
+    assert!(two.iter().any(|r| r.starts_with("2 ")), "assignments");
+    assert!(two.iter().any(|r| r.starts_with("3 ")), "deadlines");
+    for (a, b) in two.iter().zip(&one) {
+        assert_eq!(a, b);
+    }
+    assert_eq!(two.len(), one.len());
 }

@@ -38,6 +38,9 @@ pub struct BenchArgs {
     /// Community consoles that watch their queue and handle every case to the end.
     #[arg(long, default_value_t = 20)]
     pub consoles: usize,
+    /// Cases each console takes through the stages at once (default: enough for --rate).
+    #[arg(long)]
+    pub handlers: Option<usize>,
     /// Extra idle WatchQueue streams held open during the run (memory under many consoles).
     #[arg(long, default_value_t = 0)]
     pub watchers: usize,
@@ -138,13 +141,19 @@ pub async fn run(conn: &Conn, server: &str, args: BenchArgs) -> anyhow::Result<(
         .filter(|g| consoles == 0 || communities[..consoles].contains(&g[..12].to_owned()))
         .cloned()
         .collect();
+    // handlers per console: by default enough that the consoles keep up with the rate asked
+    // for (a case takes three calls, about 0.2 s under load), at least 4
+    let handlers = args.handlers.unwrap_or_else(|| {
+        let wanted = (args.rate as f64 * 0.2 / consoles.max(1) as f64).ceil() as usize;
+        wanted.max(4)
+    });
     let clock = Clock::new();
     let stop = tokio_util::sync::CancellationToken::new();
 
     // consoles: watch, accept, submit the result; the reporting grid checks it
     let mut console_tasks = Vec::new();
     for community in &communities[..consoles] {
-        console_tasks.extend(load::console(conn, community, &clock, &stop).await?);
+        console_tasks.extend(load::console(conn, community, handlers, &clock, &stop).await?);
     }
     // idle watchers: memory under many open consoles
     let mut idle = Vec::new();
@@ -187,8 +196,12 @@ pub async fn run(conn: &Conn, server: &str, args: BenchArgs) -> anyhow::Result<(
     let window = Duration::from_secs(args.duration);
 
     // load
+    // open loop: enough senders that each has 100 ms for a call before it falls behind its
+    // schedule, so the rate is the one asked for, not what a few senders manage
     let tasks = if args.rate > 0 {
-        args.concurrency.max(64)
+        args.concurrency
+            .max(64)
+            .max(usize::try_from(args.rate / 10).unwrap_or(usize::MAX))
     } else {
         args.concurrency
     };
@@ -209,6 +222,18 @@ pub async fn run(conn: &Conn, server: &str, args: BenchArgs) -> anyhow::Result<(
             &clock,
         )?);
     }
+    // the relay's backlog, sampled every second: where a pipeline that falls behind waits
+    let backlog = {
+        let (pool, stop) = (pool.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut worst = 0;
+            while !stop.is_cancelled() {
+                worst = worst.max(observe::outbox_backlog(&pool).await);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            worst
+        })
+    };
     let mut f = Figures::default();
     for r in reporters {
         f.merge(r.await?);
@@ -231,6 +256,7 @@ pub async fn run(conn: &Conn, server: &str, args: BenchArgs) -> anyhow::Result<(
         f.merge(c.await?);
     }
     drop(idle);
+    let backlog = backlog.await.unwrap_or(0);
 
     let acked = clock.acked.load(Ordering::Relaxed);
     let closed = clock.closed.load(Ordering::Relaxed);
@@ -254,6 +280,7 @@ pub async fn run(conn: &Conn, server: &str, args: BenchArgs) -> anyhow::Result<(
                 .replace("n=", &format!("of {} armed, fired n=", args.deadlines))
         );
     }
+    println!("  outbox backlog         at most {backlog} rows unpublished (sampled each second)");
     let failed = f.errors.values().sum::<u64>();
     if f.errors.is_empty() {
         println!("  errors                 none");

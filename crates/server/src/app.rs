@@ -93,6 +93,8 @@ pub struct WorkerOptions {
     pub feed_poll: Duration,
     /// This process's name among consumers (unique per process).
     pub consumer: String,
+    /// With the router role: route new cases in their report's transaction (ADR 0024).
+    pub route_at_report: bool,
 }
 
 impl Default for WorkerOptions {
@@ -106,6 +108,7 @@ impl Default for WorkerOptions {
             directory_ttl: Duration::from_secs(10),
             feed_poll: Duration::from_millis(50),
             consumer: format!("gridd-{}", uuid::Uuid::now_v7()),
+            route_at_report: true,
         }
     }
 }
@@ -252,6 +255,14 @@ pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
         numbered,
         shutdown.clone(),
     )));
+    // with the router role, new cases are routed in their report's transaction (ADR 0024)
+    let inline =
+        (opts.workers.route_at_report && roles.has(|_, _, router, _, _| router)).then(|| {
+            crate::batcher::Inline {
+                directory: directory.clone(),
+                wake: wake.clone(),
+            }
+        });
     let ctx = Ctx {
         store: opts.store.clone(),
         queue: opts.queue,
@@ -262,7 +273,7 @@ pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
         directory: directory.clone(),
         wake: wake.clone(),
         shutdown: shutdown.clone(),
-        reports: crate::batcher::Batcher::start(&opts.store, &opts.clock, 4),
+        reports: crate::batcher::Batcher::start(&opts.store, &opts.clock, 4, inline.as_ref()),
         commands: crate::commands::Commands::start(&opts.store, &opts.clock, &directory, &wake, 4),
         feed,
     };

@@ -5,11 +5,18 @@
 
 use std::sync::Arc;
 
-use store::{BatchItem, ReportOutcome, Store, StoreError};
+use std::collections::HashMap;
+
+use domain::policy::CategoryCode;
+use domain::record::CaseRecord;
+use domain::region::RegionCode;
+use store::{BatchItem, ReportOutcome, Routed, Store, StoreError};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tracing::debug;
 
 use crate::clock::SharedClock;
+use crate::pipeline::router::route_plan;
+use crate::pipeline::{Directory, Env, Wake};
 
 /// Reports written by one transaction at most.
 const MAX_BATCH: usize = 256;
@@ -25,14 +32,57 @@ pub struct Batcher {
     tx: mpsc::Sender<Job>,
 }
 
+/// Routing new cases in the report's own transaction (a process that runs the router role):
+/// the case is in its first unit's inbox one commit after it was reported, instead of going
+/// through the intake stream and a second transaction. A case that cannot be planned here
+/// (no policy, no unit, the directory unavailable) goes to the router as before.
+#[derive(Clone)]
+pub struct Inline {
+    pub directory: Arc<Directory>,
+    pub wake: Arc<Wake>,
+}
+
+impl Inline {
+    /// Each report's county and category facts, looked up once per pair in the batch.
+    async fn envs(
+        &self,
+        items: &[BatchItem],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> HashMap<(RegionCode, CategoryCode), Env> {
+        let mut envs = HashMap::new();
+        for it in items.iter().filter(|it| !it.report.self_handled) {
+            let Some(county) = it.report.grid.county() else {
+                continue;
+            };
+            let key = (county, it.report.category.clone());
+            if envs.contains_key(&key) {
+                continue;
+            }
+            match self.directory.env_for(&key.0, &key.1, now).await {
+                Ok(env) => {
+                    envs.insert(key, env);
+                }
+                Err(e) => debug!(error = %e, "no inline route; the router takes these cases"),
+            }
+        }
+        envs
+    }
+}
+
 impl Batcher {
     /// Starts `workers` writers: while one batch commits, the next one gathers.
     #[must_use]
-    pub fn start(store: &Store, clock: &SharedClock, workers: usize) -> Batcher {
+    pub fn start(
+        store: &Store,
+        clock: &SharedClock,
+        workers: usize,
+        inline: Option<&Inline>,
+    ) -> Batcher {
         let (tx, rx) = mpsc::channel::<Job>(MAX_BATCH * workers.max(1) * 4);
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..workers.max(1) {
             let (store, clock, rx) = (store.clone(), clock.clone(), rx.clone());
+            let inline = inline.cloned();
             tokio::spawn(async move {
                 loop {
                     let jobs = {
@@ -57,8 +107,45 @@ impl Batcher {
                         continue;
                     }
                     let items: Vec<BatchItem> = jobs.iter().map(|j| j.item.clone()).collect();
-                    let results = store.report_batch(&items, clock.now()).await;
+                    let now = clock.now();
+                    let envs = match &inline {
+                        Some(i) => i.envs(&items, now).await,
+                        None => HashMap::new(),
+                    };
+                    // the earliest timer the routed cases arm, for the timer worker's wake-up
+                    let earliest = std::sync::Mutex::new(None);
+                    let route = |rec: &CaseRecord| {
+                        let env = envs.get(&(rec.county.clone(), rec.category.clone()))?;
+                        let plan = route_plan(env, rec, now).ok()?;
+                        if let Some(first) = plan.arms.iter().map(|a| a.fire_at).min() {
+                            let mut e = earliest
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner);
+                            *e =
+                                Some(e.map_or(first, |x: chrono::DateTime<chrono::Utc>| {
+                                    x.min(first)
+                                }));
+                        }
+                        Some(Routed {
+                            state: plan.state,
+                            events: plan.events,
+                            arms: plan.arms,
+                            outbox: plan.outbox,
+                        })
+                    };
+                    let results = store.report_batch(&items, now, &route).await;
                     debug!(reports = items.len(), "report batch committed");
+                    if let Some(i) = &inline
+                        && results.iter().any(Result::is_ok)
+                    {
+                        // a failed batch armed nothing; a replayed report's timers were armed
+                        // when it was first written, and waking for them is harmless
+                        i.wake.armed(
+                            earliest
+                                .into_inner()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner),
+                        );
+                    }
                     crate::failpoint::crash_point("report-after-commit");
                     for (job, result) in jobs.into_iter().zip(results) {
                         // a caller that went away no longer needs its answer

@@ -42,6 +42,10 @@ pub struct Config {
     /// `GRIDD_RECONCILE_INTERVAL_MS`: how often the reconciler checks that Redis still holds
     /// the queues.
     pub reconcile_interval_ms: u64,
+    /// `GRIDD_ROUTE_AT_REPORT`: a process running the router role also routes each new case in
+    /// its report's own transaction (default `true`); `false` sends every case through the
+    /// intake stream and the router.
+    pub route_at_report: bool,
 }
 
 impl Default for Config {
@@ -62,6 +66,7 @@ impl Default for Config {
             router_min_idle_ms: 30_000,
             max_deliveries: 5,
             reconcile_interval_ms: 2_000,
+            route_at_report: true,
         }
     }
 }
@@ -108,6 +113,7 @@ impl Config {
             router_min_idle: Duration::from_millis(self.router_min_idle_ms),
             max_deliveries: self.max_deliveries,
             reconcile_interval: Duration::from_millis(self.reconcile_interval_ms),
+            route_at_report: self.route_at_report,
             ..crate::WorkerOptions::default()
         }
     }

@@ -27,17 +27,33 @@ pub struct BatchItem {
     pub trace: BTreeMap<String, String>,
 }
 
+/// A new case's route, decided in the report's own transaction: the state after the routing
+/// events, the timers they start and the queue entries they send.
+#[derive(Debug, Clone)]
+pub struct Routed {
+    pub state: CaseState,
+    pub events: Vec<Event>,
+    pub arms: Vec<crate::Arm>,
+    pub outbox: Vec<queue::Message>,
+}
+
+/// Decides a new case's route, or leaves it to the router (`None`).
+pub type Route<'a> = dyn Fn(&CaseRecord) -> Option<Routed> + Sync + 'a;
+
 /// Case numbers count days in China Standard Time, the day a console shows.
 const CST_SECONDS: i32 = 8 * 3600;
 
 impl Store {
-    /// Files many reports in one transaction; answers one outcome per item, in order.
+    /// Files many reports in one transaction; answers one outcome per item, in order. Each
+    /// new case that `route` plans is written routed — its first unit's inbox entry, timers and
+    /// assignment in the same commit — and the others wait for the router, as intake entries.
     pub async fn report_batch(
         &self,
         items: &[BatchItem],
         now: DateTime<Utc>,
+        route: &Route<'_>,
     ) -> Vec<Result<ReportOutcome>> {
-        match self.try_report_batch(items, now).await {
+        match self.try_report_batch(items, now, route).await {
             Ok(out) => out,
             // a failed batch fails each of its reports the same way; nothing was written
             Err(e) => {
@@ -54,6 +70,7 @@ impl Store {
         &self,
         items: &[BatchItem],
         now: DateTime<Utc>,
+        route: &Route<'_>,
     ) -> Result<Vec<Result<ReportOutcome>>> {
         let day = now
             .with_timezone(&FixedOffset::east_opt(CST_SECONDS).expect("valid offset"))
@@ -140,6 +157,9 @@ impl Store {
         let mut events = EventColumns::default();
         let mut audit = AuditColumns::default();
         let mut outbox = Vec::new();
+        let mut arms = Vec::new();
+        let mut routed = Vec::new();
+        let system = Actor::system();
         for (it, (rec, event)) in items
             .iter()
             .zip(records.iter_mut())
@@ -150,23 +170,42 @@ impl Store {
                 .and_then(Vec::pop)
                 .ok_or_else(|| corrupt("case numbers", "fewer numbers than cases"))?;
             rec.case_number = case_number(&rec.county, day, u64::try_from(seq).unwrap_or_default());
-            cases.push_new(rec);
             events.push(rec, 1, event, &rec.reported_by, now);
             audit.push(&it.actor, "report", rec.case_id.to_string());
-            if !rec.state.self_handled {
-                outbox.push(queue::Message::Intake(queue::IntakeMsg {
+            if rec.state.self_handled {
+                cases.push_new(rec);
+                continue;
+            }
+            match route(rec).filter(|r| r.state.version == 1 + r.events.len() as u64) {
+                Some(r) => {
+                    for (i, e) in r.events.iter().enumerate() {
+                        events.push(rec, 2 + i as u64, e, &system.subject, now);
+                    }
+                    rec.state = r.state;
+                    arms.extend(r.arms.into_iter().map(|a| (rec.case_id, a)));
+                    outbox.extend(r.outbox);
+                    audit.push(&system, "route", rec.case_id.to_string());
+                    routed.push(rec.clone());
+                }
+                None => outbox.push(queue::Message::Intake(queue::IntakeMsg {
                     case_id: rec.case_id,
                     version: 1,
                     county: rec.county.clone(),
                     trace: rec.trace.clone(),
-                }));
+                })),
             }
+            cases.push_new(rec);
         }
         if !cases.is_empty() {
             events.insert(&mut tx).await?;
             crate::outbox::write(&mut tx, outbox.iter(), now).await?;
             audit.insert(&mut tx, now).await?;
             cases.insert(&mut tx).await?;
+            if !routed.is_empty() {
+                crate::writer::assignments::sync(&mut tx, &routed, now).await?;
+            }
+            let arms: Vec<(Uuid, &crate::Arm)> = arms.iter().map(|(c, a)| (*c, a)).collect();
+            crate::deadlines::arm(&mut tx, &arms, now).await?;
         }
         tx.commit().await?;
 

@@ -23,7 +23,7 @@ mod scope;
 mod stats;
 mod writer;
 
-pub use batch::BatchItem;
+pub use batch::{BatchItem, Route, Routed};
 pub use cases::{Actor, ReportOutcome};
 pub use console::{CaseFilter, PageKey};
 pub use deadlines::{Arm, DueDeadline};

@@ -18,9 +18,6 @@ use tokio_util::sync::CancellationToken;
 use super::Samples;
 use crate::{Conn, demo::report_request};
 
-/// Cases one console takes through the stages at once.
-const HANDLERS_PER_CONSOLE: usize = 4;
-
 /// The title every bench report carries: its send time since the epoch.
 const TITLE: &str = "压测上报 t=";
 
@@ -77,10 +74,11 @@ impl Figures {
 }
 
 /// Opens `community`'s console: a reader that stamps each new item as it arrives and hands it
-/// to one of the console's handlers in turn.
+/// to one of the console's `handlers_n` handlers in turn.
 pub(super) async fn console(
     conn: &Conn,
     community: &str,
+    handlers_n: usize,
     clock: &Arc<Clock>,
     stop: &CancellationToken,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<Figures>>> {
@@ -95,7 +93,7 @@ pub(super) async fn console(
         .into_inner();
     let mut tasks = Vec::new();
     let mut handlers = Vec::new();
-    for _ in 0..HANDLERS_PER_CONSOLE {
+    for _ in 0..handlers_n.max(1) {
         let (tx, rx) = mpsc::unbounded_channel::<(String, String, Instant)>();
         handlers.push(tx);
         let mut h = Handler {

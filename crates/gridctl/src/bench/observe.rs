@@ -68,7 +68,7 @@ pub(super) async fn deadline_lateness(pool: &PgPool, tag: &str) -> Vec<f64> {
 }
 
 /// How the server's own foreign-key checks read in `pg_stat_statements`.
-const FK_CHECK: &str = "SELECT 1 FROM ONLY %FOR KEY SHARE OF x";
+const FK_CHECK: &str = "SELECT % FROM ONLY %FOR KEY SHARE OF x";
 
 /// Database counters at one moment.
 #[derive(Debug, Clone, Default)]
@@ -139,4 +139,12 @@ impl DbCounters {
         .await
         .unwrap_or_default()
     }
+}
+
+/// Outbox rows committed but not yet published: how far the relay is behind.
+pub(super) async fn outbox_backlog(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        .fetch_one(pool)
+        .await
+        .unwrap_or(0)
 }

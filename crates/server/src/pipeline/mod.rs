@@ -198,9 +198,19 @@ impl Directory {
 
     /// What a command or timer needs to know about a case's county and category.
     pub async fn env(&self, rec: &CaseRecord, now: DateTime<Utc>) -> Result<Env, DirectoryError> {
+        self.env_for(&rec.county, &rec.category, now).await
+    }
+
+    /// [`Directory::env`] for a county and category, before there is a case.
+    pub async fn env_for(
+        &self,
+        county: &RegionCode,
+        category: &CategoryCode,
+        now: DateTime<Utc>,
+    ) -> Result<Env, DirectoryError> {
         Ok(Env {
-            policy: self.policy(&rec.county).await?,
-            category: self.category(&rec.category).await?,
+            policy: self.policy(county).await?,
+            category: self.category(category).await?,
             units: self.units().await?,
             now,
         })

@@ -91,20 +91,7 @@ impl Router {
     /// of that tier or the nearest one above it that exists.
     async fn plan(&self, rec: &CaseRecord, now: DateTime<Utc>) -> WorkerResult<Plan> {
         let env = self.directory.env(rec, now).await?;
-        let decision = env.policy.route(&env.category, Some(rec.severity));
-        let (unit, tier) = env
-            .taker(&rec.grid, decision.tier)
-            .ok_or_else(|| WorkerError::NoUnit(rec.grid.clone()))?;
-        let (due, warn) = env.start(env.limits(rec, tier).accept);
-        let mut plan = Plan::new(rec, now);
-        plan.push(Event::Routed {
-            unit: unit.clone(),
-            tier,
-            accept_due_at: due,
-            reason: decision.reasons.join("; "),
-        })?;
-        plan.arm(&unit, Clock::Accept, due, warn);
-        Ok(plan)
+        route_plan(&env, rec, now)
     }
 
     /// Routes a batch of intake entries in one transaction, then acknowledges them together.
@@ -254,4 +241,25 @@ impl Router {
         }
         info!("router stopped");
     }
+}
+
+/// The first tier and unit for a REPORTED case, given its county's and category's facts: the
+/// policy's tier, at the grid's own unit of that tier or the nearest one above it that exists.
+/// The router uses it for cases from its intake stream; the report writer for new cases in
+/// their own transaction.
+pub fn route_plan(env: &super::Env, rec: &CaseRecord, now: DateTime<Utc>) -> WorkerResult<Plan> {
+    let decision = env.policy.route(&env.category, Some(rec.severity));
+    let (unit, tier) = env
+        .taker(&rec.grid, decision.tier)
+        .ok_or_else(|| WorkerError::NoUnit(rec.grid.clone()))?;
+    let (due, warn) = env.start(env.limits(rec, tier).accept);
+    let mut plan = Plan::new(rec, now);
+    plan.push(Event::Routed {
+        unit: unit.clone(),
+        tier,
+        accept_due_at: due,
+        reason: decision.reasons.join("; "),
+    })?;
+    plan.arm(&unit, Clock::Accept, due, warn);
+    Ok(plan)
 }
