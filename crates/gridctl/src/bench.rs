@@ -142,9 +142,9 @@ pub async fn run(conn: &Conn, server: &str, args: BenchArgs) -> anyhow::Result<(
         .cloned()
         .collect();
     // handlers per console: by default enough that the consoles keep up with the rate asked
-    // for (a case takes three calls, about 0.2 s under load), at least 4
+    // (a case takes three calls, up to 0.7 s near saturation), at least 4
     let handlers = args.handlers.unwrap_or_else(|| {
-        let wanted = (args.rate as f64 * 0.2 / consoles.max(1) as f64).ceil() as usize;
+        let wanted = (args.rate as f64 * 0.7 / consoles.max(1) as f64).ceil() as usize;
         wanted.max(4)
     });
     let clock = Clock::new();
@@ -196,12 +196,12 @@ pub async fn run(conn: &Conn, server: &str, args: BenchArgs) -> anyhow::Result<(
     let window = Duration::from_secs(args.duration);
 
     // load
-    // open loop: enough senders that each has 100 ms for a call before it falls behind its
+    // open loop: enough senders that each has 250 ms for a call before it falls behind its
     // schedule, so the rate is the one asked for, not what a few senders manage
     let tasks = if args.rate > 0 {
         args.concurrency
             .max(64)
-            .max(usize::try_from(args.rate / 10).unwrap_or(usize::MAX))
+            .max(usize::try_from(args.rate / 4).unwrap_or(usize::MAX))
     } else {
         args.concurrency
     };

@@ -202,7 +202,7 @@ impl Store {
             audit.insert(&mut tx, now).await?;
             cases.insert(&mut tx).await?;
             if !routed.is_empty() {
-                crate::writer::assignments::sync(&mut tx, &routed, now).await?;
+                crate::writer::assignments::open_new(&mut tx, &routed, now).await?;
             }
             let arms: Vec<(Uuid, &crate::Arm)> = arms.iter().map(|(c, a)| (*c, a)).collect();
             crate::deadlines::arm(&mut tx, &arms, now).await?;

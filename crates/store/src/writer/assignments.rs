@@ -112,6 +112,25 @@ pub(crate) async fn sync(
     .bind(recs.iter().map(|r| r.case_id).collect::<Vec<_>>())
     .fetch_all(&mut *conn)
     .await?;
+    write(conn, recs, &open, now).await
+}
+
+/// [`sync`] for cases inserted in this transaction, which have no rows yet to read.
+pub(crate) async fn open_new(
+    conn: &mut PgConnection,
+    recs: &[CaseRecord],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    write(conn, recs, &[], now).await
+}
+
+/// The rows that make `open` (each case's rows still open) match each case's state.
+async fn write(
+    conn: &mut PgConnection,
+    recs: &[CaseRecord],
+    open: &[(Uuid, Uuid, String, String, String)],
+    now: DateTime<Utc>,
+) -> Result<()> {
     let mut ended = AssignmentEnds::default();
     let mut kept = AssignmentKeeps::default();
     let mut opened = AssignmentOpens::default();
