@@ -95,6 +95,29 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// The migrations shipped in `migrations/`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
 
+/// A connection idle longer than this is pinged before it is handed out.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+/// Pool settings shared by every pool of the store. A connection in steady use is handed out
+/// without a ping (a round trip per transaction otherwise); one that sat idle is pinged first,
+/// so that after a quiet spell — a database restart, a dropped connection — the first caller
+/// gets a fresh connection rather than an error. Under load a restart still fails each pooled
+/// connection once, as `UNAVAILABLE`, which callers retry.
+fn pool_options(max_connections: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > PING_AFTER_IDLE {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
 /// Handle to the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -110,11 +133,7 @@ impl Store {
         let opts: PgConnectOptions = url
             .parse::<PgConnectOptions>()?
             .options([("statement_timeout", "30s")]);
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(opts)
-            .await?;
+        let pool = pool_options(max_connections).connect_with(opts).await?;
         Ok(Store::from_pool(pool))
     }
 
@@ -132,10 +151,7 @@ impl Store {
     #[must_use]
     pub fn fork(&self, max_connections: u32) -> Store {
         let opts = (*self.pool.connect_options()).clone();
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_lazy_with(opts);
+        let pool = pool_options(max_connections).connect_lazy_with(opts);
         Store::from_pool(pool)
     }
 
