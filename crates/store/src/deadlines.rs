@@ -123,6 +123,29 @@ impl CaseTx {
         Ok(due)
     }
 
+    /// Marks each `(id, outcome)` fired at `now`, in one statement.
+    pub async fn mark_fired_many(
+        &mut self,
+        fired: &[(i64, &str)],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        if fired.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "UPDATE deadlines d SET fired_at = $3, outcome = f.o
+               FROM UNNEST($1::int8[], $2::text[]) AS f(id, o)
+              WHERE d.id = f.id",
+        )
+        .persistent(false)
+        .bind(fired.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+        .bind(fired.iter().map(|(_, o)| *o).collect::<Vec<_>>())
+        .bind(now)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
     pub async fn mark_fired(&mut self, id: i64, outcome: &str, now: DateTime<Utc>) -> Result<()> {
         sqlx::query("UPDATE deadlines SET fired_at = $2, outcome = $3 WHERE id = $1")
             .bind(id)

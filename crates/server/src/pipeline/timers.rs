@@ -2,11 +2,13 @@
 //! replicas because the firing transaction claims it (`FOR UPDATE SKIP LOCKED`), re-checks the
 //! case under its row lock and marks it fired in the same commit.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use domain::case::{Clock, Event};
+use domain::record::CaseRecord;
 use store::{Actor, DueDeadline};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, debug, info, warn};
@@ -74,19 +76,27 @@ impl Timers {
             let mut cases: Vec<uuid::Uuid> = due.iter().map(|d| d.case_id).collect();
             cases.sort_unstable();
             cases.dedup();
-            tx.lock_cases(&cases).await?;
+            // the cases as locked, kept up to date as deadlines of the batch change them: a
+            // case's second deadline sees what its first one did
+            let mut recs: HashMap<uuid::Uuid, CaseRecord> = tx
+                .lock_cases(&cases)
+                .await?
+                .into_iter()
+                .map(|r| (r.case_id, r))
+                .collect();
+            let mut fired = Vec::with_capacity(n);
             for d in &due {
                 // a defect the fault checker must see (test builds only): a deadline marked
                 // as taken effect that never did
                 if !d.warn && crate::failpoint::fault_point("timer-skip") {
-                    tx.mark_fired(d.id, Outcome::Escalated.as_str(), now)
-                        .await?;
+                    fired.push((d.id, Outcome::Escalated.as_str()));
                     continue;
                 }
-                let outcome = self.fire_one(&mut tx, d, now).await?;
-                tx.mark_fired(d.id, outcome.as_str(), now).await?;
+                let outcome = self.fire_one(&mut tx, d, &mut recs, now).await?;
+                fired.push((d.id, outcome.as_str()));
                 debug!(case_id = %d.case_id, unit = %d.unit, outcome = outcome.as_str(), "deadline fired");
             }
+            tx.mark_fired_many(&fired, now).await?;
             tx.commit().await?;
             self.wake.relay.notify_one();
             total += n;
@@ -100,25 +110,33 @@ impl Timers {
         &self,
         tx: &mut store::CaseTx,
         d: &DueDeadline,
+        recs: &mut HashMap<uuid::Uuid, CaseRecord>,
         now: DateTime<Utc>,
     ) -> WorkerResult<Outcome> {
-        let Some(rec) = tx.lock_case(d.case_id).await? else {
+        let Some(rec) = recs.get(&d.case_id) else {
             return Ok(Outcome::Stale);
         };
         if !rec.state.clock_running(&d.unit, d.clock, d.clock_due_at) {
             return Ok(Outcome::Stale);
         }
         let span = crate::trace::case_span("deadline", d.case_id, &rec.trace);
-        self.fire_locked(tx, d, rec, now).instrument(span).await
+        let (outcome, after) = self
+            .fire_locked(tx, d, rec.clone(), now)
+            .instrument(span)
+            .await?;
+        if let Some(after) = after {
+            recs.insert(after.case_id, after);
+        }
+        Ok(outcome)
     }
 
     async fn fire_locked(
         &self,
         tx: &mut store::CaseTx,
         d: &DueDeadline,
-        rec: domain::record::CaseRecord,
+        rec: CaseRecord,
         now: DateTime<Utc>,
-    ) -> WorkerResult<Outcome> {
+    ) -> WorkerResult<(Outcome, Option<CaseRecord>)> {
         let env = if crate::failpoint::fault_point("timer-directory-unavailable") {
             Err(WorkerError::Fault("timer-directory-unavailable"))
         } else {
@@ -133,7 +151,7 @@ impl Timers {
             // no retry would change it, so the deadline is retired, and says why
             Err(e) if e.is_permanent() => {
                 warn!(case_id = %d.case_id, unit = %d.unit, reason = %e, "deadline retired: nothing to fire it with");
-                return Ok(Outcome::Refused);
+                return Ok((Outcome::Refused, None));
             }
             // a fault of the moment (a pool timeout, a restarting database): the batch rolls
             // back and fires again next round; a deadline is delayed by a fault, never dropped
@@ -183,27 +201,28 @@ impl Timers {
         let again = event.clone();
         if let Err(e) = plan.push(event) {
             warn!(case_id = %d.case_id, error = %e, "deadline refused by the state machine");
-            return Ok(Outcome::Refused);
+            return Ok((Outcome::Refused, None));
         }
         // a defect the fault checker must see (test builds only): one deadline, two effects
         if crate::failpoint::fault_point("timer-fire-twice") {
             let _ = plan.push(again);
         }
         let action = format!("timer:{}", outcome.as_str());
-        tx.append(
-            store::Append {
-                before: &rec,
-                after: plan.state,
-                events: &plan.events,
-                arms: &plan.arms,
-                outbox: &plan.outbox,
-                actor: &Actor::system(),
-                action: &action,
-            },
-            now,
-        )
-        .await?;
-        Ok(outcome)
+        let after = tx
+            .append(
+                store::Append {
+                    before: &rec,
+                    after: plan.state,
+                    events: &plan.events,
+                    arms: &plan.arms,
+                    outbox: &plan.outbox,
+                    actor: &Actor::system(),
+                    action: &action,
+                },
+                now,
+            )
+            .await?;
+        Ok((outcome, Some(after)))
     }
 
     /// Runs until `shutdown`: sleeps until the earliest deadline (or a wake-up, or the re-read
