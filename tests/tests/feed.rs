@@ -94,7 +94,7 @@ async fn export_delivers_an_event_whose_transaction_commits_after_later_ones(poo
         .unwrap()
         .unwrap();
     let mut tx = s.store.begin().await.unwrap();
-    let locked = tx.lock_case(rec.case_id).await.unwrap().unwrap();
+    let locked = tx.lock_cases(&[rec.case_id]).await.unwrap().remove(0);
     let now = chrono::Utc::now();
     let accepted = domain::case::Event::Accepted {
         unit: locked.state.holder.clone().unwrap(),

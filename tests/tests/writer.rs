@@ -129,7 +129,7 @@ fn steps(at: DateTime<Utc>) -> Vec<(Vec<Event>, Vec<Arm>, Vec<queue::Message>)> 
 async fn file(store: &Store, n: usize, at: DateTime<Utc>) -> Vec<CaseRecord> {
     let items: Vec<BatchItem> = (0..n).map(|i| report(&format!("案{i}"), at)).collect();
     store
-        .report_batch(&items, at, &|_| None)
+        .report_batch(&items, at, &mut |_| None)
         .await
         .into_iter()
         .map(|r| r.unwrap().case)
@@ -255,7 +255,7 @@ async fn a_case_routed_in_its_report_transaction_has_the_rows_the_router_writes(
     apply(&store, &mut later, 0, at, true).await;
     // the report writer's way: routed in the report's own transaction
     let (events, arms, outbox) = steps(at).swap_remove(0);
-    let route = |rec: &CaseRecord| {
+    let mut route = |rec: &CaseRecord| {
         Some(store::Routed {
             state: events
                 .iter()
@@ -268,7 +268,7 @@ async fn a_case_routed_in_its_report_transaction_has_the_rows_the_router_writes(
     };
     let items: Vec<BatchItem> = (0..4).map(|i| report(&format!("案{i}"), at)).collect();
     let at_once: Vec<CaseRecord> = store
-        .report_batch(&items, at, &route)
+        .report_batch(&items, at, &mut route)
         .await
         .into_iter()
         .map(|r| r.unwrap().case)

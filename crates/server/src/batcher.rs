@@ -113,19 +113,11 @@ impl Batcher {
                         None => HashMap::new(),
                     };
                     // the earliest timer the routed cases arm, for the timer worker's wake-up
-                    let earliest = std::sync::Mutex::new(None);
-                    let route = |rec: &CaseRecord| {
+                    let mut earliest: Option<chrono::DateTime<chrono::Utc>> = None;
+                    let mut route = |rec: &CaseRecord| {
                         let env = envs.get(&(rec.county.clone(), rec.category.clone()))?;
                         let plan = route_plan(env, rec, now).ok()?;
-                        if let Some(first) = plan.arms.iter().map(|a| a.fire_at).min() {
-                            let mut e = earliest
-                                .lock()
-                                .unwrap_or_else(std::sync::PoisonError::into_inner);
-                            *e =
-                                Some(e.map_or(first, |x: chrono::DateTime<chrono::Utc>| {
-                                    x.min(first)
-                                }));
-                        }
+                        earliest = plan.arms.iter().map(|a| a.fire_at).chain(earliest).min();
                         Some(Routed {
                             state: plan.state,
                             events: plan.events,
@@ -133,18 +125,14 @@ impl Batcher {
                             outbox: plan.outbox,
                         })
                     };
-                    let results = store.report_batch(&items, now, &route).await;
+                    let results = store.report_batch(&items, now, &mut route).await;
                     debug!(reports = items.len(), "report batch committed");
                     if let Some(i) = &inline
                         && results.iter().any(Result::is_ok)
                     {
                         // a failed batch armed nothing; a replayed report's timers were armed
                         // when it was first written, and waking for them is harmless
-                        i.wake.armed(
-                            earliest
-                                .into_inner()
-                                .unwrap_or_else(std::sync::PoisonError::into_inner),
-                        );
+                        i.wake.armed(earliest);
                     }
                     crate::failpoint::crash_point("report-after-commit");
                     for (job, result) in jobs.into_iter().zip(results) {

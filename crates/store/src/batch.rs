@@ -38,7 +38,7 @@ pub struct Routed {
 }
 
 /// Decides a new case's route, or leaves it to the router (`None`).
-pub type Route<'a> = dyn Fn(&CaseRecord) -> Option<Routed> + Sync + 'a;
+pub type Route<'a> = dyn FnMut(&CaseRecord) -> Option<Routed> + Send + 'a;
 
 /// Case numbers count days in China Standard Time, the day a console shows.
 const CST_SECONDS: i32 = 8 * 3600;
@@ -51,7 +51,7 @@ impl Store {
         &self,
         items: &[BatchItem],
         now: DateTime<Utc>,
-        route: &Route<'_>,
+        route: &mut Route<'_>,
     ) -> Vec<Result<ReportOutcome>> {
         match self.try_report_batch(items, now, route).await {
             Ok(out) => out,
@@ -70,7 +70,7 @@ impl Store {
         &self,
         items: &[BatchItem],
         now: DateTime<Utc>,
-        route: &Route<'_>,
+        route: &mut Route<'_>,
     ) -> Result<Vec<Result<ReportOutcome>>> {
         let day = now
             .with_timezone(&FixedOffset::east_opt(CST_SECONDS).expect("valid offset"))

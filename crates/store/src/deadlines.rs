@@ -103,7 +103,7 @@ impl CaseTx {
             let Ok(unit) = UnitCode::parse(&unit) else {
                 // a row nobody can act on must not stall every deadline behind it
                 tracing::warn!(id, "deadline names no valid unit; retired");
-                self.mark_fired(id, "corrupt", Utc::now()).await?;
+                self.mark_fired_many(&[(id, "corrupt")], Utc::now()).await?;
                 continue;
             };
             due.push(DueDeadline {
@@ -143,16 +143,6 @@ impl CaseTx {
         .bind(now)
         .execute(self.conn())
         .await?;
-        Ok(())
-    }
-
-    pub async fn mark_fired(&mut self, id: i64, outcome: &str, now: DateTime<Utc>) -> Result<()> {
-        sqlx::query("UPDATE deadlines SET fired_at = $2, outcome = $3 WHERE id = $1")
-            .bind(id)
-            .bind(now)
-            .bind(outcome)
-            .execute(self.conn())
-            .await?;
         Ok(())
     }
 }

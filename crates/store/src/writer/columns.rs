@@ -125,13 +125,34 @@ impl CaseColumns {
             .push(serde_json::to_value(&r.trace).expect("trace serialises"));
     }
 
+    /// Binds the projection's columns, `$1` to `$14`, in the order both statements name them.
+    fn bind_projection<'q>(
+        &'q self,
+        q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        q.bind(&self.case_id)
+            .bind(&self.status)
+            .bind(&self.tier)
+            .bind(&self.holder_unit)
+            .bind(&self.lead_unit)
+            .bind(&self.assisting_units)
+            .bind(&self.accept_due_at)
+            .bind(&self.handle_due_at)
+            .bind(&self.overdue)
+            .bind(&self.rework_count)
+            .bind(&self.rating)
+            .bind(&self.version)
+            .bind(&self.state)
+            .bind(&self.updated_at)
+    }
+
     /// Inserts the new cases pushed with [`CaseColumns::push_new`].
     pub(crate) async fn insert(&self, conn: &mut PgConnection) -> Result<()> {
         if self.case_id.is_empty() {
             return Ok(());
         }
         let p = &self.report;
-        sqlx::query(
+        let q = sqlx::query(
             "INSERT INTO cases (case_id, status, tier, holder_unit, lead_unit, assisting_units,
                 accept_due_at, handle_due_at, overdue, rework_count, rating, version, state,
                 updated_at, case_number, county_code, grid_code, category, severity, title,
@@ -148,39 +169,26 @@ impl CaseColumns {
                            $27::timestamptz[], $28::text[], $29::bool[], $30::jsonb[])
                     AS x(c, st, ti, hu, lu, au, ad, hd, od, rw, ra, v, s, u, cn, co, gr, ca,
                          se, tl, de, la, lo, cr, at, oc, re, rb, sh, tr)",
-        )
-        .bind(&self.case_id)
-        .bind(&self.status)
-        .bind(&self.tier)
-        .bind(&self.holder_unit)
-        .bind(&self.lead_unit)
-        .bind(&self.assisting_units)
-        .bind(&self.accept_due_at)
-        .bind(&self.handle_due_at)
-        .bind(&self.overdue)
-        .bind(&self.rework_count)
-        .bind(&self.rating)
-        .bind(&self.version)
-        .bind(&self.state)
-        .bind(&self.updated_at)
-        .bind(&p.case_number)
-        .bind(&p.county_code)
-        .bind(&p.grid_code)
-        .bind(&p.category)
-        .bind(&p.severity)
-        .bind(&p.title)
-        .bind(&p.description)
-        .bind(&p.lat)
-        .bind(&p.lon)
-        .bind(&p.reported_crs)
-        .bind(&p.attachments)
-        .bind(&p.occurred_at)
-        .bind(&p.reported_at)
-        .bind(&p.reported_by)
-        .bind(&p.self_handled)
-        .bind(&p.trace)
-        .execute(conn)
-        .await?;
+        );
+        self.bind_projection(q)
+            .bind(&p.case_number)
+            .bind(&p.county_code)
+            .bind(&p.grid_code)
+            .bind(&p.category)
+            .bind(&p.severity)
+            .bind(&p.title)
+            .bind(&p.description)
+            .bind(&p.lat)
+            .bind(&p.lon)
+            .bind(&p.reported_crs)
+            .bind(&p.attachments)
+            .bind(&p.occurred_at)
+            .bind(&p.reported_at)
+            .bind(&p.reported_by)
+            .bind(&p.self_handled)
+            .bind(&p.trace)
+            .execute(conn)
+            .await?;
         Ok(())
     }
 
@@ -193,7 +201,7 @@ impl CaseColumns {
         if self.case_id.is_empty() {
             return Ok(());
         }
-        let updated = sqlx::query(
+        let q = sqlx::query(
             "UPDATE cases c SET status = n.st, tier = n.ti, holder_unit = n.hu, lead_unit = n.lu,
                 assisting_units = string_to_array(n.au, ','), accept_due_at = n.ad,
                 handle_due_at = n.hd, overdue = n.od, rework_count = n.rw, rating = n.ra,
@@ -205,25 +213,13 @@ impl CaseColumns {
                     AS n(c, st, ti, hu, lu, au, ad, hd, od, rw, ra, v, s, u, old)
               WHERE c.case_id = n.c AND c.version = n.old",
         )
-        .persistent(false)
-        .bind(&self.case_id)
-        .bind(&self.status)
-        .bind(&self.tier)
-        .bind(&self.holder_unit)
-        .bind(&self.lead_unit)
-        .bind(&self.assisting_units)
-        .bind(&self.accept_due_at)
-        .bind(&self.handle_due_at)
-        .bind(&self.overdue)
-        .bind(&self.rework_count)
-        .bind(&self.rating)
-        .bind(&self.version)
-        .bind(&self.state)
-        .bind(&self.updated_at)
-        .bind(&self.old_version)
-        .execute(conn)
-        .await?
-        .rows_affected();
+        .persistent(false);
+        let updated = self
+            .bind_projection(q)
+            .bind(&self.old_version)
+            .execute(conn)
+            .await?
+            .rows_affected();
         if updated != self.case_id.len() as u64 {
             return Err(StoreError::Invalid {
                 field: "case".into(),

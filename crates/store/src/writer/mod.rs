@@ -51,17 +51,6 @@ impl CaseTx {
         &mut self.tx
     }
 
-    /// Reads the case and locks its row until commit: commands on one case serialize here.
-    pub async fn lock_case(&mut self, case_id: Uuid) -> Result<Option<CaseRecord>> {
-        let row: Option<CaseRow> = sqlx::query_as(&format!(
-            "SELECT {CASE_COLUMNS} FROM cases WHERE case_id = $1 FOR UPDATE"
-        ))
-        .bind(case_id)
-        .fetch_optional(&mut *self.tx)
-        .await?;
-        row.map(CaseRecord::try_from).transpose()
-    }
-
     /// Reads and locks those of `ids` that exist, in id order: two writers locking
     /// overlapping batches never wait on each other in a cycle.
     pub async fn lock_cases(&mut self, ids: &[Uuid]) -> Result<Vec<CaseRecord>> {
@@ -88,15 +77,6 @@ impl CaseTx {
         .fetch_all(&mut *self.tx)
         .await?;
         rows.into_iter().map(CaseRecord::try_from).collect()
-    }
-
-    pub async fn unit_exists(&mut self, code: &str) -> Result<bool> {
-        Ok(
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM units WHERE code = $1)")
-                .bind(code)
-                .fetch_one(&mut *self.tx)
-                .await?,
-        )
     }
 
     /// [`CaseTx::append_many`] for one case.
