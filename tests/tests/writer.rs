@@ -180,7 +180,7 @@ async fn apply(store: &Store, recs: &mut [CaseRecord], i: usize, at: DateTime<Ut
 /// Every row of the tables a case touches, for the cases of `recs` numbered by their place:
 /// ids, sequence numbers and case numbers differ between two sets of cases, nothing else may.
 async fn rows(pool: &PgPool, recs: &[CaseRecord]) -> Vec<String> {
-    let ids: Vec<Uuid> = recs.iter().map(|r| r.case_id).collect();
+    let ids: Vec<Uuid> = recs.iter().map(|r| r.case_id.uuid()).collect();
     let tables = [
         "SELECT c.case_id, to_jsonb(c) - 'case_id' - 'case_number' - 'title' FROM cases c
           WHERE case_id = ANY($1)",

@@ -8,10 +8,9 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use crate::region::UnitCode;
-use crate::{CaseStatus, Tier};
+use crate::{CaseId, CaseStatus, Tier};
 
 /// Which clock of an assignment an event is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -131,7 +130,7 @@ pub enum Event {
     /// 作廢: not a case.
     Rejected { unit: UnitCode, reason: String },
     /// A duplicate of another case.
-    Merged { unit: UnitCode, into: Uuid },
+    Merged { unit: UnitCode, into: CaseId },
     /// 好差評, 1 (very unsatisfied) to 5 (very satisfied).
     Rated { score: u8, comment: String },
 }
@@ -233,7 +232,7 @@ pub struct CaseState {
     pub self_handled: bool,
     pub rating: Option<u8>,
     pub extension: Option<Extension>,
-    pub merged_into: Option<Uuid>,
+    pub merged_into: Option<CaseId>,
     pub closed_at: Option<DateTime<Utc>>,
     /// Number of events applied; the next event gets `version + 1`.
     pub version: u64,

@@ -52,6 +52,37 @@ impl Role {
     }
 }
 
+impl std::str::FromStr for Role {
+    type Err = crate::UnknownName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Role::Holder, Role::Lead, Role::Assisting]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| crate::UnknownName {
+                kind: "Role",
+                name: s.to_owned(),
+            })
+    }
+}
+
+impl std::str::FromStr for AssignmentStatus {
+    type Err = crate::UnknownName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            AssignmentStatus::PendingAccept,
+            AssignmentStatus::Accepted,
+            AssignmentStatus::Submitted,
+            AssignmentStatus::Ended,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+        .ok_or_else(|| crate::UnknownName {
+            kind: "AssignmentStatus",
+            name: s.to_owned(),
+        })
+    }
+}
+
 /// An assignment the case should have open now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenAssignment {

@@ -8,6 +8,7 @@ pub mod calendar;
 pub mod case;
 pub mod effects;
 pub mod geo;
+mod ids;
 pub mod indicators;
 pub mod pii;
 pub mod policy;
@@ -18,4 +19,5 @@ pub mod seed;
 mod types;
 pub mod unit;
 
+pub use ids::CaseId;
 pub use types::{CaseStatus, Severity, Tier, UnitKind, UnknownName};

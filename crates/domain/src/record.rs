@@ -2,18 +2,17 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
-use crate::Severity;
 use crate::case::CaseState;
 use crate::geo::{Crs, LatLon};
 use crate::policy::CategoryCode;
 use crate::region::{RegionCode, UnitCode};
 use crate::report::Attachment;
+use crate::{CaseId, Severity};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CaseRecord {
-    pub case_id: Uuid,
+    pub case_id: CaseId,
     /// `<county>-<yyyymmdd>-<seq>`.
     pub case_number: String,
     pub county: RegionCode,
@@ -40,7 +39,7 @@ pub struct CaseRecord {
 /// One stored event of a case's log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventRecord {
-    pub case_id: Uuid,
+    pub case_id: CaseId,
     pub version: u64,
     pub event_type: String,
     pub data: serde_json::Value,

@@ -192,6 +192,8 @@ pub async fn run(conn: &Conn, server: &str, args: BenchArgs) -> anyhow::Result<(
     let counting = DbCounters::enable(&pool).await;
     let db0 = DbCounters::read(&pool).await;
     let usage0 = args.gridd_pid.and_then(observe::proc_usage);
+    let postmaster = observe::postmaster(&pool).await;
+    let cpu0 = observe::CpuSplit::read(args.gridd_pid, postmaster);
     let started = Instant::now();
     let window = Duration::from_secs(args.duration);
 
@@ -240,6 +242,7 @@ pub async fn run(conn: &Conn, server: &str, args: BenchArgs) -> anyhow::Result<(
     }
     let load_secs = started.elapsed().as_secs_f64();
     let usage_load = args.gridd_pid.and_then(observe::proc_usage);
+    let cpu_load = observe::CpuSplit::read(args.gridd_pid, postmaster);
     // let the pipeline drain: every acknowledged case closed, or 10 s
     let drain = Instant::now();
     while consoles > 0
@@ -300,6 +303,7 @@ pub async fn run(conn: &Conn, server: &str, args: BenchArgs) -> anyhow::Result<(
             args.watchers + consoles
         );
     }
+    cpu0.print(&cpu_load, load_secs, acked, "report");
     print_costs(&pool, &db0, &db1, counting, acked, closed, consoles > 0).await;
 
     // baselines on this machine

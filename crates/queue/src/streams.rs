@@ -14,10 +14,10 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use domain::CaseId;
 use domain::effects::ItemKind;
 use domain::region::{RegionCode, UnitCode};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 /// Inboxes are live fan-out only (a console takes its snapshot from Postgres), so an
 /// approximate cap keeps a unit nobody watches from growing without bound.
@@ -130,7 +130,7 @@ impl fmt::Display for Stream {
 /// A new case for its county's router.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IntakeMsg {
-    pub case_id: Uuid,
+    pub case_id: CaseId,
     pub version: u64,
     pub county: RegionCode,
     /// The report's trace context, so that routing joins the report's trace.
@@ -142,7 +142,7 @@ pub struct IntakeMsg {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InboxMsg {
     pub kind: ItemKind,
-    pub case_id: Uuid,
+    pub case_id: CaseId,
     /// The case version the item was made for.
     pub version: u64,
     pub unit: UnitCode,
@@ -284,7 +284,7 @@ mod tests {
 
     #[test]
     fn payloads_keep_their_wire_shape() {
-        let id = Uuid::nil();
+        let id = CaseId::nil();
         let inbox = Message::Inbox(InboxMsg {
             kind: ItemKind::ToAccept,
             case_id: id,

@@ -12,11 +12,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use domain::CaseId;
 use domain::record::CaseRecord;
 use store::{Actor, Append, Store, StoreError};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tracing::Instrument as _;
-use uuid::Uuid;
 
 use crate::auth::Principal;
 use crate::clock::SharedClock;
@@ -32,7 +32,7 @@ pub type Decide = Box<dyn FnOnce(&Env, &CaseRecord, &mut Plan) -> ApiResult<()> 
 /// One command on one case.
 pub struct Command {
     pub who: Principal,
-    pub case_id: Uuid,
+    pub case_id: CaseId,
     /// The version the caller saw; 0 takes the case as it is.
     pub expected_version: u64,
     /// The audit trail's name for the command.
@@ -160,7 +160,7 @@ impl Writer {
             return;
         }
         let now = self.clock.now();
-        let ids: Vec<Uuid> = jobs.iter().map(|j| j.cmd.case_id).collect();
+        let ids: Vec<CaseId> = jobs.iter().map(|j| j.cmd.case_id).collect();
         let mut tx = match self.store.begin().await {
             Ok(tx) => tx,
             Err(e) => return fail_all(jobs.into_iter().map(|j| j.reply), e),
@@ -169,7 +169,7 @@ impl Writer {
             Ok(recs) => recs,
             Err(e) => return fail_all(jobs.into_iter().map(|j| j.reply), e),
         };
-        let mut recs: HashMap<Uuid, CaseRecord> =
+        let mut recs: HashMap<CaseId, CaseRecord> =
             locked.into_iter().map(|r| (r.case_id, r)).collect();
         let mut decided = Vec::with_capacity(jobs.len());
         for Job { cmd, reply } in jobs {

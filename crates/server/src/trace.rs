@@ -23,7 +23,7 @@ pub fn current_carrier() -> BTreeMap<String, String> {
 #[must_use]
 pub fn case_span(
     step: &'static str,
-    case_id: uuid::Uuid,
+    case_id: domain::CaseId,
     carrier: &BTreeMap<String, String>,
 ) -> Span {
     let span = tracing::info_span!("case_step", otel.name = step, %case_id);
@@ -56,11 +56,11 @@ mod tests {
             let carrier = report.in_scope(current_carrier);
             assert!(carrier.contains_key("traceparent"), "{carrier:?}");
             let report_trace = report.context().span().span_context().trace_id();
-            let step = case_span("route", uuid::Uuid::nil(), &carrier);
+            let step = case_span("route", domain::CaseId::nil(), &carrier);
             let step_trace = step.context().span().span_context().trace_id();
             assert_eq!(report_trace, step_trace);
             // no carrier: a span of its own
-            let lone = case_span("route", uuid::Uuid::nil(), &BTreeMap::new());
+            let lone = case_span("route", domain::CaseId::nil(), &BTreeMap::new());
             assert_ne!(
                 lone.context().span().span_context().trace_id(),
                 report_trace

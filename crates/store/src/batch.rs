@@ -7,10 +7,10 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, FixedOffset, Utc};
-use domain::Severity;
 use domain::case::{CaseState, Event};
 use domain::record::{CaseRecord, case_number};
 use domain::report::NewReport;
+use domain::{CaseId, Severity};
 use uuid::Uuid;
 
 use crate::cases::{Actor, ReportOutcome};
@@ -95,7 +95,7 @@ impl Store {
             let r = &it.report;
             records.push((
                 CaseRecord {
-                    case_id: Uuid::now_v7(),
+                    case_id: CaseId::new(),
                     case_number: String::new(),
                     county,
                     grid: r.grid.clone(),
@@ -132,11 +132,17 @@ impl Store {
                 .collect::<Vec<_>>(),
         )
         .bind(&fingerprints)
-        .bind(records.iter().map(|(r, _)| r.case_id).collect::<Vec<_>>())
+        .bind(
+            records
+                .iter()
+                .map(|(r, _)| r.case_id.uuid())
+                .collect::<Vec<_>>(),
+        )
         .bind(now)
         .fetch_all(&mut *tx)
         .await?;
-        let fresh: std::collections::HashSet<Uuid> = inserted.into_iter().map(|(c,)| c).collect();
+        let fresh: std::collections::HashSet<CaseId> =
+            inserted.into_iter().map(|(c,)| CaseId::from(c)).collect();
 
         // case numbers from each county's sequence
         let mut per_county: HashMap<String, usize> = HashMap::new();
@@ -204,7 +210,7 @@ impl Store {
             if !routed.is_empty() {
                 crate::writer::assignments::open_new(&mut tx, &routed, now).await?;
             }
-            let arms: Vec<(Uuid, &crate::Arm)> = arms.iter().map(|(c, a)| (*c, a)).collect();
+            let arms: Vec<(CaseId, &crate::Arm)> = arms.iter().map(|(c, a)| (*c, a)).collect();
             crate::deadlines::arm(&mut tx, &arms, now).await?;
         }
         tx.commit().await?;

@@ -1,6 +1,7 @@
 //! Cases: reporting (one transaction: key, case, first event, outbox), reading, listing.
 
 use chrono::{DateTime, Utc};
+use domain::CaseId;
 use domain::record::{CaseRecord, EventRecord};
 use uuid::Uuid;
 
@@ -64,15 +65,15 @@ impl Store {
     /// The cases of `ids` that exist, by id: one query for a console's whole queue.
     pub async fn get_cases(
         &self,
-        ids: &[Uuid],
-    ) -> Result<std::collections::HashMap<Uuid, CaseRecord>> {
+        ids: &[CaseId],
+    ) -> Result<std::collections::HashMap<CaseId, CaseRecord>> {
         if ids.is_empty() {
             return Ok(std::collections::HashMap::new());
         }
         let rows: Vec<CaseRow> = sqlx::query_as(&format!(
             "SELECT {CASE_COLUMNS} FROM cases WHERE case_id = ANY($1)"
         ))
-        .bind(ids)
+        .bind(CaseId::uuids(ids))
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
@@ -80,11 +81,11 @@ impl Store {
             .collect()
     }
 
-    pub async fn get_case(&self, case_id: Uuid) -> Result<Option<CaseRecord>> {
+    pub async fn get_case(&self, case_id: CaseId) -> Result<Option<CaseRecord>> {
         let row: Option<CaseRow> = sqlx::query_as(&format!(
             "SELECT {CASE_COLUMNS} FROM cases WHERE case_id = $1"
         ))
-        .bind(case_id)
+        .bind(case_id.uuid())
         .fetch_optional(&self.pool)
         .await?;
         row.map(CaseRecord::try_from).transpose()
@@ -94,7 +95,7 @@ impl Store {
     pub async fn list_reports_by(
         &self,
         reporter: &str,
-        after: Option<(DateTime<Utc>, Uuid)>,
+        after: Option<(DateTime<Utc>, CaseId)>,
         limit: u32,
     ) -> Result<Vec<CaseRecord>> {
         let (at, id) = after.unzip();
@@ -106,7 +107,7 @@ impl Store {
         ))
         .bind(reporter)
         .bind(at)
-        .bind(id)
+        .bind(id.map(CaseId::uuid))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
@@ -114,12 +115,12 @@ impl Store {
     }
 
     /// Every event of a case, in version order.
-    pub async fn case_events(&self, case_id: Uuid) -> Result<Vec<EventRecord>> {
+    pub async fn case_events(&self, case_id: CaseId) -> Result<Vec<EventRecord>> {
         let rows: Vec<EventRow> = sqlx::query_as(
             "SELECT case_id, version, event_type, data, actor, actor_unit, recorded_at
                FROM case_events WHERE case_id = $1 ORDER BY version",
         )
-        .bind(case_id)
+        .bind(case_id.uuid())
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter().map(EventRecord::try_from).collect()

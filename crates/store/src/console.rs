@@ -2,11 +2,11 @@
 //! and reporting time, newest first, paged by keyset (ADR 0019).
 
 use chrono::{DateTime, Utc};
+use domain::CaseId;
 use domain::record::CaseRecord;
 use domain::region::{RegionCode, UnitCode};
 use domain::{CaseStatus, Severity, Tier};
 use sqlx::{Postgres, QueryBuilder};
-use uuid::Uuid;
 
 use crate::rows::{CASE_COLUMNS, CaseRow};
 use crate::scope::push_region;
@@ -29,7 +29,7 @@ pub struct CaseFilter {
 }
 
 /// Where a page starts: after this case in the list's order (newest first, then by id).
-pub type PageKey = (DateTime<Utc>, Uuid);
+pub type PageKey = (DateTime<Utc>, CaseId);
 
 impl Store {
     /// Up to `limit` cases matching `f` that come after `after`, newest first. The order
@@ -121,7 +121,7 @@ fn list_query<'a>(
             q.push(" AND (reported_at, case_id) < (")
                 .push_bind(at)
                 .push(", ")
-                .push_bind(id)
+                .push_bind(id.uuid())
                 .push(")");
         }
         q.push(" ORDER BY reported_at DESC, case_id DESC LIMIT ")

@@ -3,6 +3,7 @@
 //! cancelled: a deadline whose clock stopped finds nothing to do (ADR 0009).
 
 use chrono::{DateTime, Utc};
+use domain::CaseId;
 use domain::case::Clock;
 use domain::region::UnitCode;
 use sqlx::PgConnection;
@@ -25,7 +26,7 @@ pub struct Arm {
 #[derive(Debug, Clone)]
 pub struct DueDeadline {
     pub id: i64,
-    pub case_id: Uuid,
+    pub case_id: CaseId,
     pub unit: UnitCode,
     pub clock: Clock,
     pub warn: bool,
@@ -54,7 +55,7 @@ type DeadlineTuple = (
 /// Arms each `(case, arm)` in one statement.
 pub(crate) async fn arm(
     conn: &mut PgConnection,
-    arms: &[(Uuid, &Arm)],
+    arms: &[(CaseId, &Arm)],
     now: DateTime<Utc>,
 ) -> Result<()> {
     if arms.is_empty() {
@@ -66,7 +67,7 @@ pub(crate) async fn arm(
            FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::bool[],
                        $5::timestamptz[], $6::timestamptz[]) AS x(c, u, k, w, f, d)",
     )
-    .bind(arms.iter().map(|(c, _)| *c).collect::<Vec<_>>())
+    .bind(arms.iter().map(|(c, _)| c.uuid()).collect::<Vec<_>>())
     .bind(
         arms.iter()
             .map(|(_, a)| a.unit.as_str())
@@ -108,7 +109,7 @@ impl CaseTx {
             };
             due.push(DueDeadline {
                 id,
-                case_id,
+                case_id: case_id.into(),
                 unit,
                 clock: if clock == "accept" {
                     Clock::Accept

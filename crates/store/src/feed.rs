@@ -2,11 +2,11 @@
 //! (ADR 0018). The sequencer numbers; the export stream and the console watches read by number.
 
 use chrono::{DateTime, Utc};
+use domain::CaseId;
 use domain::case::{CaseState, Event};
 use domain::record::{CaseRecord, EventRecord};
 use domain::region::RegionCode;
 use sqlx::{Postgres, QueryBuilder};
-use uuid::Uuid;
 
 use crate::rows::{EventRow, corrupt};
 use crate::scope::push_region;
@@ -185,22 +185,22 @@ impl Store {
     /// is still at that version, else the row's report fields with the state folded from the
     /// event log up to that version (ADR 0001). Answers in the order asked; a case that does
     /// not exist is left out.
-    pub async fn cases_at(&self, wanted: &[(Uuid, u64)]) -> Result<Vec<CaseRecord>> {
-        let ids: Vec<Uuid> = wanted.iter().map(|(id, _)| *id).collect();
+    pub async fn cases_at(&self, wanted: &[(CaseId, u64)]) -> Result<Vec<CaseRecord>> {
+        let ids: Vec<CaseId> = wanted.iter().map(|(id, _)| *id).collect();
         let current = self.get_cases(&ids).await?;
-        let stale: Vec<Uuid> = wanted
+        let stale: Vec<CaseId> = wanted
             .iter()
             .filter(|(id, v)| current.get(id).is_some_and(|c| c.state.version != *v))
             .map(|(id, _)| *id)
             .collect();
-        let mut logs: std::collections::HashMap<Uuid, Vec<EventRecord>> =
+        let mut logs: std::collections::HashMap<CaseId, Vec<EventRecord>> =
             std::collections::HashMap::new();
         if !stale.is_empty() {
             let rows: Vec<EventRow> = sqlx::query_as(
                 "SELECT case_id, version, event_type, data, actor, actor_unit, recorded_at
                    FROM case_events WHERE case_id = ANY($1) ORDER BY case_id, version",
             )
-            .bind(&stale)
+            .bind(CaseId::uuids(&stale))
             .fetch_all(&self.pool)
             .await?;
             for r in rows {

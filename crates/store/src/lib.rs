@@ -30,7 +30,7 @@ pub use deadlines::{Arm, DueDeadline};
 pub use feed::{FeedEvent, FeedRegion};
 pub use history::History;
 pub use outbox::OutboxRow;
-pub use pending::{AssignmentRow, PendingAnywhere, PendingItem, Unrouted};
+pub use pending::{Assignment, PendingAnywhere, PendingItem, Unrouted};
 pub use registry::UnitFilter;
 pub use stats::{StatsCase, StatsScope};
 pub use writer::{Append, CaseTx};

@@ -2,6 +2,9 @@
 //! assignment and every unrouted case for rebuilding queues, a case's assignments.
 
 use chrono::{DateTime, Utc};
+use domain::CaseId;
+use domain::Tier;
+use domain::effects::{AssignmentStatus, Role};
 use domain::region::UnitCode;
 use queue::Message;
 use uuid::Uuid;
@@ -12,7 +15,7 @@ use crate::{Result, Store};
 /// A unit's pending item, for the start of a console's queue.
 #[derive(Debug, Clone)]
 pub struct PendingItem {
-    pub case_id: Uuid,
+    pub case_id: CaseId,
     pub assignment_id: Uuid,
     pub accept_due_at: Option<DateTime<Utc>>,
 }
@@ -20,7 +23,7 @@ pub struct PendingItem {
 /// A pending-accept assignment anywhere, for rebuilding inboxes.
 #[derive(Debug, Clone)]
 pub struct PendingAnywhere {
-    pub case_id: Uuid,
+    pub case_id: CaseId,
     pub unit: UnitCode,
     pub version: u64,
 }
@@ -41,7 +44,7 @@ impl PendingAnywhere {
 /// A case still waiting for the router.
 #[derive(Debug, Clone)]
 pub struct Unrouted {
-    pub case_id: Uuid,
+    pub case_id: CaseId,
     pub county: domain::region::RegionCode,
     pub version: u64,
 }
@@ -60,7 +63,7 @@ impl Unrouted {
 
     fn from_row((case_id, county, version): (Uuid, String, i64)) -> Result<Unrouted> {
         Ok(Unrouted {
-            case_id,
+            case_id: case_id.into(),
             county: domain::region::RegionCode::parse(&county)
                 .map_err(|e| corrupt("county code", e))?,
             version: u64::try_from(version).map_err(|e| corrupt("case version", e))?,
@@ -69,19 +72,19 @@ impl Unrouted {
 }
 
 impl Store {
-    pub async fn pending_for_unit(&self, unit: &str) -> Result<Vec<PendingItem>> {
+    pub async fn pending_for_unit(&self, unit: &UnitCode) -> Result<Vec<PendingItem>> {
         let rows: Vec<(Uuid, Uuid, Option<DateTime<Utc>>)> = sqlx::query_as(
             "SELECT case_id, assignment_id, accept_due_at FROM assignments
               WHERE unit_code = $1 AND status = 'PENDING_ACCEPT' AND ended_at IS NULL
               ORDER BY accept_due_at NULLS LAST, created_at",
         )
-        .bind(unit)
+        .bind(unit.as_str())
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
             .into_iter()
             .map(|(case_id, assignment_id, accept_due_at)| PendingItem {
-                case_id,
+                case_id: case_id.into(),
                 assignment_id,
                 accept_due_at,
             })
@@ -110,7 +113,7 @@ impl Store {
                 Ok((
                     aid,
                     PendingAnywhere {
-                        case_id,
+                        case_id: case_id.into(),
                         unit: UnitCode::parse(&unit).map_err(|e| corrupt("unit code", e))?,
                         version: u64::try_from(version).map_err(|e| corrupt("case version", e))?,
                     },
@@ -120,13 +123,13 @@ impl Store {
     }
 
     /// Cases still waiting for the router, after `after`, for rebuilding intake queues.
-    pub async fn reported_cases(&self, after: Option<Uuid>, limit: i64) -> Result<Vec<Unrouted>> {
+    pub async fn reported_cases(&self, after: Option<CaseId>, limit: i64) -> Result<Vec<Unrouted>> {
         let rows: Vec<(Uuid, String, i64)> = sqlx::query_as(
             "SELECT case_id, county_code, version FROM cases
               WHERE status = 'REPORTED' AND ($1::uuid IS NULL OR case_id > $1)
               ORDER BY case_id LIMIT $2",
         )
-        .bind(after)
+        .bind(after.map(CaseId::uuid))
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
@@ -171,21 +174,64 @@ impl Store {
     }
 
     /// The assignments of a case, oldest first.
-    pub async fn case_assignments(&self, case_id: Uuid) -> Result<Vec<AssignmentRow>> {
-        Ok(sqlx::query_as(
+    pub async fn case_assignments(&self, case_id: CaseId) -> Result<Vec<Assignment>> {
+        let rows: Vec<AssignmentRow> = sqlx::query_as(
             "SELECT assignment_id, case_id, unit_code, tier, role, status, accept_due_at,
                     handle_due_at, created_at, accepted_at, submitted_at, overdue, note
                FROM assignments WHERE case_id = $1 ORDER BY created_at, assignment_id",
         )
-        .bind(case_id)
+        .bind(case_id.uuid())
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        rows.into_iter().map(Assignment::try_from).collect()
     }
 }
 
 /// An assignment as stored.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct AssignmentRow {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    pub assignment_id: Uuid,
+    pub case_id: CaseId,
+    pub unit: UnitCode,
+    pub tier: Tier,
+    pub role: Role,
+    pub status: AssignmentStatus,
+    pub accept_due_at: Option<DateTime<Utc>>,
+    pub handle_due_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub accepted_at: Option<DateTime<Utc>>,
+    pub submitted_at: Option<DateTime<Utc>>,
+    pub overdue: bool,
+    pub note: String,
+}
+
+impl TryFrom<AssignmentRow> for Assignment {
+    type Error = crate::StoreError;
+    fn try_from(r: AssignmentRow) -> Result<Assignment> {
+        Ok(Assignment {
+            assignment_id: r.assignment_id,
+            case_id: r.case_id.into(),
+            unit: UnitCode::parse(&r.unit_code).map_err(|e| corrupt("unit code", e))?,
+            tier: r.tier.parse().map_err(|e| corrupt("assignment tier", e))?,
+            role: r.role.parse().map_err(|e| corrupt("assignment role", e))?,
+            status: r
+                .status
+                .parse()
+                .map_err(|e| corrupt("assignment status", e))?,
+            accept_due_at: r.accept_due_at,
+            handle_due_at: r.handle_due_at,
+            created_at: r.created_at,
+            accepted_at: r.accepted_at,
+            submitted_at: r.submitted_at,
+            overdue: r.overdue,
+            note: r.note,
+        })
+    }
+}
+
+/// An assignment's row as read, before its columns are checked.
+#[derive(sqlx::FromRow)]
+struct AssignmentRow {
     pub assignment_id: Uuid,
     pub case_id: Uuid,
     pub unit_code: String,

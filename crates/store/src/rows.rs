@@ -47,7 +47,7 @@ impl TryFrom<CaseRow> for CaseRecord {
         let crs: Crs = serde_json::from_value(serde_json::Value::String(r.reported_crs))
             .map_err(|e| corrupt("reported_crs", e))?;
         Ok(CaseRecord {
-            case_id: r.case_id,
+            case_id: r.case_id.into(),
             case_number: r.case_number,
             county: RegionCode::parse(&r.county_code).map_err(|e| corrupt("county_code", e))?,
             grid: RegionCode::parse(&r.grid_code).map_err(|e| corrupt("grid_code", e))?,
@@ -87,7 +87,7 @@ impl TryFrom<EventRow> for EventRecord {
     type Error = StoreError;
     fn try_from(r: EventRow) -> Result<Self, StoreError> {
         Ok(EventRecord {
-            case_id: r.case_id,
+            case_id: r.case_id.into(),
             version: u64::try_from(r.version).map_err(|e| corrupt("version", e))?,
             event_type: r.event_type,
             data: r.data,

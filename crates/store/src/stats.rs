@@ -11,9 +11,9 @@
 //! in memory at once. Each read is one plain statement: the server runs them concurrently.
 
 use chrono::{DateTime, Utc};
-use domain::CaseStatus;
 use domain::case::Event;
 use domain::region::{Level, RegionCode, UnitCode};
+use domain::{CaseId, CaseStatus};
 use uuid::Uuid;
 
 use crate::rows::corrupt;
@@ -47,7 +47,7 @@ impl StatsScope {
 /// A case and its events recorded before the end of the period, in version order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatsCase {
-    pub case_id: Uuid,
+    pub case_id: CaseId,
     pub grid: UnitCode,
     pub county: RegionCode,
     pub events: Vec<(DateTime<Utc>, Event)>,
@@ -87,11 +87,11 @@ impl Store {
         scope: &StatsScope,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-    ) -> Result<Vec<Uuid>> {
+    ) -> Result<Vec<CaseId>> {
         if scope.is_empty() {
             return Ok(Vec::new());
         }
-        let mut ids: Vec<Uuid> = sqlx::query_scalar(
+        let ids: Vec<Uuid> = sqlx::query_scalar(
             "SELECT DISTINCT case_id FROM case_events
               WHERE county_code = ANY($1) AND recorded_at >= $2 AND recorded_at < $3",
         )
@@ -100,8 +100,7 @@ impl Store {
         .bind(to)
         .fetch_all(&self.pool)
         .await?;
-        ids.sort_unstable();
-        Ok(ids)
+        Ok(sorted(ids))
     }
 
     /// Cases of the scope's counties that may be overdue and not closed at `to` (a superset;
@@ -117,7 +116,7 @@ impl Store {
         &self,
         scope: &StatsScope,
         to: DateTime<Utc>,
-    ) -> Result<Vec<Uuid>> {
+    ) -> Result<Vec<CaseId>> {
         if scope.is_empty() {
             return Ok(Vec::new());
         }
@@ -132,7 +131,7 @@ impl Store {
         let (Some(first), Some(last)) = (first, last) else {
             return Ok(Vec::new());
         };
-        let mut ids: Vec<Uuid> = if (last - to) * 2 < to - first {
+        let ids: Vec<Uuid> = if (last - to) * 2 < to - first {
             let open = CaseStatus::ALL
                 .iter()
                 .filter(|s| !s.is_terminal())
@@ -161,8 +160,7 @@ impl Store {
             .fetch_all(&self.pool)
             .await?
         };
-        ids.sort_unstable();
-        Ok(ids)
+        Ok(sorted(ids))
     }
 
     /// The cases of `ids` that lie in the scope and were reported before `to`, each with
@@ -170,7 +168,7 @@ impl Store {
     pub async fn stats_logs(
         &self,
         scope: &StatsScope,
-        ids: &[Uuid],
+        ids: &[CaseId],
         to: DateTime<Utc>,
     ) -> Result<Vec<StatsCase>> {
         if ids.is_empty() {
@@ -184,13 +182,14 @@ impl Store {
                 AND e.recorded_at < $2
               ORDER BY c.case_id, e.version",
         )
-        .bind(ids)
+        .bind(CaseId::uuids(ids))
         .bind(to)
         .bind(&scope.grid_prefix)
         .fetch_all(&self.pool)
         .await?;
         let mut out: Vec<StatsCase> = Vec::new();
         for (case_id, grid, county, at, data) in rows {
+            let case_id = CaseId::from(case_id);
             let event: Event =
                 serde_json::from_str(&data).map_err(|e| corrupt("case_events.data", e))?;
             match out.last_mut() {
@@ -206,4 +205,11 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Case ids read as UUIDs, sorted.
+fn sorted(ids: Vec<Uuid>) -> Vec<CaseId> {
+    let mut ids: Vec<CaseId> = ids.into_iter().map(CaseId::from).collect();
+    ids.sort_unstable();
+    ids
 }

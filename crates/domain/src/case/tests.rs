@@ -98,7 +98,7 @@ fn merged() -> CaseState {
         &pending(),
         &Event::Merged {
             unit: u(COMMUNITY),
-            into: Uuid::nil(),
+            into: CaseId::nil(),
         },
     )
 }
@@ -218,7 +218,7 @@ fn event_of_each_kind(s: &CaseState) -> Vec<Event> {
         },
         Event::Merged {
             unit: holder,
-            into: Uuid::nil(),
+            into: CaseId::nil(),
         },
         Event::Rated {
             score: 4,

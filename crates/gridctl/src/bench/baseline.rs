@@ -36,6 +36,8 @@ pub(super) async fn postgres(args: &BenchArgs) -> anyhow::Result<f64> {
         "location": {"lat": 28.68, "lon": 115.89, "crs": "WGS84"}, "occurred_at": "2026-11-27T00:00:00Z",
         "attachments": [{"content_hash": "ab".repeat(32), "media_type": "image/jpeg", "size": 120000, "url": "https://objects.invalid/photos/1.jpg"}]
     });
+    let postmaster = super::observe::postmaster(&pool).await;
+    let cpu0 = super::observe::CpuSplit::read(None, postmaster);
     let started = Instant::now();
     let window = Duration::from_secs(args.baseline_secs);
     let mut tasks = Vec::new();
@@ -62,7 +64,14 @@ pub(super) async fn postgres(args: &BenchArgs) -> anyhow::Result<f64> {
     for t in tasks {
         total += t.await.unwrap_or(0);
     }
-    let rate = total as f64 / started.elapsed().as_secs_f64();
+    let secs = started.elapsed().as_secs_f64();
+    let rate = total as f64 / secs;
+    let cpu1 = super::observe::CpuSplit::read(None, postmaster);
+    println!(
+        "-- the INSERT baseline's CPU ({total} rows, concurrency {})",
+        args.baseline_concurrency
+    );
+    cpu0.print(&cpu1, secs, total, "INSERT");
     pool.close().await;
     sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
         .execute(&admin)

@@ -148,3 +148,132 @@ pub(super) async fn outbox_backlog(pool: &PgPool) -> i64 {
         .await
         .unwrap_or(0)
 }
+
+/// CPU seconds spent by the machine and by each party of the run, read from `/proc`: where a
+/// load's CPU goes, and so where its floor is on this machine.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct CpuSplit {
+    /// Every core's busy time (user, nice, system, irq, softirq, steal).
+    pub machine: f64,
+    pub gridd: f64,
+    /// The database cluster: its postmaster and every backend, live or ended.
+    pub postgres: f64,
+    /// This process: the load generator and the consoles.
+    pub bench: f64,
+}
+
+impl CpuSplit {
+    pub(super) fn read(gridd: Option<u32>, postmaster: Option<u32>) -> CpuSplit {
+        CpuSplit {
+            machine: machine_busy().unwrap_or(0.0),
+            gridd: gridd.and_then(proc_usage).map_or(0.0, |(s, _)| s),
+            postgres: postmaster.map_or(0.0, tree_cpu),
+            bench: proc_times(std::process::id()).map_or(0.0, |t| t.0),
+        }
+    }
+
+    /// Prints the split between `self` and `later` per `per` items of `what`.
+    pub(super) fn print(&self, later: &CpuSplit, secs: f64, per: u64, what: &str) {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let d = |a: f64, b: f64| (b - a).max(0.0);
+        let machine = d(self.machine, later.machine);
+        let parts = [
+            ("gridd", d(self.gridd, later.gridd)),
+            ("PostgreSQL", d(self.postgres, later.postgres)),
+            ("load generator", d(self.bench, later.bench)),
+        ];
+        let named: f64 = parts.iter().map(|p| p.1).sum();
+        println!(
+            "  machine CPU            {:.0} % busy of {cores} cores during the load",
+            machine / secs / cores as f64 * 100.0
+        );
+        if per == 0 {
+            return;
+        }
+        let ms = |s: f64| s * 1000.0 / per as f64;
+        let mut line = format!("  CPU per {what:<14} ");
+        for (name, s) in parts {
+            line.push_str(&format!("{name} {:.3} ms, ", ms(s)));
+        }
+        line.push_str(&format!(
+            "the rest {:.3} ms (total {:.3} ms)",
+            ms((machine - named).max(0.0)),
+            ms(machine)
+        ));
+        println!("{line}");
+    }
+}
+
+/// The postmaster of the cluster `pool` talks to, when it runs on this machine.
+pub(super) async fn postmaster(pool: &PgPool) -> Option<u32> {
+    let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(pool)
+        .await
+        .ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{backend}/stat")).ok()?;
+    stat.rsplit_once(") ")?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// (own, reaped children's) CPU seconds of a process.
+fn proc_times(pid: u32) -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let f: Vec<f64> = stat
+        .rsplit_once(") ")?
+        .1
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .map(|v| v.parse().unwrap_or(0.0))
+        .collect();
+    (f.len() == 4).then(|| ((f[0] + f[1]) / 100.0, (f[2] + f[3]) / 100.0))
+}
+
+/// A process and its children, the ended ones included (they are reaped by it).
+fn tree_cpu(pid: u32) -> f64 {
+    let Some((own, reaped)) = proc_times(pid) else {
+        return 0.0;
+    };
+    let mut total = own + reaped;
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return total;
+    };
+    for e in dir.flatten() {
+        let Some(child) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let ppid = std::fs::read_to_string(format!("/proc/{child}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(") ")?
+                    .1
+                    .split_whitespace()
+                    .nth(1)?
+                    .parse::<u32>()
+                    .ok()
+            });
+        if ppid == Some(pid) {
+            total += proc_times(child).map_or(0.0, |t| t.0);
+        }
+    }
+    total
+}
+
+/// Busy CPU seconds of the whole machine since boot.
+fn machine_busy() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let f: Vec<f64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0.0))
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    let busy = f.first()? + f.get(1)? + f.get(2)? + f.get(5)? + f.get(6)? + f.get(7)?;
+    Some(busy / 100.0)
+}

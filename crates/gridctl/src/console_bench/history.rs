@@ -348,7 +348,7 @@ pub(super) async fn load(store: &store::Store, a: &ConsoleBenchArgs) -> anyhow::
         events += log.len();
         batch.push((
             CaseRecord {
-                case_id: uuid::Uuid::now_v7(),
+                case_id: domain::CaseId::new(),
                 case_number: format!(
                     "{county}-{}-H{:07}",
                     at.format("%Y%m%d"),

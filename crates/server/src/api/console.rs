@@ -4,7 +4,7 @@ use proto::convert;
 use proto::v1;
 use tonic::{Request, Response, Status};
 
-use super::{Ctx, parse_uuid};
+use super::{Ctx, parse_case_id};
 use crate::auth::principal;
 use crate::error::{ApiError, ApiResult};
 
@@ -20,26 +20,24 @@ impl Console {
     }
 }
 
-fn assignment_to_wire(a: &store::AssignmentRow) -> v1::Assignment {
-    let role = match a.role.as_str() {
-        "HOLDER" => v1::AssignmentRole::Holder,
-        "LEAD" => v1::AssignmentRole::Lead,
-        _ => v1::AssignmentRole::Assisting,
+fn assignment_to_wire(a: &store::Assignment) -> v1::Assignment {
+    use domain::effects::{AssignmentStatus, Role};
+    let role = match a.role {
+        Role::Holder => v1::AssignmentRole::Holder,
+        Role::Lead => v1::AssignmentRole::Lead,
+        Role::Assisting => v1::AssignmentRole::Assisting,
     };
-    let status = match a.status.as_str() {
-        "PENDING_ACCEPT" => v1::AssignmentStatus::AssignmentPendingAccept,
-        "ACCEPTED" => v1::AssignmentStatus::AssignmentAccepted,
-        "SUBMITTED" => v1::AssignmentStatus::AssignmentSubmitted,
-        _ => v1::AssignmentStatus::AssignmentEnded,
+    let status = match a.status {
+        AssignmentStatus::PendingAccept => v1::AssignmentStatus::AssignmentPendingAccept,
+        AssignmentStatus::Accepted => v1::AssignmentStatus::AssignmentAccepted,
+        AssignmentStatus::Submitted => v1::AssignmentStatus::AssignmentSubmitted,
+        AssignmentStatus::Ended => v1::AssignmentStatus::AssignmentEnded,
     };
     v1::Assignment {
         assignment_id: a.assignment_id.to_string(),
         case_id: a.case_id.to_string(),
-        unit_code: a.unit_code.clone(),
-        tier: a
-            .tier
-            .parse::<domain::Tier>()
-            .map_or(0, |t| convert::tier_to_wire(t).into()),
+        unit_code: a.unit.to_string(),
+        tier: convert::tier_to_wire(a.tier).into(),
         role: role.into(),
         status: status.into(),
         accept_due_at: a.accept_due_at.map(convert::timestamp),
@@ -58,7 +56,7 @@ fn page_token(key: store::PageKey, filters: &[u8]) -> String {
     let raw = format!(
         "{}.{}.{}",
         key.0.timestamp_micros(),
-        key.1.simple(),
+        key.1.uuid().simple(),
         filter_digest(filters)
     );
     hex::encode(raw)
@@ -92,7 +90,7 @@ fn parse_page_token(token: &str, filters: &[u8]) -> ApiResult<Option<store::Page
         .ok()
         .and_then(chrono::DateTime::from_timestamp_micros)
         .ok_or_else(bad)?;
-    let id = uuid::Uuid::parse_str(id).map_err(|_| bad())?;
+    let id: domain::CaseId = id.parse().map_err(|_| bad())?;
     Ok(Some((at, id)))
 }
 
@@ -233,7 +231,7 @@ impl Ctx {
         who: &crate::auth::Principal,
         id: &str,
     ) -> ApiResult<v1::GetCaseResponse> {
-        let case_id = parse_uuid(id, "case_id")?;
+        let case_id = parse_case_id(id, "case_id")?;
         let rec = self
             .store
             .get_case(case_id)

@@ -14,7 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::{debug, info};
 
-use super::{Ctx, parse_uuid};
+use super::{Ctx, parse_case_id};
 use crate::auth::{Principal, Role, principal};
 use crate::error::{ApiError, ApiResult};
 
@@ -54,8 +54,8 @@ pub(crate) fn case_and_unit(
     who: &Principal,
     case_id: &str,
     unit_code: &str,
-) -> ApiResult<(uuid::Uuid, UnitCode)> {
-    Ok((parse_uuid(case_id, "case_id")?, acting(who, unit_code)?))
+) -> ApiResult<(domain::CaseId, UnitCode)> {
+    Ok((parse_case_id(case_id, "case_id")?, acting(who, unit_code)?))
 }
 
 #[derive(Clone)]
@@ -86,9 +86,9 @@ impl Ctx {
     /// case that no longer exists is skipped.
     async fn queue_items(
         &self,
-        wanted: &[(v1::QueueItemKind, uuid::Uuid, u64)],
+        wanted: &[(v1::QueueItemKind, domain::CaseId, u64)],
     ) -> ApiResult<Vec<v1::QueueItem>> {
-        let ids: Vec<uuid::Uuid> = wanted.iter().map(|(_, id, _)| *id).collect();
+        let ids: Vec<domain::CaseId> = wanted.iter().map(|(_, id, _)| *id).collect();
         let cases = self.store.get_cases(&ids).await?;
         Ok(wanted
             .iter()
@@ -120,7 +120,7 @@ impl Ctx {
             .last_id(&key)
             .await
             .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-        let pending = self.store.pending_for_unit(unit.as_str()).await?;
+        let pending = self.store.pending_for_unit(&unit).await?;
         for page in pending.chunks(500) {
             let wanted: Vec<_> = page
                 .iter()

@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 use tracing::info;
 
 use super::escalation::{case_and_unit, text_arg};
-use super::{Ctx, parse_uuid};
+use super::{Ctx, parse_case_id};
 use crate::auth::principal;
 use crate::error::{ApiError, ApiResult};
 
@@ -153,7 +153,7 @@ pub(crate) async fn verify(
     who: &crate::auth::Principal,
     r: v1::VerifyCaseRequest,
 ) -> ApiResult<domain::record::CaseRecord> {
-    let case_id = parse_uuid(&r.case_id, "case_id")?;
+    let case_id = parse_case_id(&r.case_id, "case_id")?;
     let unit_text = if r.unit_code.is_empty() {
         who.unit
             .as_ref()
@@ -214,7 +214,7 @@ pub(crate) async fn rate(
     who: &crate::auth::Principal,
     r: v1::RateCaseRequest,
 ) -> ApiResult<domain::record::CaseRecord> {
-    let case_id = parse_uuid(&r.case_id, "case_id")?;
+    let case_id = parse_case_id(&r.case_id, "case_id")?;
     let score = u8::try_from(r.score)
         .ok()
         .filter(|s| (1..=5).contains(s))

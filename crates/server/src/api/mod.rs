@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use domain::record::CaseRecord;
 use store::Store;
-use uuid::Uuid;
 
 use crate::auth::Principal;
 use crate::clock::SharedClock;
@@ -46,7 +45,7 @@ impl Ctx {
     pub async fn command(
         &self,
         who: &Principal,
-        case_id: Uuid,
+        case_id: domain::CaseId,
         expected_version: u64,
         action: &'static str,
         decide: impl FnOnce(&Env, &CaseRecord, &mut Plan) -> ApiResult<()> + Send + 'static,
@@ -89,9 +88,11 @@ pub(crate) fn case_reply(rec: &CaseRecord) -> Option<proto::v1::Case> {
     Some(proto::convert::case_to_wire(rec))
 }
 
-pub fn parse_uuid(s: &str, field: &str) -> Result<uuid::Uuid, ApiError> {
+/// A case id field: required, a UUID.
+pub fn parse_case_id(s: &str, field: &str) -> Result<domain::CaseId, ApiError> {
     if s.is_empty() {
         return Err(ApiError::invalid(field, "required"));
     }
-    uuid::Uuid::parse_str(s).map_err(|_| ApiError::invalid(field, "must be a UUID"))
+    s.parse()
+        .map_err(|_| ApiError::invalid(field, "must be a UUID"))
 }

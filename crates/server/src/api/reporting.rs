@@ -300,7 +300,7 @@ impl v1::reporting_service_server::ReportingService for Reporting {
 
 fn decode_report_token(
     token: &str,
-) -> ApiResult<Option<(chrono::DateTime<chrono::Utc>, uuid::Uuid)>> {
+) -> ApiResult<Option<(chrono::DateTime<chrono::Utc>, domain::CaseId)>> {
     if token.is_empty() {
         return Ok(None);
     }
@@ -311,6 +311,6 @@ fn decode_report_token(
         .ok()
         .and_then(DateTime::from_timestamp_micros)
         .ok_or_else(bad)?;
-    let id = uuid::Uuid::parse_str(id).map_err(|_| bad())?;
+    let id: domain::CaseId = id.parse().map_err(|_| bad())?;
     Ok(Some((at, id)))
 }

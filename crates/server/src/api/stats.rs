@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use domain::CaseId;
 use domain::calendar::WorkCalendar;
 use domain::indicators::{CaseLog, Indicators, Period, Report, Tally};
 use domain::region::RegionCode;
@@ -15,7 +16,6 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use proto::convert;
 use proto::v1;
 use store::StatsScope;
-use uuid::Uuid;
 
 use super::Ctx;
 use crate::auth::Principal;
@@ -106,7 +106,7 @@ impl Ctx {
         let carried =
             async { Ok::<_, ApiError>(self.store.stats_carried_cases(&scope, period.to).await?) };
         let (in_period, carried) = tokio::try_join!(in_period, carried)?;
-        let rest: Vec<Uuid> = carried
+        let rest: Vec<CaseId> = carried
             .into_iter()
             .filter(|id| in_period.binary_search(id).is_err())
             .collect();
@@ -126,7 +126,7 @@ impl Ctx {
     async fn fold(
         &self,
         scope: &StatsScope,
-        ids: &[Uuid],
+        ids: &[CaseId],
         calendars: &HashMap<RegionCode, WorkCalendar>,
         tally: &mut Tally,
     ) -> ApiResult<()> {
@@ -134,7 +134,7 @@ impl Ctx {
         let to = tally.period().to;
         // owned chunks: a stream of futures borrowing slices trips the Send check of the
         // service's future (a higher-ranked lifetime the compiler cannot prove)
-        let chunks: Vec<Vec<Uuid>> = ids.chunks(CHUNK).map(<[Uuid]>::to_vec).collect();
+        let chunks: Vec<Vec<CaseId>> = ids.chunks(CHUNK).map(<[CaseId]>::to_vec).collect();
         let store = &self.store;
         let loads = futures::stream::iter(chunks)
             .map(|chunk| async move { store.stats_logs(scope, &chunk, to).await })

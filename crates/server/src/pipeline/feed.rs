@@ -94,12 +94,12 @@ pub async fn changes(
     store: &Store,
     events: Vec<FeedEvent>,
 ) -> Result<Vec<Change>, store::StoreError> {
-    let wanted: Vec<(uuid::Uuid, u64)> = events
+    let wanted: Vec<(domain::CaseId, u64)> = events
         .iter()
         .map(|e| (e.event.case_id, e.event.version))
         .collect();
     let cases = store.cases_at(&wanted).await?;
-    let mut by_key: std::collections::HashMap<(uuid::Uuid, u64), CaseRecord> = cases
+    let mut by_key: std::collections::HashMap<(domain::CaseId, u64), CaseRecord> = cases
         .into_iter()
         .map(|c| ((c.case_id, c.state.version), c))
         .collect();

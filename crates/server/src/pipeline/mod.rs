@@ -268,7 +268,7 @@ impl Env {
 
 /// Events to append, and what follows from them.
 pub struct Plan {
-    pub case_id: uuid::Uuid,
+    pub case_id: domain::CaseId,
     pub state: CaseState,
     pub events: Vec<Event>,
     pub arms: Vec<Arm>,
@@ -320,7 +320,12 @@ impl Plan {
 
 /// An inbox item as the relay publishes it.
 #[must_use]
-pub fn inbox_msg(case_id: uuid::Uuid, version: u64, unit: &UnitCode, kind: ItemKind) -> Message {
+pub fn inbox_msg(
+    case_id: domain::CaseId,
+    version: u64,
+    unit: &UnitCode,
+    kind: ItemKind,
+) -> Message {
     Message::Inbox(queue::InboxMsg {
         kind,
         case_id,

@@ -37,7 +37,7 @@ pub struct Reconciler {
     /// once per [`STALE`]. Without this, a backlog older than a minute would be re-sent every
     /// interval, and the duplicates would slow the router until the backlog never cleared.
     pub resent: std::sync::Arc<
-        std::sync::Mutex<std::collections::HashMap<uuid::Uuid, chrono::DateTime<chrono::Utc>>>,
+        std::sync::Mutex<std::collections::HashMap<domain::CaseId, chrono::DateTime<chrono::Utc>>>,
     >,
 }
 

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use domain::CaseId;
 use domain::case::{Clock, Event};
 use domain::record::CaseRecord;
 use queue::{Entry, Queue};
 use store::{Actor, Append};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, debug, info, warn};
-use uuid::Uuid;
 
 use super::{Directory, Plan, Wake};
 use super::{WorkerError, WorkerResult};
@@ -39,7 +39,7 @@ impl Router {
     /// no longer REPORTED was routed before (a repeated or stale message) and is left alone.
     /// Answers the cases that could not be planned (they stay unrouted, and their entries
     /// pending); every other case is done once this returns.
-    pub async fn route_batch(&self, ids: &[Uuid]) -> WorkerResult<HashMap<Uuid, WorkerError>> {
+    pub async fn route_batch(&self, ids: &[CaseId]) -> WorkerResult<HashMap<CaseId, WorkerError>> {
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
         let recs = tx.lock_reported(ids).await?;
@@ -98,7 +98,7 @@ impl Router {
     /// An entry whose case could not be routed stays pending: it is claimed again after
     /// `min_idle`, and dead-lettered after too many deliveries.
     async fn handle_all(&self, entries: &[Entry]) {
-        let mut todo: Vec<(&Entry, Uuid)> = Vec::with_capacity(entries.len());
+        let mut todo: Vec<(&Entry, CaseId)> = Vec::with_capacity(entries.len());
         for e in entries {
             // defects the fault checker must see (test builds only): an entry acknowledged
             // without routing, or dead-lettered at its first delivery
@@ -131,7 +131,7 @@ impl Router {
         if todo.is_empty() {
             return;
         }
-        let mut ids: Vec<Uuid> = todo.iter().map(|(_, id)| *id).collect();
+        let mut ids: Vec<CaseId> = todo.iter().map(|(_, id)| *id).collect();
         ids.sort_unstable();
         ids.dedup();
         let failed = match super::bounded("routing", self.route_batch(&ids)).await {

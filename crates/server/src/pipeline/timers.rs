@@ -73,12 +73,12 @@ impl Timers {
             let n = due.len();
             // every case of the batch locked up front, in id order, as the command writers
             // and the router lock theirs: two transactions never wait on each other in a cycle
-            let mut cases: Vec<uuid::Uuid> = due.iter().map(|d| d.case_id).collect();
+            let mut cases: Vec<domain::CaseId> = due.iter().map(|d| d.case_id).collect();
             cases.sort_unstable();
             cases.dedup();
             // the cases as locked, kept up to date as deadlines of the batch change them: a
             // case's second deadline sees what its first one did
-            let mut recs: HashMap<uuid::Uuid, CaseRecord> = tx
+            let mut recs: HashMap<domain::CaseId, CaseRecord> = tx
                 .lock_cases(&cases)
                 .await?
                 .into_iter()
@@ -110,7 +110,7 @@ impl Timers {
         &self,
         tx: &mut store::CaseTx,
         d: &DueDeadline,
-        recs: &mut HashMap<uuid::Uuid, CaseRecord>,
+        recs: &mut HashMap<domain::CaseId, CaseRecord>,
         now: DateTime<Utc>,
     ) -> WorkerResult<Outcome> {
         let Some(rec) = recs.get(&d.case_id) else {

@@ -109,7 +109,7 @@ pub(crate) async fn sync(
           WHERE case_id = ANY($1) AND ended_at IS NULL",
     )
     .persistent(false)
-    .bind(recs.iter().map(|r| r.case_id).collect::<Vec<_>>())
+    .bind(recs.iter().map(|r| r.case_id.uuid()).collect::<Vec<_>>())
     .fetch_all(&mut *conn)
     .await?;
     write(conn, recs, &open, now).await
@@ -137,15 +137,15 @@ async fn write(
     for rec in recs {
         let desired = open_assignments(&rec.state);
         let version = version_i64(rec.state.version);
-        let mine = open
-            .iter()
-            .filter(|o| o.1 == rec.case_id)
-            .map(|(id, _, unit, role, status)| OpenRow {
-                id: *id,
-                unit,
-                role,
-                status,
-            });
+        let mine =
+            open.iter()
+                .filter(|o| o.1 == rec.case_id.uuid())
+                .map(|(id, _, unit, role, status)| OpenRow {
+                    id: *id,
+                    unit,
+                    role,
+                    status,
+                });
         for change in assignment_changes(mine, &desired) {
             match change {
                 AssignmentChange::End { id, status } => {
@@ -163,7 +163,7 @@ async fn write(
                 }
                 AssignmentChange::Open(d) => {
                     opened.id.push(Uuid::now_v7());
-                    opened.case_id.push(rec.case_id);
+                    opened.case_id.push(rec.case_id.uuid());
                     opened.unit.push(d.unit.to_string());
                     opened.tier.push(d.unit.tier().map_or("", |t| t.as_str()));
                     opened.role.push(d.role.as_str());

@@ -64,7 +64,7 @@ impl CaseColumns {
 
     fn push_projection(&mut self, r: &CaseRecord) {
         let s = &r.state;
-        self.case_id.push(r.case_id);
+        self.case_id.push(r.case_id.uuid());
         self.status.push(s.status.as_str());
         self.tier.push(s.tier.as_str());
         self.holder_unit
@@ -254,7 +254,7 @@ impl EventColumns {
         actor: &str,
         at: DateTime<Utc>,
     ) {
-        self.case_id.push(r.case_id);
+        self.case_id.push(r.case_id.uuid());
         self.version.push(version_i64(version));
         self.kind.push(e.kind());
         self.data

@@ -4,11 +4,11 @@
 //! batch of one: every path writes through the same statements.
 
 use chrono::{DateTime, Utc};
+use domain::CaseId;
 use domain::case::{CaseState, Event};
 use domain::record::CaseRecord;
 use queue::Message;
 use sqlx::{PgConnection, Postgres, Transaction};
-use uuid::Uuid;
 
 use crate::cases::Actor;
 use crate::deadlines::Arm;
@@ -53,13 +53,13 @@ impl CaseTx {
 
     /// Reads and locks those of `ids` that exist, in id order: two writers locking
     /// overlapping batches never wait on each other in a cycle.
-    pub async fn lock_cases(&mut self, ids: &[Uuid]) -> Result<Vec<CaseRecord>> {
+    pub async fn lock_cases(&mut self, ids: &[CaseId]) -> Result<Vec<CaseRecord>> {
         let rows: Vec<CaseRow> = sqlx::query_as(&format!(
             "SELECT {CASE_COLUMNS} FROM cases WHERE case_id = ANY($1)
               ORDER BY case_id FOR UPDATE"
         ))
         .persistent(false)
-        .bind(ids)
+        .bind(CaseId::uuids(ids))
         .fetch_all(&mut *self.tx)
         .await?;
         rows.into_iter().map(CaseRecord::try_from).collect()
@@ -67,13 +67,13 @@ impl CaseTx {
 
     /// Reads and locks those of `ids` that are still REPORTED, in id order; a case routed
     /// meanwhile by someone else is left out once its lock is released.
-    pub async fn lock_reported(&mut self, ids: &[Uuid]) -> Result<Vec<CaseRecord>> {
+    pub async fn lock_reported(&mut self, ids: &[CaseId]) -> Result<Vec<CaseRecord>> {
         let rows: Vec<CaseRow> = sqlx::query_as(&format!(
             "SELECT {CASE_COLUMNS} FROM cases WHERE case_id = ANY($1) AND status = 'REPORTED'
               ORDER BY case_id FOR UPDATE"
         ))
         .persistent(false)
-        .bind(ids)
+        .bind(CaseId::uuids(ids))
         .fetch_all(&mut *self.tx)
         .await?;
         rows.into_iter().map(CaseRecord::try_from).collect()
@@ -119,7 +119,7 @@ impl CaseTx {
         events.insert(&mut self.tx).await?;
         cases.update(&mut self.tx).await?;
         assignments::sync(&mut self.tx, &recs, now).await?;
-        let arms: Vec<(Uuid, &Arm)> = items
+        let arms: Vec<(CaseId, &Arm)> = items
             .iter()
             .flat_map(|it| it.arms.iter().map(|a| (it.before.case_id, a)))
             .collect();
