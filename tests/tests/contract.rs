@@ -101,7 +101,8 @@ async fn the_case_file_is_for_those_in_scope(pool: PgPool) {
         // a department the case has nothing to do with
         TestServer::staff("360102-CGJ"),
     ] {
-        assert_eq!(get(b).await.unwrap_err().code(), Code::PermissionDenied);
+        // out of scope reads as absent: an outsider cannot tell the case exists
+        assert_eq!(get(b).await.unwrap_err().code(), Code::NotFound);
     }
     let mut admin = s.console(TestServer::bearer(Role::Admin, ""));
     let err = admin
@@ -158,7 +159,8 @@ async fn only_the_reporting_grid_checks_and_rates(pool: PgPool) {
         })
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::PermissionDenied);
+    // the other grid's worker cannot see the case: NOT_FOUND, as for any case outside its area
+    assert_eq!(err.code(), Code::NotFound);
     assert_eq!(s.case_row(&id).await.2, version, "nothing written");
     s.worker(GRID)
         .verify_case(v1::VerifyCaseRequest {
@@ -177,7 +179,7 @@ async fn only_the_reporting_grid_checks_and_rates(pool: PgPool) {
         })
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::PermissionDenied);
+    assert_eq!(err.code(), Code::NotFound);
     let file = s.get_case(&id).await;
     assert_eq!(file.case.unwrap().rating, 0, "not rated by the other grid");
     s.stop().await;

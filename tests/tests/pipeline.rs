@@ -360,8 +360,8 @@ async fn commands_check_who_acts_and_the_version(pool: PgPool) {
         .unwrap_err();
     assert_eq!(
         err.code(),
-        Code::PermissionDenied,
-        "a case outside the area"
+        Code::NotFound,
+        "a case outside the area reads as absent"
     );
     let mut community = s.escalation(TestServer::staff(COMMUNITY));
     let err = community

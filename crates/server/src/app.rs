@@ -302,51 +302,34 @@ pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
         .build_v1()
         .map_err(std::io::Error::other)?;
 
-    let v = opts.verifier;
-    let auth = move |req| v.intercept(req);
+    // every method has a row in the access table, or the server does not start
+    crate::access::check_complete().map_err(std::io::Error::other)?;
     let router = Server::builder()
+        .layer(crate::access::AccessLayer::new(opts.verifier))
         .layer(crate::deadline::DeadlineLayer)
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(
-            v1::reporting_service_server::ReportingServiceServer::with_interceptor(
-                Reporting::new(ctx.clone()),
-                auth.clone(),
-            ),
-        )
-        .add_service(
-            v1::routing_service_server::RoutingServiceServer::with_interceptor(
-                Routing::new(ctx.clone()),
-                auth.clone(),
-            ),
-        )
-        .add_service(
-            v1::escalation_service_server::EscalationServiceServer::with_interceptor(
-                Escalation::new(ctx.clone()),
-                auth.clone(),
-            ),
-        )
-        .add_service(
-            v1::handling_service_server::HandlingServiceServer::with_interceptor(
-                Handling::new(ctx.clone()),
-                auth.clone(),
-            ),
-        )
-        .add_service(
-            v1::console_service_server::ConsoleServiceServer::with_interceptor(
-                Console::new(ctx.clone()),
-                auth.clone(),
-            ),
-        )
-        .add_service(
-            v1::export_service_server::ExportServiceServer::with_interceptor(
-                Export::new(ctx.clone()),
-                auth,
-            ),
-        );
+        .add_service(v1::reporting_service_server::ReportingServiceServer::new(
+            Reporting::new(ctx.clone()),
+        ))
+        .add_service(v1::routing_service_server::RoutingServiceServer::new(
+            Routing::new(ctx.clone()),
+        ))
+        .add_service(v1::escalation_service_server::EscalationServiceServer::new(
+            Escalation::new(ctx.clone()),
+        ))
+        .add_service(v1::handling_service_server::HandlingServiceServer::new(
+            Handling::new(ctx.clone()),
+        ))
+        .add_service(v1::console_service_server::ConsoleServiceServer::new(
+            Console::new(ctx.clone()),
+        ))
+        .add_service(v1::export_service_server::ExportServiceServer::new(
+            Export::new(ctx.clone()),
+        ));
     let token = shutdown.clone();
     // Accepted sockets need TCP_NODELAY set here: with an incoming stream of our own the
     // builder's `tcp_nodelay` does not apply, and small replies then wait ~40 ms for the

@@ -138,17 +138,6 @@ impl Principal {
         self.unit.as_ref().filter(|u| u.is_department())
     }
 
-    pub fn require_role(&self, allowed: &[Role]) -> Result<(), ApiError> {
-        if allowed.contains(&self.role) {
-            Ok(())
-        } else {
-            Err(ApiError::PermissionDenied(format!(
-                "role {} may not do this",
-                self.role.as_str()
-            )))
-        }
-    }
-
     /// The caller may act as `unit`: it is the principal's own unit, or (for dispatchers and
     /// admins) a unit inside its area.
     pub fn require_acts_for(&self, unit: &UnitCode) -> Result<(), ApiError> {
@@ -236,20 +225,9 @@ impl Verifier {
             unit,
         })
     }
-
-    /// A tonic interceptor that puts the [`Principal`] into the request's extensions.
-    pub fn intercept(&self, mut req: Request<()>) -> Result<Request<()>, tonic::Status> {
-        let header = req
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
-        let principal = self.verify(header)?;
-        req.extensions_mut().insert(principal);
-        Ok(req)
-    }
 }
 
-/// The principal the interceptor attached to a request.
+/// The principal the access layer (`crate::access`) attached to a request.
 pub fn principal<T>(req: &Request<T>) -> Result<Principal, ApiError> {
     req.extensions()
         .get::<Principal>()

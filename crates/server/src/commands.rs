@@ -241,12 +241,11 @@ impl Writer {
         now: chrono::DateTime<chrono::Utc>,
     ) -> ApiResult<(CaseRecord, Plan, tracing::Span)> {
         let case_id = cmd.case_id;
-        let rec = rec.ok_or_else(|| ApiError::NotFound(format!("case {case_id} not found")))?;
-        if !cmd.who.can_see(&rec) {
-            return Err(ApiError::PermissionDenied(
-                "the case is outside the caller's area".into(),
-            ));
-        }
+        // a case outside the caller's scope is answered as one that does not exist (the
+        // access table's NOT_FOUND): probing ids tells nothing
+        let rec = rec
+            .filter(|r| cmd.who.can_see(r))
+            .ok_or_else(|| ApiError::NotFound(format!("case {case_id} not found")))?;
         if cmd.expected_version != 0 && cmd.expected_version != rec.state.version {
             return Err(ApiError::Aborted(format!(
                 "the case is at version {}, not {}: reload and retry",

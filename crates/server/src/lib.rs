@@ -1,6 +1,7 @@
 //! The GridDispatch server: gRPC services, authentication, configuration, telemetry and the
 //! lifecycle that ties them to Postgres and Redis.
 
+pub mod access;
 pub mod api;
 pub mod app;
 pub mod auth;

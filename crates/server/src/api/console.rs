@@ -236,12 +236,9 @@ impl Ctx {
             .store
             .get_case(case_id)
             .await?
+            // outside the caller's scope reads as absent (the access table's NOT_FOUND)
+            .filter(|r| who.can_see(r))
             .ok_or_else(|| ApiError::NotFound(format!("case {case_id} not found")))?;
-        if !who.can_see(&rec) {
-            return Err(ApiError::PermissionDenied(
-                "the case is outside the caller's area".into(),
-            ));
-        }
         let events = self.store.case_events(case_id).await?;
         let assignments = self.store.case_assignments(case_id).await?;
         Ok(v1::GetCaseResponse {
