@@ -63,6 +63,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let _telemetry = server::telemetry::init(&cfg.log_format, cfg.otlp_endpoint.as_deref())
             .context("setting up telemetry")?;
+        server::failpoint::announce();
         match cli.command {
             Command::Migrate => migrate(&cfg).await.map(|_| ()),
             Command::Serve {

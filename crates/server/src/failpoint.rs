@@ -17,6 +17,24 @@
 //! (`tests/tests/checker.rs`): `router-drop-entry`, `router-dead-letter`,
 //! `relay-lose-inbox-entry`, `timer-fire-twice`, `timer-skip`.
 
+/// Whether this build carries the crash points: only the fault suite's builds do. A release
+/// build at the workspace root (whose default members leave the test package out) does not,
+/// and `scripts/test` checks that it cannot.
+pub const COMPILED_IN: bool = cfg!(feature = "failpoints");
+
+/// Says at start-up what the build does with `FAILPOINTS`.
+pub fn announce() {
+    let asked = std::env::var_os("FAILPOINTS").is_some();
+    if COMPILED_IN {
+        tracing::warn!(
+            armed = asked,
+            "this gridd is a test build: it carries crash points (FAILPOINTS); never run it in production"
+        );
+    } else if asked {
+        tracing::warn!("FAILPOINTS is set, but this build has no crash points: ignored");
+    }
+}
+
 /// Reads `FAILPOINTS`; keep the answer alive for the life of the process.
 #[cfg(feature = "failpoints")]
 #[must_use]
