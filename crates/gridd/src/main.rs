@@ -95,26 +95,46 @@ async fn migrate(cfg: &Config) -> anyhow::Result<store::Store> {
 }
 
 fn verifier(cfg: &Config) -> anyhow::Result<Verifier> {
+    use server::auth::keys::KeySource;
     if cfg.insecure_dev {
-        warn!("running WITHOUT authentication (insecure dev mode): every caller is an admin");
+        // without tokens every caller is an admin: only ever on a loopback listener
+        if !cfg.listen.ip().is_loopback() {
+            bail!(
+                "GRIDD_INSECURE_DEV refuses a listener that is not on loopback ({}): \
+                 configure tokens (GRIDD_JWT_*) to listen on {}",
+                cfg.listen,
+                cfg.listen.ip()
+            );
+        }
+        warn!(
+            listen = %cfg.listen,
+            "running WITHOUT authentication (GRIDD_INSECURE_DEV): every caller is an admin; \
+             development only"
+        );
         return Ok(Verifier::InsecureDev);
     }
-    if let Some(path) = &cfg.jwt_public_key_file {
-        let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        return Verifier::rs256(&pem).context("parsing the RS256 public key");
-    }
-    match &cfg.jwt_secret {
-        Some(s) if !s.is_empty() => Ok(Verifier::hs256(s.as_bytes())),
-        _ => bail!(
-            "no authentication configured: set GRIDD_JWT_SECRET or GRIDD_JWT_PUBLIC_KEY_FILE, \
-             or GRIDD_INSECURE_DEV=1 for development"
-        ),
-    }
+    let source = if let Some(path) = &cfg.jwt_jwks_file {
+        KeySource::JwksFile(path.clone())
+    } else if let Some(path) = &cfg.jwt_public_key_file {
+        KeySource::PemFile(path.clone())
+    } else {
+        match &cfg.jwt_secret {
+            Some(s) if !s.is_empty() => KeySource::Secret(s.as_bytes().to_vec()),
+            _ => bail!(
+                "no authentication configured: set GRIDD_JWT_JWKS_FILE, GRIDD_JWT_PUBLIC_KEY_FILE \
+                 or GRIDD_JWT_SECRET, or GRIDD_INSECURE_DEV=1 for development on loopback"
+            ),
+        }
+    };
+    Verifier::from_source(source, cfg.jwt_issuer.clone(), cfg.jwt_audience.clone())
+        .map_err(anyhow::Error::msg)
+        .context("loading the token keys")
 }
 
 async fn serve(cfg: Config, no_migrate: bool, roles: server::RoleSet) -> anyhow::Result<()> {
     info!(config = ?cfg, "starting gridd");
     let verifier = verifier(&cfg)?;
+    let verifier_for_reload = verifier.clone();
     let store = if no_migrate {
         store::Store::connect(&cfg.database_url, cfg.db_max_connections)
             .await
@@ -152,6 +172,11 @@ async fn serve(cfg: Config, no_migrate: bool, roles: server::RoleSet) -> anyhow:
     .context("starting the server")?;
     let token = running.shutdown_token();
     let token_for_grace = running.shutdown_token();
+    // key files are read again when they change: keys rotate without a restart
+    verifier_for_reload.spawn_reloading(
+        std::time::Duration::from_secs(cfg.jwt_reload_secs.max(1)),
+        running.shutdown_token(),
+    );
     let grace = cfg.shutdown_grace();
     // First signal: stop accepting and drain in-flight calls. Second signal: exit now.
     tokio::spawn(async move {

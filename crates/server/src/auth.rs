@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use domain::region::{RegionCode, UnitCode};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use tonic::Request;
 
@@ -159,51 +159,142 @@ impl Principal {
     }
 }
 
+pub mod keys;
+
+/// The longest `authorization` value looked at; a longer one is refused before it is parsed.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
 /// How tokens are checked.
 #[derive(Clone)]
 pub enum Verifier {
-    /// No authentication: every caller is an installation-wide admin. Development only.
+    /// No authentication: every caller is an installation-wide admin. Development only, and
+    /// only on a loopback listener (`gridd` refuses it otherwise).
     InsecureDev,
-    Jwt {
-        key: Arc<DecodingKey>,
-        validation: Arc<Validation>,
-    },
+    Jwt(Arc<JwtCheck>),
+}
+
+/// Signed-token checking: the keys, and the issuer and audience when configured.
+pub struct JwtCheck {
+    keys: keys::Keys,
+    issuer: Option<String>,
+    audience: Option<String>,
 }
 
 impl Verifier {
+    /// Tokens signed with `source`'s keys; `iss` and `aud` must match when given.
+    pub fn from_source(
+        source: keys::KeySource,
+        issuer: Option<String>,
+        audience: Option<String>,
+    ) -> Result<Verifier, String> {
+        Ok(Verifier::Jwt(Arc::new(JwtCheck {
+            keys: keys::Keys::load(source)?,
+            issuer: issuer.filter(|s| !s.is_empty()),
+            audience: audience.filter(|s| !s.is_empty()),
+        })))
+    }
+
+    /// HS256 with a shared secret (development and tests).
+    ///
+    /// # Panics
+    /// If `secret` is empty.
     #[must_use]
     pub fn hs256(secret: &[u8]) -> Verifier {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        Verifier::Jwt {
-            key: Arc::new(DecodingKey::from_secret(secret)),
-            validation: Arc::new(validation),
+        Verifier::from_source(keys::KeySource::Secret(secret.to_vec()), None, None)
+            .expect("an HS256 secret must not be empty")
+    }
+
+    /// RS256 or ES256 with a PEM public key held in memory.
+    pub fn rs256(public_pem: &[u8]) -> Result<Verifier, String> {
+        Verifier::from_source(keys::KeySource::Pem(public_pem.to_vec()), None, None)
+    }
+
+    /// Reads key files again if they changed: `Ok(true)` when new keys are in use.
+    pub fn reload_keys(&self) -> Result<bool, String> {
+        match self {
+            Verifier::InsecureDev => Ok(false),
+            Verifier::Jwt(c) => c.keys.reload_if_changed(),
         }
     }
 
-    pub fn rs256(public_pem: &[u8]) -> Result<Verifier, jsonwebtoken::errors::Error> {
-        let mut validation = Validation::new(Algorithm::RS256);
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        Ok(Verifier::Jwt {
-            key: Arc::new(DecodingKey::from_rsa_pem(public_pem)?),
-            validation: Arc::new(validation),
-        })
+    /// Re-reads key files every `every` until `shutdown`, so keys rotate without a restart.
+    pub fn spawn_reloading(
+        &self,
+        every: std::time::Duration,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        let Verifier::Jwt(check) = self else {
+            return;
+        };
+        if !matches!(
+            check.keys.source(),
+            keys::KeySource::PemFile(_) | keys::KeySource::JwksFile(_)
+        ) {
+            return;
+        }
+        let v = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(every) => {}
+                }
+                match v.reload_keys() {
+                    Ok(true) => tracing::info!("token keys reloaded"),
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "token keys not reloaded; the keys in use stay")
+                    }
+                }
+            }
+        });
     }
 
     pub fn verify(&self, header: Option<&str>) -> Result<Principal, ApiError> {
-        let (key, validation) = match self {
+        let check = match self {
             Verifier::InsecureDev => return Ok(Principal::dev()),
-            Verifier::Jwt { key, validation } => (key, validation),
+            Verifier::Jwt(c) => c,
         };
         let header =
             header.ok_or_else(|| ApiError::Unauthenticated("missing bearer token".into()))?;
+        if header.len() > MAX_TOKEN_BYTES {
+            return Err(ApiError::Unauthenticated(format!(
+                "token longer than {MAX_TOKEN_BYTES} bytes"
+            )));
+        }
         let token = header
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
-            .ok_or_else(|| {
-                ApiError::Unauthenticated("authorization is not a bearer token".into())
-            })?;
-        let data = jsonwebtoken::decode::<Claims>(token.trim(), key, validation)
+            .ok_or_else(|| ApiError::Unauthenticated("authorization is not a bearer token".into()))?
+            .trim();
+        // `alg: none` and unknown algorithms fail here
+        let head = jsonwebtoken::decode_header(token)
+            .map_err(|e| ApiError::Unauthenticated(format!("invalid token: {e}")))?;
+        // the key decides the algorithm: an HS256 token never meets an RSA key as a secret
+        let key = check.keys.pick(&head).ok_or_else(|| {
+            ApiError::Unauthenticated(format!(
+                "invalid token: no key for algorithm {:?}{}",
+                head.alg,
+                head.kid
+                    .as_deref()
+                    .map_or(String::new(), |k| format!(" and key id {k}"))
+            ))
+        })?;
+        let mut validation = Validation::new(key.alg);
+        let mut required = vec!["exp", "sub"];
+        validation.validate_nbf = true;
+        if let Some(iss) = &check.issuer {
+            validation.set_issuer(&[iss]);
+            required.push("iss");
+        }
+        if let Some(aud) = &check.audience {
+            validation.set_audience(&[aud]);
+            required.push("aud");
+        } else {
+            validation.validate_aud = false;
+        }
+        validation.set_required_spec_claims(&required);
+        let data = jsonwebtoken::decode::<Claims>(token, &key.key, &validation)
             .map_err(|e| ApiError::Unauthenticated(format!("invalid token: {e}")))?;
         let c = data.claims;
         let unit = if c.unit.is_empty() {
@@ -267,126 +358,6 @@ pub fn sign_hs256(secret: &[u8], claims: &Claims) -> Result<String, jsonwebtoken
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_round_trip_and_are_checked() {
-        let v = Verifier::hs256(b"secret");
-        let t = mint_hs256(b"secret", "w1", Role::GridWorker, "360102001001001", 60).unwrap();
-        let p = v.verify(Some(&format!("Bearer {t}"))).unwrap();
-        assert_eq!(p.role, Role::GridWorker);
-        assert_eq!(p.unit.unwrap().as_str(), "360102001001001");
-        let bad = mint_hs256(b"other", "w1", Role::GridWorker, "360102001001001", 60).unwrap();
-        assert!(v.verify(Some(&format!("Bearer {bad}"))).is_err());
-        assert!(v.verify(None).is_err());
-        assert!(v.verify(Some("Basic abc")).is_err());
-        let no_unit = mint_hs256(b"secret", "w1", Role::UnitStaff, "", 60).unwrap();
-        assert!(v.verify(Some(&format!("Bearer {no_unit}"))).is_err());
-    }
-
-    /// An RSA key pair made by `openssl` for this test: (private PEM, public PEM).
-    fn rsa_pair(dir: &std::path::Path, name: &str) -> (Vec<u8>, Vec<u8>) {
-        let private = dir.join(format!("{name}.key"));
-        let public = dir.join(format!("{name}.pub"));
-        let run = |args: &[&std::ffi::OsStr]| {
-            let ok = std::process::Command::new("openssl")
-                .args(args)
-                .output()
-                .expect("openssl runs")
-                .status
-                .success();
-            assert!(ok, "openssl {args:?}");
-        };
-        run(&[
-            "genpkey".as_ref(),
-            "-algorithm".as_ref(),
-            "RSA".as_ref(),
-            "-pkeyopt".as_ref(),
-            "rsa_keygen_bits:2048".as_ref(),
-            "-out".as_ref(),
-            private.as_os_str(),
-        ]);
-        run(&[
-            "pkey".as_ref(),
-            "-in".as_ref(),
-            private.as_os_str(),
-            "-pubout".as_ref(),
-            "-out".as_ref(),
-            public.as_os_str(),
-        ]);
-        (
-            std::fs::read(private).unwrap(),
-            std::fs::read(public).unwrap(),
-        )
-    }
-
-    #[test]
-    fn rs256_tokens_are_checked_against_the_public_key_only() {
-        let dir = std::env::temp_dir().join(format!("gd-rs256-{}", uuid::Uuid::now_v7()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let (private, public) = rsa_pair(&dir, "issuer");
-        let (other, _) = rsa_pair(&dir, "other");
-        std::fs::remove_dir_all(&dir).unwrap();
-        let v = Verifier::rs256(&public).unwrap();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let claims = |exp: u64| Claims {
-            sub: "console-1".into(),
-            role: Role::Dispatcher,
-            unit: "360102".into(),
-            exp,
-        };
-        let rs = |key: &[u8], exp| {
-            jsonwebtoken::encode(
-                &Header::new(Algorithm::RS256),
-                &claims(exp),
-                &EncodingKey::from_rsa_pem(key).unwrap(),
-            )
-            .unwrap()
-        };
-        let p = v
-            .verify(Some(&format!("Bearer {}", rs(&private, now + 600))))
-            .unwrap();
-        assert_eq!(
-            (p.role, p.unit.unwrap().as_str()),
-            (Role::Dispatcher, "360102")
-        );
-        // another key, an expired token, and an HS256 token made with the public key as its
-        // secret (the algorithm-confusion attack): all refused
-        for bad in [
-            rs(&other, now + 600),
-            rs(&private, now - 3600),
-            sign_hs256(&public, &claims(now + 600)).unwrap(),
-        ] {
-            assert!(matches!(
-                v.verify(Some(&format!("Bearer {bad}"))),
-                Err(ApiError::Unauthenticated(_))
-            ));
-        }
-    }
-
-    #[test]
-    fn areas() {
-        let p = |unit: &str, role| Principal {
-            subject: "s".into(),
-            role,
-            unit: Some(UnitCode::parse(unit).unwrap()),
-        };
-        let u = |c: &str| UnitCode::parse(c).unwrap();
-        let township = p("360102001", Role::Dispatcher);
-        assert!(township.covers(&u("360102001001001")));
-        assert!(!township.covers(&u("360102002001001")));
-        assert!(township.require_acts_for(&u("360102001001")).is_ok());
-        let staff = p("360102001001", Role::UnitStaff);
-        assert!(staff.require_acts_for(&u("360102001001")).is_ok());
-        assert!(staff.require_acts_for(&u("360102001001001")).is_err());
-        let dept = p("360102-CGJ", Role::UnitStaff);
-        assert!(dept.covers(&u("360102-CGJ")));
-        assert!(!dept.covers(&u("360102001001001")));
-        assert!(!dept.covers(&u("360102-ZJJ")));
-        assert!(Principal::dev().require_acts_for(&u("360102-ZJJ")).is_ok());
-    }
-}
+mod tests;
+#[cfg(test)]
+mod token_tests;

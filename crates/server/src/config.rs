@@ -18,8 +18,18 @@ pub struct Config {
     pub listen: SocketAddr,
     /// `GRIDD_JWT_SECRET`: HS256 secret for development tokens.
     pub jwt_secret: Option<String>,
-    /// `GRIDD_JWT_PUBLIC_KEY_FILE`: RS256 public key (PEM) for production tokens.
+    /// `GRIDD_JWT_PUBLIC_KEY_FILE`: the RS256 or ES256 public key (PEM) of production tokens;
+    /// read again when it changes.
     pub jwt_public_key_file: Option<PathBuf>,
+    /// `GRIDD_JWT_JWKS_FILE`: a JSON Web Key Set of RS256/ES256 keys, picked by `kid`; read
+    /// again when it changes. Wins over the PEM file and the secret.
+    pub jwt_jwks_file: Option<PathBuf>,
+    /// `GRIDD_JWT_ISSUER`: when set, tokens must carry this `iss`.
+    pub jwt_issuer: Option<String>,
+    /// `GRIDD_JWT_AUDIENCE`: when set, tokens must carry this `aud`.
+    pub jwt_audience: Option<String>,
+    /// `GRIDD_JWT_RELOAD_SECS`: how often key files are checked for a change.
+    pub jwt_reload_secs: u64,
     /// `GRIDD_INSECURE_DEV=1`: no authentication at all. Development only.
     pub insecure_dev: bool,
     /// `GRIDD_OTLP_ENDPOINT`: OTLP/gRPC collector for traces; unset: no export.
@@ -56,6 +66,10 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             jwt_secret: None,
             jwt_public_key_file: None,
+            jwt_jwks_file: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwt_reload_secs: 10,
             insecure_dev: false,
             otlp_endpoint: None,
             db_max_connections: 32,
@@ -78,6 +92,10 @@ impl std::fmt::Debug for Config {
             .field("listen", &self.listen)
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<set>"))
             .field("jwt_public_key_file", &self.jwt_public_key_file)
+            .field("jwt_jwks_file", &self.jwt_jwks_file)
+            .field("jwt_issuer", &self.jwt_issuer)
+            .field("jwt_audience", &self.jwt_audience)
+            .field("jwt_reload_secs", &self.jwt_reload_secs)
             .field("insecure_dev", &self.insecure_dev)
             .field("otlp_endpoint", &self.otlp_endpoint)
             .field("db_max_connections", &self.db_max_connections)
