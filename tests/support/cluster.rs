@@ -346,6 +346,9 @@ impl Gridd {
             // clean has found a router that loses or repeats work
             .env_remove("GRIDD_MAX_DELIVERIES")
             .env("GRIDD_SHUTDOWN_GRACE_SECS", "2")
+            // the load generator's few principals stand for many phones and consoles
+            .env("GRIDD_RATE_PER_SEC", "0")
+            .env("GRIDD_MAX_STREAMS", "0")
             .env(
                 "GRIDD_ROUTE_AT_REPORT",
                 if self.spec.route_at_report {

@@ -58,6 +58,23 @@ pub struct TestServer {
     running: Option<server::Running>,
 }
 
+/// How a test server differs from the usual one.
+struct Setup {
+    max_sync_batch: usize,
+    route_at_report: bool,
+    call_limits: server::CallLimits,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            max_sync_batch: 10_000,
+            route_at_report: true,
+            call_limits: server::CallLimits::unlimited(),
+        }
+    }
+}
+
 /// A grid of the sample county and its community, township and county.
 pub const GRID: &str = "360102001001001";
 pub const OTHER_GRID: &str = "360102002001001";
@@ -120,8 +137,29 @@ impl TestServer {
             clock,
             true,
             server::RoleSet::All,
-            10_000,
-            false,
+            Setup {
+                route_at_report: false,
+                ..Setup::default()
+            },
+        )
+        .await
+    }
+
+    /// Every role, with per-principal call limits (tests elsewhere run without them: one
+    /// test principal stands for many callers).
+    pub async fn start_with_call_limits(pool: PgPool, limits: server::CallLimits) -> TestServer {
+        let prefix = format!("gdtest-{}", uuid::Uuid::now_v7());
+        let clock = Arc::new(OffsetClock::default());
+        Self::start_full(
+            pool,
+            &prefix,
+            clock,
+            true,
+            server::RoleSet::All,
+            Setup {
+                call_limits: limits,
+                ..Setup::default()
+            },
         )
         .await
     }
@@ -135,7 +173,18 @@ impl TestServer {
         roles: server::RoleSet,
         max_sync_batch: usize,
     ) -> TestServer {
-        Self::start_full(pool, prefix, clock, seed, roles, max_sync_batch, true).await
+        Self::start_full(
+            pool,
+            prefix,
+            clock,
+            seed,
+            roles,
+            Setup {
+                max_sync_batch,
+                ..Setup::default()
+            },
+        )
+        .await
     }
 
     async fn start_full(
@@ -144,9 +193,13 @@ impl TestServer {
         clock: Arc<OffsetClock>,
         seed: bool,
         roles: server::RoleSet,
-        max_sync_batch: usize,
-        route_at_report: bool,
+        setup: Setup,
     ) -> TestServer {
+        let Setup {
+            max_sync_batch,
+            route_at_report,
+            call_limits,
+        } = setup;
         // the pool #[sqlx::test] hands out is small; a server wants its own, as in production
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(24)
@@ -177,6 +230,8 @@ impl TestServer {
                 route_at_report,
                 ..server::WorkerOptions::default()
             },
+            call_limits,
+            max_message_bytes: server::DEFAULT_MAX_MESSAGE_BYTES,
         })
         .await
         .unwrap();

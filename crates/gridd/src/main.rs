@@ -167,6 +167,8 @@ async fn serve(cfg: Config, no_migrate: bool, roles: server::RoleSet) -> anyhow:
         max_sync_batch: cfg.max_sync_batch,
         roles,
         workers: cfg.workers(),
+        call_limits: cfg.call_limits(),
+        max_message_bytes: cfg.max_message_bytes,
     })
     .await
     .context("starting the server")?;

@@ -19,6 +19,7 @@ use prost::Message as _;
 use tonic::codegen::http;
 
 use crate::auth::{Principal, Role, Verifier};
+use crate::limits::Limiter;
 
 /// What a method's handler checks against the request, once the role is admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -249,13 +250,15 @@ fn public_path(path: &str) -> bool {
 #[derive(Clone)]
 pub struct AccessLayer {
     verifier: Arc<Verifier>,
+    limiter: Arc<Limiter>,
 }
 
 impl AccessLayer {
     #[must_use]
-    pub fn new(verifier: Verifier) -> AccessLayer {
+    pub fn new(verifier: Verifier, limiter: Arc<Limiter>) -> AccessLayer {
         AccessLayer {
             verifier: Arc::new(verifier),
+            limiter,
         }
     }
 }
@@ -267,6 +270,7 @@ impl<S> tower_layer::Layer<S> for AccessLayer {
         Access {
             inner,
             verifier: self.verifier.clone(),
+            limiter: self.limiter.clone(),
             rules: Arc::new(TABLE.iter().map(|r| (r.method, r)).collect()),
         }
     }
@@ -276,6 +280,7 @@ impl<S> tower_layer::Layer<S> for AccessLayer {
 pub struct Access<S> {
     inner: S,
     verifier: Arc<Verifier>,
+    limiter: Arc<Limiter>,
     rules: Arc<HashMap<&'static str, &'static Rule>>,
 }
 
@@ -303,6 +308,15 @@ impl<S> Access<S> {
         };
         let who = self.verifier.verify(header)?;
         admit(rule, &who)?;
+        // one caller over its rate is refused; every other caller has a bucket of its own
+        self.limiter
+            .take(&who.key(), std::time::Instant::now())
+            .map_err(|wait| {
+                tonic::Status::resource_exhausted(format!(
+                    "this caller is over its rate of calls; retry in {} ms",
+                    wait.as_millis().max(1)
+                ))
+            })?;
         Ok(Some(who))
     }
 }

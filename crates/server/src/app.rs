@@ -124,7 +124,18 @@ pub struct ServerOptions {
     pub max_sync_batch: usize,
     pub roles: RoleSet,
     pub workers: WorkerOptions,
+    /// Per-principal rate and stream limits (`crate::limits`).
+    pub call_limits: crate::limits::CallLimits,
+    /// The largest request message accepted, in bytes (`GRIDD_MAX_MESSAGE_BYTES`).
+    pub max_message_bytes: usize,
 }
+
+/// The largest request message by default: a report with its attachment references is a few
+/// kilobytes, a registry batch a few hundred.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// The most header bytes (the token among them) a request may carry.
+pub const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
 
 /// A server running in the background.
 pub struct Running {
@@ -263,7 +274,9 @@ pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
                 wake: wake.clone(),
             }
         });
+    let limiter = crate::limits::Limiter::new(opts.call_limits);
     let ctx = Ctx {
+        limiter: limiter.clone(),
         store: opts.store.clone(),
         queue: opts.queue,
         clock: opts.clock.clone(),
@@ -302,34 +315,44 @@ pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
         .build_v1()
         .map_err(std::io::Error::other)?;
 
+    let max_message = opts.max_message_bytes;
     // every method has a row in the access table, or the server does not start
     crate::access::check_complete().map_err(std::io::Error::other)?;
     let router = Server::builder()
-        .layer(crate::access::AccessLayer::new(opts.verifier))
+        .layer(crate::access::AccessLayer::new(opts.verifier, limiter))
         .layer(crate::deadline::DeadlineLayer)
         .tcp_nodelay(true)
+        .http2_max_header_list_size(Some(MAX_HEADER_LIST_BYTES))
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(v1::reporting_service_server::ReportingServiceServer::new(
-            Reporting::new(ctx.clone()),
-        ))
-        .add_service(v1::routing_service_server::RoutingServiceServer::new(
-            Routing::new(ctx.clone()),
-        ))
-        .add_service(v1::escalation_service_server::EscalationServiceServer::new(
-            Escalation::new(ctx.clone()),
-        ))
-        .add_service(v1::handling_service_server::HandlingServiceServer::new(
-            Handling::new(ctx.clone()),
-        ))
-        .add_service(v1::console_service_server::ConsoleServiceServer::new(
-            Console::new(ctx.clone()),
-        ))
-        .add_service(v1::export_service_server::ExportServiceServer::new(
-            Export::new(ctx.clone()),
-        ));
+        .add_service(
+            v1::reporting_service_server::ReportingServiceServer::new(Reporting::new(ctx.clone()))
+                .max_decoding_message_size(max_message),
+        )
+        .add_service(
+            v1::routing_service_server::RoutingServiceServer::new(Routing::new(ctx.clone()))
+                .max_decoding_message_size(max_message),
+        )
+        .add_service(
+            v1::escalation_service_server::EscalationServiceServer::new(Escalation::new(
+                ctx.clone(),
+            ))
+            .max_decoding_message_size(max_message),
+        )
+        .add_service(
+            v1::handling_service_server::HandlingServiceServer::new(Handling::new(ctx.clone()))
+                .max_decoding_message_size(max_message),
+        )
+        .add_service(
+            v1::console_service_server::ConsoleServiceServer::new(Console::new(ctx.clone()))
+                .max_decoding_message_size(max_message),
+        )
+        .add_service(
+            v1::export_service_server::ExportServiceServer::new(Export::new(ctx.clone()))
+                .max_decoding_message_size(max_message),
+        );
     let token = shutdown.clone();
     // Accepted sockets need TCP_NODELAY set here: with an incoming stream of our own the
     // builder's `tcp_nodelay` does not apply, and small replies then wait ~40 ms for the

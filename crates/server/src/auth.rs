@@ -70,6 +70,17 @@ impl Principal {
         }
     }
 
+    /// The key of this principal's limits: role, unit and subject.
+    #[must_use]
+    pub fn key(&self) -> String {
+        format!(
+            "{}|{}|{}",
+            self.role.as_str(),
+            self.unit.as_ref().map_or("", UnitCode::as_str),
+            self.subject
+        )
+    }
+
     #[must_use]
     pub fn actor(&self) -> store::Actor {
         store::Actor {

@@ -30,6 +30,14 @@ pub struct Config {
     pub jwt_audience: Option<String>,
     /// `GRIDD_JWT_RELOAD_SECS`: how often key files are checked for a change.
     pub jwt_reload_secs: u64,
+    /// `GRIDD_RATE_PER_SEC`: calls per second each principal may make on average; 0: no limit.
+    pub rate_per_sec: f64,
+    /// `GRIDD_RATE_BURST`: calls a principal may make at once after a quiet spell.
+    pub rate_burst: f64,
+    /// `GRIDD_MAX_STREAMS`: streams a principal may hold open at once; 0: no limit.
+    pub max_streams: usize,
+    /// `GRIDD_MAX_MESSAGE_BYTES`: the largest request message accepted.
+    pub max_message_bytes: usize,
     /// `GRIDD_INSECURE_DEV=1`: no authentication at all. Development only.
     pub insecure_dev: bool,
     /// `GRIDD_OTLP_ENDPOINT`: OTLP/gRPC collector for traces; unset: no export.
@@ -70,6 +78,10 @@ impl Default for Config {
             jwt_issuer: None,
             jwt_audience: None,
             jwt_reload_secs: 10,
+            rate_per_sec: 20.0,
+            rate_burst: 200.0,
+            max_streams: 16,
+            max_message_bytes: crate::app::DEFAULT_MAX_MESSAGE_BYTES,
             insecure_dev: false,
             otlp_endpoint: None,
             db_max_connections: 32,
@@ -96,6 +108,10 @@ impl std::fmt::Debug for Config {
             .field("jwt_issuer", &self.jwt_issuer)
             .field("jwt_audience", &self.jwt_audience)
             .field("jwt_reload_secs", &self.jwt_reload_secs)
+            .field("rate_per_sec", &self.rate_per_sec)
+            .field("rate_burst", &self.rate_burst)
+            .field("max_streams", &self.max_streams)
+            .field("max_message_bytes", &self.max_message_bytes)
             .field("insecure_dev", &self.insecure_dev)
             .field("otlp_endpoint", &self.otlp_endpoint)
             .field("db_max_connections", &self.db_max_connections)
@@ -122,6 +138,16 @@ impl Config {
     #[must_use]
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    /// The per-principal limits this configuration names.
+    #[must_use]
+    pub fn call_limits(&self) -> crate::limits::CallLimits {
+        crate::limits::CallLimits {
+            per_sec: self.rate_per_sec,
+            burst: self.rate_burst,
+            max_streams: self.max_streams,
+        }
     }
 
     /// The background workers' settings this configuration names; the rest are defaults.

@@ -23,6 +23,9 @@ pub enum ApiError {
     Unauthenticated(String),
     #[error("{0}")]
     PermissionDenied(String),
+    /// A caller over one of its limits (`crate::limits`).
+    #[error("{0}")]
+    ResourceExhausted(String),
     #[error("service unavailable")]
     Unavailable(String),
     #[error("internal error")]
@@ -103,6 +106,7 @@ impl From<ApiError> for Status {
             ApiError::AlreadyExists(m) => Status::already_exists(m),
             ApiError::Unauthenticated(m) => Status::unauthenticated(m),
             ApiError::PermissionDenied(m) => Status::permission_denied(m),
+            ApiError::ResourceExhausted(m) => Status::resource_exhausted(m),
             ApiError::Unavailable(detail) => {
                 tracing::warn!(error = %detail, "dependency unavailable");
                 Status::unavailable("service temporarily unavailable, retry")

@@ -12,9 +12,11 @@ pub mod config;
 pub mod deadline;
 pub mod error;
 pub mod failpoint;
+pub mod limits;
 pub mod pipeline;
 pub mod telemetry;
 pub mod trace;
 
-pub use app::{RoleSet, Running, ServerOptions, WorkerOptions, start};
+pub use app::{DEFAULT_MAX_MESSAGE_BYTES, RoleSet, Running, ServerOptions, WorkerOptions, start};
 pub use config::Config;
+pub use limits::CallLimits;

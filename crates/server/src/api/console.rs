@@ -278,10 +278,9 @@ impl v1::console_service_server::ConsoleService for Console {
         req: Request<v1::WatchCasesRequest>,
     ) -> Result<Response<Self::WatchCasesStream>, Status> {
         let who = principal(&req)?;
+        let permit = self.ctx.open_stream(&who)?;
         let rx = self.ctx.watch_cases(who, req.get_ref()).await?;
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        Ok(Response::new(super::streams::held(rx, permit)))
     }
 
     async fn get_stats(

@@ -10,7 +10,6 @@ use domain::region::UnitCode;
 use futures::Stream;
 use proto::convert;
 use proto::v1;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::{debug, info};
 
@@ -190,6 +189,7 @@ impl v1::escalation_service_server::EscalationService for Escalation {
             )
             .into());
         }
+        let permit = self.ctx.open_stream(&who)?;
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let ctx = self.ctx.clone();
         tokio::spawn(async move {
@@ -198,7 +198,7 @@ impl v1::escalation_service_server::EscalationService for Escalation {
                 let _ = err_tx.send(Err(Status::from(e))).await;
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(super::streams::held(rx, permit)))
     }
 
     async fn accept(

@@ -75,6 +75,7 @@ impl v1::export_service_server::ExportService for Export {
         req: Request<v1::StreamEventsRequest>,
     ) -> Result<Response<Self::StreamEventsStream>, Status> {
         let who = principal(&req)?;
+        let permit = self.ctx.open_stream(&who)?;
         let r = req.get_ref();
         let mut cursor = parse_cursor(&r.after_cursor, "after_cursor")?;
         let region = parse_region(&r.region_code, "region_code")?;
@@ -126,8 +127,6 @@ impl v1::export_service_server::ExportService for Export {
             }
             .instrument(span),
         );
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        Ok(Response::new(super::streams::held(rx, permit)))
     }
 }

@@ -36,9 +36,20 @@ pub struct Ctx {
     pub commands: crate::commands::Commands,
     /// This process's follower of the event feed, shared by every watch and export stream.
     pub feed: Arc<crate::pipeline::feed::FeedTail>,
+    /// Per-principal limits (shared with the access layer).
+    pub limiter: Arc<crate::limits::Limiter>,
 }
 
 impl Ctx {
+    /// A place for one more open stream of `who`, or RESOURCE_EXHAUSTED.
+    pub fn open_stream(&self, who: &Principal) -> ApiResult<crate::limits::StreamPermit> {
+        self.limiter.open_stream(&who.key()).map_err(|max| {
+            ApiError::ResourceExhausted(format!(
+                "this caller already holds {max} open streams; close one first"
+            ))
+        })
+    }
+
     /// Runs one command on one case through the command writers (`crate::commands`): lock
     /// it, check who may act and the expected version, let `decide` build the plan, append it
     /// and commit. The reply is sent after the commit.

@@ -8,7 +8,6 @@ use domain::report::NewReport;
 use futures::{Stream, StreamExt as _};
 use proto::convert;
 use proto::v1;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument as _, info, info_span};
 
@@ -185,6 +184,7 @@ impl v1::reporting_service_server::ReportingService for Reporting {
         req: Request<Streaming<v1::SyncReportsRequest>>,
     ) -> Result<Response<Self::SyncReportsStream>, Status> {
         let who = principal(&req)?;
+        let permit = self.ctx.open_stream(&who)?;
         let ctx = self.ctx.clone();
         let max = ctx.limits.max_sync_batch;
         let inbound = req.into_inner();
@@ -236,7 +236,7 @@ impl v1::reporting_service_server::ReportingService for Reporting {
             }
             .instrument(span),
         );
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(super::streams::held(rx, permit)))
     }
 
     async fn list_my_reports(
