@@ -17,6 +17,7 @@ use crate::{Conn, demo::report_request, load_seed};
 mod baseline;
 mod load;
 mod observe;
+mod targets;
 
 use load::{Clock, Figures};
 use observe::DbCounters;
@@ -272,11 +273,13 @@ pub async fn run(conn: &Conn, server: &str, args: BenchArgs) -> anyhow::Result<(
     println!("{}", f.accepted.line("report -> accepted"));
     println!("{}", f.closed.line("report -> closed"));
     let in_queue_p99 = f.in_queue.p(0.99);
+    let mut lateness_p99 = None;
     if args.deadlines > 0 {
         let mut lat = Samples::default();
         for ms in observe::deadline_lateness(&pool, &tag).await {
             lat.add(Duration::from_secs_f64(ms.max(0.0) / 1000.0));
         }
+        lateness_p99 = Some(lat.p(0.99));
         println!(
             "{}",
             lat.line("deadline lateness")
@@ -292,6 +295,7 @@ pub async fn run(conn: &Conn, server: &str, args: BenchArgs) -> anyhow::Result<(
             println!("  error {k:<16} {v}");
         }
     }
+    let rss_mib = usage1.map(|(_, hwm)| hwm as f64 / 1024.0);
     if let (Some((cpu0, _)), Some((cpu1, _)), Some((_, hwm))) = (usage0, usage_load, usage1) {
         println!(
             "  gridd CPU              {:.0} % of one core during the load",
@@ -304,7 +308,8 @@ pub async fn run(conn: &Conn, server: &str, args: BenchArgs) -> anyhow::Result<(
         );
     }
     cpu0.print(&cpu_load, load_secs, acked, "report");
-    print_costs(&pool, &db0, &db1, counting, acked, closed, consoles > 0).await;
+    let (statements, wal_flushes) =
+        print_costs(&pool, &db0, &db1, counting, acked, closed, consoles > 0).await;
 
     // baselines on this machine
     println!(
@@ -325,6 +330,22 @@ pub async fn run(conn: &Conn, server: &str, args: BenchArgs) -> anyhow::Result<(
         "  report->in-queue p99 / Redis round trip p99 {:.1}",
         in_queue_p99 / rd.1.max(0.001)
     );
+    targets::print(&targets::Measured {
+        rate: args.rate,
+        acknowledged_per_sec: rps,
+        acked,
+        closed,
+        lifecycle: consoles > 0,
+        ack_p99_ms: f.ack.p(0.99),
+        in_queue_p99_ms: (consoles > 0).then_some(in_queue_p99),
+        insert_ratio: rps / pg,
+        statements,
+        wal_flushes,
+        lateness_p99_ms: lateness_p99,
+        armed: args.deadlines,
+        rss_mib,
+        streams: args.watchers + consoles,
+    });
     if args.fail_on_errors && failed > 0 {
         bail!("{failed} calls failed during the run");
     }
@@ -342,7 +363,7 @@ async fn print_costs(
     acked: u64,
     closed: u64,
     lifecycle: bool,
-) {
+) -> (Option<f64>, f64) {
     let (per, n) = if lifecycle {
         ("closed case", closed)
     } else {
@@ -350,8 +371,10 @@ async fn print_costs(
     };
     let n = n.max(1) as f64;
     println!("\n-- cost per {per} (gridd's database, during the load)");
+    let mut statements = None;
     match (db0.statements, db1.statements) {
         (Some(a), Some(b)) if counting => {
+            statements = Some((b - a) as f64 / n);
             println!("  SQL statements         {:.2}", (b - a) as f64 / n);
             let fk = db1.fk_checks.unwrap_or(0) - db0.fk_checks.unwrap_or(0);
             println!(
@@ -365,9 +388,10 @@ async fn print_costs(
         "  transactions           {:.2}",
         (db1.commits - db0.commits) as f64 / n
     );
+    let wal_flushes = (db1.wal_syncs - db0.wal_syncs) as f64 / n;
     println!(
         "  WAL flushes            {:.2}   ({:.0} bytes of WAL)",
-        (db1.wal_syncs - db0.wal_syncs) as f64 / n,
+        wal_flushes,
         (db1.wal_bytes - db0.wal_bytes) as f64 / n
     );
     if counting {
@@ -376,6 +400,7 @@ async fn print_costs(
             println!("    {:>9.2}/{per}  {q}", calls as f64 / n);
         }
     }
+    (statements, wal_flushes)
 }
 
 /// Reports one case and waits until it is routed: every role is up. Answers its id.
