@@ -210,10 +210,20 @@ impl TestServer {
         if seed {
             seed_sample(&store).await;
         }
+        // the server acts as gridd's restricted role, as `gridd serve` does; fixtures and
+        // checks use the owner's pool
+        let serving = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(24)
+            .connect_with(
+                Store::session_options((*pool.connect_options()).clone(), Some("gridd_app"))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
         let queue = queue::Queue::connect(&redis_url(), prefix).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let running = server::start(server::ServerOptions {
-            store: store.clone(),
+            store: Store::from_pool(serving),
             queue: queue.clone(),
             clock: clock.clone(),
             verifier: Verifier::hs256(SECRET),
@@ -503,10 +513,16 @@ pub async fn delete_prefix(q: &queue::Queue) {
 /// Loads the sample county straight into the store.
 pub async fn seed_sample(store: &Store) {
     let seed = domain::seed::parse(domain::seed::SAMPLE).unwrap();
-    store.upsert_units(&seed.units).await.unwrap();
-    store.upsert_categories(&seed.categories).await.unwrap();
+    store
+        .upsert_units(&seed.units, &store::Actor::system())
+        .await
+        .unwrap();
+    store
+        .upsert_categories(&seed.categories, &store::Actor::system())
+        .await
+        .unwrap();
     for p in &seed.policies {
-        store.put_policy(p).await.unwrap();
+        store.put_policy(p, &store::Actor::system()).await.unwrap();
     }
 }
 
@@ -528,7 +544,10 @@ pub async fn community_limits(
         accept: Some(accept),
         handle,
     });
-    store.put_policy(&policy).await.unwrap();
+    store
+        .put_policy(&policy, &store::Actor::system())
+        .await
+        .unwrap();
     policy
 }
 

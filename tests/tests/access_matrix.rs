@@ -57,9 +57,15 @@ struct Fixture {
 async fn fixture(s: &TestServer) -> Fixture {
     let text = domain::seed::SAMPLE.replace("360102", FAR_COUNTY);
     let seed = domain::seed::parse(&text).unwrap();
-    s.store.upsert_units(&seed.units).await.unwrap();
+    s.store
+        .upsert_units(&seed.units, &store::Actor::system())
+        .await
+        .unwrap();
     for p in &seed.policies {
-        s.store.put_policy(p).await.unwrap();
+        s.store
+            .put_policy(p, &store::Actor::system())
+            .await
+            .unwrap();
     }
     let mut own = BTreeMap::new();
     for role in [

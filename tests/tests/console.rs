@@ -328,11 +328,12 @@ async fn pages_never_repeat_or_skip_while_cases_are_added_and_changed(pool: PgPo
         .collect();
     // writers: new reports and commands on existing cases while the console pages
     let stop = tokio_util::sync::CancellationToken::new();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let writer = {
         let mut reporting = s.admin_reporting();
         let mut community = s.escalation(TestServer::staff(COMMUNITY));
         let ids: Vec<String> = start.iter().cloned().collect();
-        let stop = stop.clone();
+        let (stop, done) = (stop.clone(), done.clone());
         tokio::spawn(async move {
             let mut i = 0;
             while !stop.is_cancelled() {
@@ -348,6 +349,7 @@ async fn pages_never_repeat_or_skip_while_cases_are_added_and_changed(pool: PgPo
                     })
                     .await;
                 i += 1;
+                done.store(i, std::sync::atomic::Ordering::SeqCst);
             }
             i
         })
@@ -367,7 +369,14 @@ async fn pages_never_repeat_or_skip_while_cases_are_added_and_changed(pool: PgPo
             break;
         }
         r.page_token = page.next_page_token;
-        tokio::time::sleep(std::time::Duration::from_millis(15)).await;
+        // at least one write between two pages, however slow the machine
+        let before = done.load(std::sync::atomic::Ordering::SeqCst);
+        let wait = std::time::Instant::now();
+        while done.load(std::sync::atomic::Ordering::SeqCst) == before
+            && wait.elapsed() < std::time::Duration::from_secs(5)
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
     stop.cancel();
     let written = writer.await.unwrap();

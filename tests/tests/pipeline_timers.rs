@@ -380,7 +380,10 @@ async fn a_deadline_fires_at_its_working_time_across_a_holiday_not_before(pool: 
         accept: Some(domain::calendar::TimeLimit::working(120)),
         handle: None,
     });
-    s.store.put_policy(&policy).await.unwrap();
+    s.store
+        .put_policy(&policy, &store::Actor::system())
+        .await
+        .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let cst = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
     let at = |rfc: &str| {

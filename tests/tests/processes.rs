@@ -92,7 +92,10 @@ async fn two_gridd_processes_share_the_work_and_fire_each_deadline_once(pool: Pg
         accept: Some(domain::calendar::TimeLimit::natural(1)),
         handle: None,
     });
-    store.put_policy(&policy).await.unwrap();
+    store
+        .put_policy(&policy, &store::Actor::system())
+        .await
+        .unwrap();
     let base = std::env::var("DATABASE_URL").expect("DATABASE_URL names the test server");
     let db = pool.connect_options().get_database().unwrap().to_owned();
     let db_url = format!("{}/{db}", base.rsplit_once('/').unwrap().0);

@@ -37,6 +37,7 @@ fn report(title: &str, at: DateTime<Utc>) -> BatchItem {
         actor: Actor {
             subject: "grid-worker".into(),
             role: "grid_worker".into(),
+            unit: Some("360102001001001".into()),
         },
         trace: Default::default(),
     }

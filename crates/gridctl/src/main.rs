@@ -1,6 +1,7 @@
 //! `gridctl`: the GridDispatch command line — seed the registry, mint development tokens,
 //! report events, list units, and run the demo pipeline.
 
+mod audit;
 mod bench;
 mod console;
 mod console_bench;
@@ -92,6 +93,8 @@ enum Command {
     BenchConsole(console_bench::ConsoleBenchArgs),
     /// List the router's dead letters of a county, or re-drive them.
     DeadLetters(deadletters::DeadLetterArgs),
+    /// A case's audit trail (or another object's): who did what, when, as which unit.
+    Audit(audit::AuditArgs),
     /// List cases as a console sees them (ListCases): filters as flags, a table or --json.
     Cases(console::CasesArgs),
     /// The GB/T 30428 indicators of a region and period (GetStats): counts and rates over
@@ -404,6 +407,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             bench::run(&conn, &cli.server, args).await?;
         }
         Command::DeadLetters(args) => deadletters::run(args).await?,
+        Command::Audit(args) => audit::run(args).await?,
         Command::BenchConsole(args) => {
             let conn = Conn::open(&cli.server, cli.token).await?;
             console_bench::run(&conn, args).await?;

@@ -135,13 +135,24 @@ async fn serve(cfg: Config, no_migrate: bool, roles: server::RoleSet) -> anyhow:
     info!(config = ?cfg, "starting gridd");
     let verifier = verifier(&cfg)?;
     let verifier_for_reload = verifier.clone();
-    let store = if no_migrate {
-        store::Store::connect(&cfg.database_url, cfg.db_max_connections)
-            .await
-            .context("connecting to PostgreSQL")?
-    } else {
-        migrate(&cfg).await?
-    };
+    if !no_migrate {
+        // as the owner; the pool is closed before serving starts
+        migrate(&cfg).await?.pool().close().await;
+    }
+    // serving acts as the restricted role: it may only append to the audit trail
+    let role = (!cfg.database_role.is_empty()).then_some(cfg.database_role.as_str());
+    let store = store::Store::connect_as(&cfg.database_url, cfg.db_max_connections, role)
+        .await
+        .with_context(|| {
+            format!(
+                "connecting to PostgreSQL as role {}",
+                role.unwrap_or("of the login")
+            )
+        })?;
+    info!(
+        role = role.unwrap_or("(the login's)"),
+        "serving as database role"
+    );
     let queue = queue::Queue::connect(&cfg.redis_url, &cfg.redis_prefix)
         .await
         .context("connecting to Redis")?;

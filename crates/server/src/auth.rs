@@ -86,6 +86,7 @@ impl Principal {
         store::Actor {
             subject: self.subject.clone(),
             role: self.role.as_str().into(),
+            unit: self.unit.as_ref().map(ToString::to_string),
         }
     }
 

@@ -30,6 +30,10 @@ pub struct Config {
     pub jwt_audience: Option<String>,
     /// `GRIDD_JWT_RELOAD_SECS`: how often key files are checked for a change.
     pub jwt_reload_secs: u64,
+    /// `GRIDD_DATABASE_ROLE`: the role `gridd serve` acts as (`gridd_app`, made by the
+    /// migrations: it may only append to the audit trail and owns no table); empty: the login's
+    /// own role. `gridd migrate` always runs as the login.
+    pub database_role: String,
     /// `GRIDD_RATE_PER_SEC`: calls per second each principal may make on average; 0: no limit.
     pub rate_per_sec: f64,
     /// `GRIDD_RATE_BURST`: calls a principal may make at once after a quiet spell.
@@ -78,6 +82,7 @@ impl Default for Config {
             jwt_issuer: None,
             jwt_audience: None,
             jwt_reload_secs: 10,
+            database_role: "gridd_app".into(),
             rate_per_sec: 20.0,
             rate_burst: 200.0,
             max_streams: 16,
@@ -108,6 +113,7 @@ impl std::fmt::Debug for Config {
             .field("jwt_issuer", &self.jwt_issuer)
             .field("jwt_audience", &self.jwt_audience)
             .field("jwt_reload_secs", &self.jwt_reload_secs)
+            .field("database_role", &self.database_role)
             .field("rate_per_sec", &self.rate_per_sec)
             .field("rate_burst", &self.rate_burst)
             .field("max_streams", &self.max_streams)

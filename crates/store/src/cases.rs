@@ -14,6 +14,8 @@ pub struct Actor {
     /// The principal's subject (`sub`), or `system` for timers and workers.
     pub subject: String,
     pub role: String,
+    /// The unit the principal acted for, when its token names one.
+    pub unit: Option<String>,
 }
 
 impl Actor {
@@ -22,6 +24,7 @@ impl Actor {
         Actor {
             subject: "system".into(),
             role: "system".into(),
+            unit: None,
         }
     }
 }

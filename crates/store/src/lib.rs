@@ -9,6 +9,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
+mod audit;
 mod batch;
 mod cases;
 mod console;
@@ -23,6 +24,7 @@ mod scope;
 mod stats;
 mod writer;
 
+pub use audit::AuditEntry;
 pub use batch::{BatchItem, Route, Routed};
 pub use cases::{Actor, ReportOutcome};
 pub use console::{CaseFilter, PageKey};
@@ -130,11 +132,35 @@ impl Store {
     /// Connects with a bounded pool. Statements that take longer than `statement_timeout`
     /// are cancelled by the server, so a stuck query never holds a request forever.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store> {
-        let opts: PgConnectOptions = url
-            .parse::<PgConnectOptions>()?
-            .options([("statement_timeout", "30s")]);
-        let pool = pool_options(max_connections).connect_with(opts).await?;
+        Store::connect_as(url, max_connections, None).await
+    }
+
+    /// [`Store::connect`], each connection acting as `role` (`SET ROLE` at its start): gridd
+    /// serves as `gridd_app`, which may only append to the audit trail and owns no table.
+    pub async fn connect_as(url: &str, max_connections: u32, role: Option<&str>) -> Result<Store> {
+        let opts = url.parse::<PgConnectOptions>()?;
+        let pool = pool_options(max_connections)
+            .connect_with(Store::session_options(opts, role)?)
+            .await?;
         Ok(Store::from_pool(pool))
+    }
+
+    /// The session settings every connection of the store starts with: a statement timeout,
+    /// and the role it acts as.
+    pub fn session_options(opts: PgConnectOptions, role: Option<&str>) -> Result<PgConnectOptions> {
+        let opts = opts.options([("statement_timeout", "30s")]);
+        match role.filter(|r| !r.is_empty()) {
+            None => Ok(opts),
+            Some(r) => {
+                if !r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                    return Err(StoreError::Invalid {
+                        field: "database_role".into(),
+                        reason: format!("{r:?}: letters, digits and underscores only"),
+                    });
+                }
+                Ok(opts.options([("role", r)]))
+            }
+        }
     }
 
     #[must_use]

@@ -8,6 +8,7 @@ use domain::policy::{Category, CategoryCode, Policy};
 use domain::region::{RegionCode, UnitCode};
 use domain::unit::Unit;
 
+use crate::cases::Actor;
 use crate::rows::corrupt;
 use crate::{Result, Store, StoreError};
 
@@ -45,7 +46,7 @@ fn unit_from_row((code, name, kind, parent): UnitRow) -> Result<Unit> {
 impl Store {
     /// Inserts or updates units by code in one transaction; answers how many changed.
     /// Every parent must already exist or come earlier in `units`.
-    pub async fn upsert_units(&self, units: &[Unit]) -> Result<u64> {
+    pub async fn upsert_units(&self, units: &[Unit], actor: &Actor) -> Result<u64> {
         let mut seen = HashSet::new();
         for (i, u) in units.iter().enumerate() {
             if let Err((field, reason)) = u.validate() {
@@ -79,6 +80,7 @@ impl Store {
             .collect();
         // One statement: foreign keys are checked at its end, so children may follow parents
         // within the batch. Unchanged rows are not rewritten, so loading twice changes nothing.
+        let mut tx = self.pool.begin().await?;
         let changed = sqlx::query(
             "INSERT INTO units (code, name, kind, parent_code)
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[])
@@ -92,9 +94,11 @@ impl Store {
         .bind(&names)
         .bind(&kinds)
         .bind(&parents)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
+        audit(&mut tx, actor, "upsert_units", &codes.join(",")).await?;
+        tx.commit().await?;
         Ok(changed)
     }
 
@@ -125,7 +129,7 @@ impl Store {
     }
 
     /// Inserts or updates categories by code; parents must exist or come earlier.
-    pub async fn upsert_categories(&self, cats: &[Category]) -> Result<u64> {
+    pub async fn upsert_categories(&self, cats: &[Category], actor: &Actor) -> Result<u64> {
         let mut seen = HashSet::new();
         for (i, c) in cats.iter().enumerate() {
             if c.parent_code != c.code.parent() {
@@ -167,6 +171,7 @@ impl Store {
             .iter()
             .map(|c| serde_json::to_value(c).expect("a category serialises"))
             .collect();
+        let mut tx = self.pool.begin().await?;
         let changed = sqlx::query(
             "INSERT INTO categories (code, parent_code, name, body)
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::jsonb[])
@@ -180,9 +185,11 @@ impl Store {
         .bind(&parents)
         .bind(&names)
         .bind(&bodies)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
+        audit(&mut tx, actor, "upsert_categories", &codes.join(",")).await?;
+        tx.commit().await?;
         Ok(changed)
     }
 
@@ -208,7 +215,7 @@ impl Store {
 
     /// Replaces a county's policy after checking it and every unit and category it names.
     /// Putting the same policy again changes nothing (the version stays).
-    pub async fn put_policy(&self, policy: &Policy) -> Result<(u64, DateTime<Utc>)> {
+    pub async fn put_policy(&self, policy: &Policy, actor: &Actor) -> Result<(u64, DateTime<Utc>)> {
         policy
             .validate()
             .map_err(|e| invalid(format!("policy.{}", e.field), e.reason))?;
@@ -265,6 +272,13 @@ impl Store {
                     .await?
             }
         };
+        audit(
+            &mut tx,
+            actor,
+            "put_policy",
+            &format!("policy:{}", policy.county_code),
+        )
+        .await?;
         tx.commit().await?;
         Ok((u64::try_from(version).unwrap_or_default(), at))
     }
@@ -284,4 +298,25 @@ impl Store {
         })
         .transpose()
     }
+}
+
+/// One audit row for a registry or policy change, in the change's transaction.
+async fn audit(
+    tx: &mut sqlx::PgConnection,
+    actor: &Actor,
+    action: &str,
+    target: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO audit_log (principal, role, unit, action, target, result)
+         VALUES ($1, $2, $3, $4, $5, 'ok')",
+    )
+    .bind(&actor.subject)
+    .bind(&actor.role)
+    .bind(actor.unit.as_deref())
+    .bind(action)
+    .bind(target)
+    .execute(tx)
+    .await?;
+    Ok(())
 }

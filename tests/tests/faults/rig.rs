@@ -111,7 +111,10 @@ impl Rig {
             accept: Some(domain::calendar::TimeLimit::natural(1)),
             handle: None,
         });
-        store.put_policy(&policy).await.unwrap();
+        store
+            .put_policy(&policy, &store::Actor::system())
+            .await
+            .unwrap();
         let pool = store.pool().clone();
         let all = communities();
         let busy = &all[..6];

@@ -68,7 +68,7 @@ impl v1::routing_service_server::RoutingService for Routing {
         let changed = self
             .ctx
             .store
-            .upsert_units(&units)
+            .upsert_units(&units, &who.actor())
             .await
             .map_err(ApiError::from)?;
         // this process sees its own registry change at once; others within the cache TTL
@@ -129,6 +129,7 @@ impl v1::routing_service_server::RoutingService for Routing {
         req: Request<v1::UpsertCategoriesRequest>,
     ) -> Result<Response<v1::UpsertCategoriesResponse>, Status> {
         // installation-wide: the access layer admits only an admin whose token names no unit
+        let who = principal(&req)?;
         let cats = req.into_inner().categories;
         batch_limit(cats.len(), "categories")?;
         let cats = cats
@@ -141,7 +142,7 @@ impl v1::routing_service_server::RoutingService for Routing {
         let changed = self
             .ctx
             .store
-            .upsert_categories(&cats)
+            .upsert_categories(&cats, &who.actor())
             .await
             .map_err(ApiError::from)?;
         // this process sees its own registry change at once; others within the cache TTL
@@ -170,7 +171,7 @@ impl v1::routing_service_server::RoutingService for Routing {
         let (version, at) = self
             .ctx
             .store
-            .put_policy(&policy)
+            .put_policy(&policy, &who.actor())
             .await
             .map_err(ApiError::from)?;
         // this process sees its own registry change at once; others within the cache TTL

@@ -301,6 +301,7 @@ impl EventColumns {
 pub(crate) struct AuditColumns {
     principal: Vec<String>,
     role: Vec<String>,
+    unit: Vec<Option<String>>,
     action: Vec<String>,
     target: Vec<String>,
 }
@@ -309,6 +310,7 @@ impl AuditColumns {
     pub(crate) fn push(&mut self, actor: &Actor, action: &str, target: String) {
         self.principal.push(actor.subject.clone());
         self.role.push(actor.role.clone());
+        self.unit.push(actor.unit.clone());
         self.action.push(action.to_owned());
         self.target.push(target);
     }
@@ -318,10 +320,10 @@ impl AuditColumns {
             return Ok(());
         }
         sqlx::query(
-            "INSERT INTO audit_log (principal, role, action, target, result, at)
-             SELECT p, r, a, t, 'ok', $5
-               FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[])
-                    WITH ORDINALITY AS x(p, r, a, t, n)
+            "INSERT INTO audit_log (principal, role, action, target, result, at, unit)
+             SELECT p, r, a, t, 'ok', $5, u
+               FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $6::text[])
+                    WITH ORDINALITY AS x(p, r, a, t, u, n)
               ORDER BY n",
         )
         .bind(&self.principal)
@@ -329,6 +331,7 @@ impl AuditColumns {
         .bind(&self.action)
         .bind(&self.target)
         .bind(at)
+        .bind(&self.unit)
         .execute(conn)
         .await?;
         Ok(())
