@@ -63,6 +63,8 @@ struct Setup {
     max_sync_batch: usize,
     route_at_report: bool,
     call_limits: server::CallLimits,
+    /// TLS on the listener, and how the test's own channel trusts it.
+    tls: Option<(Arc<server::tls::Tls>, tonic::transport::ClientTlsConfig)>,
 }
 
 impl Default for Setup {
@@ -71,6 +73,7 @@ impl Default for Setup {
             max_sync_batch: 10_000,
             route_at_report: true,
             call_limits: server::CallLimits::unlimited(),
+            tls: None,
         }
     }
 }
@@ -145,6 +148,41 @@ impl TestServer {
         .await
     }
 
+    /// Every role, listening with TLS; the test's channel trusts the server with `client`.
+    pub async fn start_tls(
+        pool: PgPool,
+        tls: Arc<server::tls::Tls>,
+        client: tonic::transport::ClientTlsConfig,
+    ) -> TestServer {
+        let prefix = format!("gdtest-{}", uuid::Uuid::now_v7());
+        let clock = Arc::new(OffsetClock::default());
+        Self::start_full(
+            pool,
+            &prefix,
+            clock,
+            true,
+            server::RoleSet::All,
+            Setup {
+                tls: Some((tls, client)),
+                ..Setup::default()
+            },
+        )
+        .await
+    }
+
+    /// A new TLS connection to the server at `addr`, checked against the name `localhost`.
+    pub async fn tls_channel(
+        addr: SocketAddr,
+        client: tonic::transport::ClientTlsConfig,
+    ) -> Result<Channel, tonic::transport::Error> {
+        tonic::transport::Endpoint::from_shared(format!("https://127.0.0.1:{}", addr.port()))
+            .unwrap()
+            .tls_config(client.domain_name("localhost"))?
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+    }
+
     /// Every role, with per-principal call limits (tests elsewhere run without them: one
     /// test principal stands for many callers).
     pub async fn start_with_call_limits(pool: PgPool, limits: server::CallLimits) -> TestServer {
@@ -199,6 +237,7 @@ impl TestServer {
             max_sync_batch,
             route_at_report,
             call_limits,
+            tls,
         } = setup;
         // the pool #[sqlx::test] hands out is small; a server wants its own, as in production
         let pool = sqlx::postgres::PgPoolOptions::new()
@@ -242,16 +281,20 @@ impl TestServer {
             },
             call_limits,
             max_message_bytes: server::DEFAULT_MAX_MESSAGE_BYTES,
+            tls: tls.as_ref().map(|(t, _)| t.clone()),
         })
         .await
         .unwrap();
         let addr = running.addr.unwrap();
         let wake = running.wake.clone();
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let channel = match tls {
+            None => tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap(),
+            Some((_, client)) => Self::tls_channel(addr, client).await.unwrap(),
+        };
         TestServer {
             addr,
             store,

@@ -144,8 +144,7 @@ impl Conn {
     }
 
     async fn open(server: &str, token: Option<String>) -> anyhow::Result<Conn> {
-        let channel = Endpoint::from_shared(server.to_owned())
-            .context("parsing --server")?
+        let channel = endpoint(server)?
             .connect_timeout(std::time::Duration::from_secs(5))
             .connect()
             .await
@@ -225,8 +224,38 @@ impl Conn {
     }
 }
 
+/// The endpoint of `server`; an `https://` address speaks TLS, trusting the CA in
+/// `GRIDD_TLS_CA_FILE` and presenting `GRIDD_TLS_CLIENT_CERT_FILE`/`GRIDD_TLS_CLIENT_KEY_FILE`
+/// when they are set (the platform's feed needs a client certificate). `GRIDD_TLS_DOMAIN`
+/// names the server when its certificate is for another name than the address.
+fn endpoint(server: &str) -> anyhow::Result<Endpoint> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let ep = Endpoint::from_shared(server.to_owned()).context("parsing --server")?;
+    if !server.starts_with("https://") {
+        return Ok(ep);
+    }
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let mut tls = ClientTlsConfig::new();
+    if let Some(ca) = var("GRIDD_TLS_CA_FILE") {
+        let pem = std::fs::read(&ca).with_context(|| format!("reading {ca}"))?;
+        tls = tls.ca_certificate(Certificate::from_pem(pem));
+    }
+    if let (Some(cert), Some(key)) = (
+        var("GRIDD_TLS_CLIENT_CERT_FILE"),
+        var("GRIDD_TLS_CLIENT_KEY_FILE"),
+    ) {
+        let cert = std::fs::read(&cert).with_context(|| format!("reading {cert}"))?;
+        let key = std::fs::read(&key).with_context(|| format!("reading {key}"))?;
+        tls = tls.identity(Identity::from_pem(cert, key));
+    }
+    if let Some(name) = var("GRIDD_TLS_DOMAIN") {
+        tls = tls.domain_name(name);
+    }
+    ep.tls_config(tls).context("configuring TLS")
+}
+
 async fn health(server: &str) -> anyhow::Result<String> {
-    let channel = Endpoint::from_shared(server.to_owned())?
+    let channel = endpoint(server)?
         .connect_timeout(std::time::Duration::from_secs(1))
         .connect()
         .await?;

@@ -135,6 +135,15 @@ async fn serve(cfg: Config, no_migrate: bool, roles: server::RoleSet) -> anyhow:
     info!(config = ?cfg, "starting gridd");
     let verifier = verifier(&cfg)?;
     let verifier_for_reload = verifier.clone();
+    let tls = cfg
+        .tls_options()
+        .map_err(anyhow::Error::msg)?
+        .map(|o| server::tls::Tls::load(o).map_err(anyhow::Error::msg))
+        .transpose()
+        .context("loading the TLS certificate")?;
+    if tls.is_none() && !cfg.listen.ip().is_loopback() {
+        warn!(listen = %cfg.listen, "listening WITHOUT TLS off loopback: put a TLS-terminating proxy in front, or set GRIDD_TLS_CERT_FILE and GRIDD_TLS_KEY_FILE");
+    }
     if !no_migrate {
         // as the owner; the pool is closed before serving starts
         migrate(&cfg).await?.pool().close().await;
@@ -180,6 +189,7 @@ async fn serve(cfg: Config, no_migrate: bool, roles: server::RoleSet) -> anyhow:
         workers: cfg.workers(),
         call_limits: cfg.call_limits(),
         max_message_bytes: cfg.max_message_bytes,
+        tls,
     })
     .await
     .context("starting the server")?;

@@ -20,6 +20,7 @@ use tonic::codegen::http;
 
 use crate::auth::{Principal, Role, Verifier};
 use crate::limits::Limiter;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 /// What a method's handler checks against the request, once the role is admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,14 +252,22 @@ fn public_path(path: &str) -> bool {
 pub struct AccessLayer {
     verifier: Arc<Verifier>,
     limiter: Arc<Limiter>,
+    client_cert_roles: Arc<Vec<Role>>,
 }
 
 impl AccessLayer {
     #[must_use]
-    pub fn new(verifier: Verifier, limiter: Arc<Limiter>) -> AccessLayer {
+    /// `client_cert_roles`: roles whose calls must arrive over TLS with a verified client
+    /// certificate (the listener's client CA checked it during the handshake).
+    pub fn new(
+        verifier: Verifier,
+        limiter: Arc<Limiter>,
+        client_cert_roles: Vec<Role>,
+    ) -> AccessLayer {
         AccessLayer {
             verifier: Arc::new(verifier),
             limiter,
+            client_cert_roles: Arc::new(client_cert_roles),
         }
     }
 }
@@ -271,6 +280,7 @@ impl<S> tower_layer::Layer<S> for AccessLayer {
             inner,
             verifier: self.verifier.clone(),
             limiter: self.limiter.clone(),
+            client_cert_roles: self.client_cert_roles.clone(),
             rules: Arc::new(TABLE.iter().map(|r| (r.method, r)).collect()),
         }
     }
@@ -281,6 +291,7 @@ pub struct Access<S> {
     inner: S,
     verifier: Arc<Verifier>,
     limiter: Arc<Limiter>,
+    client_cert_roles: Arc<Vec<Role>>,
     rules: Arc<HashMap<&'static str, &'static Rule>>,
 }
 
@@ -308,6 +319,19 @@ impl<S> Access<S> {
         };
         let who = self.verifier.verify(header)?;
         admit(rule, &who)?;
+        if self.client_cert_roles.contains(&who.role) {
+            let presented = req
+                .extensions()
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .and_then(TlsConnectInfo::peer_certs)
+                .is_some_and(|c| !c.is_empty());
+            if !presented {
+                return Err(tonic::Status::unauthenticated(format!(
+                    "role {} must call with a client certificate (mutual TLS)",
+                    who.role.as_str()
+                )));
+            }
+        }
         // one caller over its rate is refused; every other caller has a bucket of its own
         self.limiter
             .take(&who.key(), std::time::Instant::now())

@@ -128,6 +128,8 @@ pub struct ServerOptions {
     pub call_limits: crate::limits::CallLimits,
     /// The largest request message accepted, in bytes (`GRIDD_MAX_MESSAGE_BYTES`).
     pub max_message_bytes: usize,
+    /// TLS on the listener (`crate::tls`); `None`: plain HTTP/2 (loopback or behind a proxy).
+    pub tls: Option<Arc<crate::tls::Tls>>,
 }
 
 /// The largest request message by default: a report with its attachment references is a few
@@ -316,10 +318,18 @@ pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
         .map_err(std::io::Error::other)?;
 
     let max_message = opts.max_message_bytes;
+    let tls = opts.tls.clone();
+    let tls_on = tls.is_some();
     // every method has a row in the access table, or the server does not start
     crate::access::check_complete().map_err(std::io::Error::other)?;
     let router = Server::builder()
-        .layer(crate::access::AccessLayer::new(opts.verifier, limiter))
+        .layer(crate::access::AccessLayer::new(
+            opts.verifier,
+            limiter,
+            tls.as_ref()
+                .map(|t| t.options.client_cert_roles.clone())
+                .unwrap_or_default(),
+        ))
         .layer(crate::deadline::DeadlineLayer)
         .tcp_nodelay(true)
         .http2_max_header_list_size(Some(MAX_HEADER_LIST_BYTES))
@@ -360,12 +370,23 @@ pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
     let incoming = tonic::transport::server::TcpIncoming::from(listener)
         .with_nodelay(Some(true))
         .with_keepalive(Some(Duration::from_secs(60)));
-    let join = tokio::spawn(async move {
-        router
-            .serve_with_incoming_shutdown(incoming, token.cancelled_owned())
-            .await
-    });
-    info!(%addr, "gridd listening");
+    let join = match tls {
+        Some(tls) => {
+            tls.spawn_reloading(shutdown.clone());
+            let incoming = tls.incoming(incoming, shutdown.clone());
+            tokio::spawn(async move {
+                router
+                    .serve_with_incoming_shutdown(incoming, token.cancelled_owned())
+                    .await
+            })
+        }
+        None => tokio::spawn(async move {
+            router
+                .serve_with_incoming_shutdown(incoming, token.cancelled_owned())
+                .await
+        }),
+    };
+    info!(%addr, tls = tls_on, "gridd listening");
     Ok(Running {
         addr: Some(addr),
         wake,

@@ -34,6 +34,17 @@ pub struct Config {
     /// migrations: it may only append to the audit trail and owns no table); empty: the login's
     /// own role. `gridd migrate` always runs as the login.
     pub database_role: String,
+    /// `GRIDD_TLS_CERT_FILE` and `GRIDD_TLS_KEY_FILE`: the listener's PEM certificate chain and
+    /// key; unset: plain HTTP/2. Read again when they change.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// `GRIDD_TLS_CLIENT_CA_FILE`: the CA client certificates must chain to.
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// `GRIDD_TLS_CLIENT_CERT_ROLES`: roles that must present a client certificate, comma
+    /// separated (with a client CA; default `platform`).
+    pub tls_client_cert_roles: String,
+    /// `GRIDD_TLS_RELOAD_SECS`: how often the certificate files are checked for a change.
+    pub tls_reload_secs: u64,
     /// `GRIDD_RATE_PER_SEC`: calls per second each principal may make on average; 0: no limit.
     pub rate_per_sec: f64,
     /// `GRIDD_RATE_BURST`: calls a principal may make at once after a quiet spell.
@@ -83,6 +94,11 @@ impl Default for Config {
             jwt_audience: None,
             jwt_reload_secs: 10,
             database_role: "gridd_app".into(),
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
+            tls_client_cert_roles: "platform".into(),
+            tls_reload_secs: 10,
             rate_per_sec: 20.0,
             rate_burst: 200.0,
             max_streams: 16,
@@ -114,6 +130,11 @@ impl std::fmt::Debug for Config {
             .field("jwt_audience", &self.jwt_audience)
             .field("jwt_reload_secs", &self.jwt_reload_secs)
             .field("database_role", &self.database_role)
+            .field("tls_cert_file", &self.tls_cert_file)
+            .field("tls_key_file", &self.tls_key_file)
+            .field("tls_client_ca_file", &self.tls_client_ca_file)
+            .field("tls_client_cert_roles", &self.tls_client_cert_roles)
+            .field("tls_reload_secs", &self.tls_reload_secs)
             .field("rate_per_sec", &self.rate_per_sec)
             .field("rate_burst", &self.rate_burst)
             .field("max_streams", &self.max_streams)
@@ -144,6 +165,35 @@ impl Config {
     #[must_use]
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    /// The listener's TLS settings, when a certificate is configured.
+    pub fn tls_options(&self) -> Result<Option<crate::tls::TlsOptions>, String> {
+        let (cert, key) = match (&self.tls_cert_file, &self.tls_key_file) {
+            (None, None) => return Ok(None),
+            (Some(c), Some(k)) => (c.clone(), k.clone()),
+            _ => return Err("GRIDD_TLS_CERT_FILE and GRIDD_TLS_KEY_FILE go together".into()),
+        };
+        let roles = if self.tls_client_ca_file.is_some() {
+            self.tls_client_cert_roles
+                .split(',')
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .map(|r| {
+                    crate::auth::Role::parse(r)
+                        .ok_or_else(|| format!("GRIDD_TLS_CLIENT_CERT_ROLES: unknown role {r}"))
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            Vec::new()
+        };
+        Ok(Some(crate::tls::TlsOptions {
+            cert_file: cert,
+            key_file: key,
+            client_ca_file: self.tls_client_ca_file.clone(),
+            client_cert_roles: roles,
+            reload_every: Duration::from_secs(self.tls_reload_secs.max(1)),
+        }))
     }
 
     /// The per-principal limits this configuration names.

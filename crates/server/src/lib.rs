@@ -15,6 +15,7 @@ pub mod failpoint;
 pub mod limits;
 pub mod pipeline;
 pub mod telemetry;
+pub mod tls;
 pub mod trace;
 
 pub use app::{DEFAULT_MAX_MESSAGE_BYTES, RoleSet, Running, ServerOptions, WorkerOptions, start};
