@@ -2,6 +2,7 @@
 //! `#[sqlx::test]` creates (and drops) for each test, with the sample county seeded.
 
 pub mod cluster;
+mod fixtures;
 pub mod invariants;
 pub mod load;
 pub mod proxy;
@@ -10,8 +11,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
-use proto::convert;
 use proto::v1;
 use server::auth::{Role, Verifier, mint_hs256};
 use server::clock::OffsetClock;
@@ -20,6 +19,8 @@ use store::Store;
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+
+pub use fixtures::{awaiting_check, community_limits, report, seed_sample, violated_fields};
 
 pub const SECRET: &[u8] = b"test-secret-not-for-production";
 
@@ -132,14 +133,8 @@ impl TestServer {
     /// Every role, with every new case sent through the intake stream and the router rather
     /// than routed in its report's transaction: for tests of that path.
     pub async fn start_routing_by_intake(pool: PgPool) -> TestServer {
-        let prefix = format!("gdtest-{}", uuid::Uuid::now_v7());
-        let clock = Arc::new(OffsetClock::default());
-        Self::start_full(
+        Self::start_fresh(
             pool,
-            &prefix,
-            clock,
-            true,
-            server::RoleSet::All,
             Setup {
                 route_at_report: false,
                 ..Setup::default()
@@ -148,20 +143,21 @@ impl TestServer {
         .await
     }
 
+    /// Every role over the seeded database, a key prefix and clock of its own, and `setup`.
+    async fn start_fresh(pool: PgPool, setup: Setup) -> TestServer {
+        let prefix = format!("gdtest-{}", uuid::Uuid::now_v7());
+        let clock = Arc::new(OffsetClock::default());
+        Self::start_full(pool, &prefix, clock, true, server::RoleSet::All, setup).await
+    }
+
     /// Every role, listening with TLS; the test's channel trusts the server with `client`.
     pub async fn start_tls(
         pool: PgPool,
         tls: Arc<server::tls::Tls>,
         client: tonic::transport::ClientTlsConfig,
     ) -> TestServer {
-        let prefix = format!("gdtest-{}", uuid::Uuid::now_v7());
-        let clock = Arc::new(OffsetClock::default());
-        Self::start_full(
+        Self::start_fresh(
             pool,
-            &prefix,
-            clock,
-            true,
-            server::RoleSet::All,
             Setup {
                 tls: Some((tls, client)),
                 ..Setup::default()
@@ -186,14 +182,8 @@ impl TestServer {
     /// Every role, with per-principal call limits (tests elsewhere run without them: one
     /// test principal stands for many callers).
     pub async fn start_with_call_limits(pool: PgPool, limits: server::CallLimits) -> TestServer {
-        let prefix = format!("gdtest-{}", uuid::Uuid::now_v7());
-        let clock = Arc::new(OffsetClock::default());
-        Self::start_full(
+        Self::start_fresh(
             pool,
-            &prefix,
-            clock,
-            true,
-            server::RoleSet::All,
             Setup {
                 call_limits: limits,
                 ..Setup::default()
@@ -551,80 +541,4 @@ pub async fn delete_prefix(q: &queue::Queue) {
     if !keys.is_empty() {
         let _: Result<(), _> = redis::cmd("DEL").arg(&keys).query_async(&mut c).await;
     }
-}
-
-/// Loads the sample county straight into the store.
-pub async fn seed_sample(store: &Store) {
-    let seed = domain::seed::parse(domain::seed::SAMPLE).unwrap();
-    store
-        .upsert_units(&seed.units, &store::Actor::system())
-        .await
-        .unwrap();
-    store
-        .upsert_categories(&seed.categories, &store::Actor::system())
-        .await
-        .unwrap();
-    for p in &seed.policies {
-        store.put_policy(p, &store::Actor::system()).await.unwrap();
-    }
-}
-
-/// Stores the sample county's policy with one more rule: cases of `category` at the community
-/// get these limits (short clocks make deadlines fall due within a test). Answers the policy
-/// as stored. Servers see it once their directory's cache has expired (200 ms in tests).
-pub async fn community_limits(
-    store: &Store,
-    category: &str,
-    accept: domain::calendar::TimeLimit,
-    handle: Option<domain::calendar::TimeLimit>,
-) -> domain::policy::Policy {
-    let seed = domain::seed::parse(domain::seed::SAMPLE).unwrap();
-    let mut policy = seed.policies[0].clone();
-    policy.sla.push(domain::policy::SlaRule {
-        tier: domain::Tier::Community,
-        category: Some(domain::policy::CategoryCode::parse(category).unwrap()),
-        severity: None,
-        accept: Some(accept),
-        handle,
-    });
-    store
-        .put_policy(&policy, &store::Actor::system())
-        .await
-        .unwrap();
-    policy
-}
-
-/// A valid report from `grid`, with a fresh key.
-pub fn report(grid: &str, category: &str, title: &str) -> v1::ReportEventRequest {
-    v1::ReportEventRequest {
-        idempotency_key: uuid::Uuid::now_v7().to_string(),
-        grid_code: grid.to_owned(),
-        category: category.to_owned(),
-        severity: 0,
-        title: title.to_owned(),
-        description: "网格巡查发现".to_owned(),
-        location: Some(v1::Location {
-            lat: 28.6832,
-            lon: 115.8992,
-            crs: v1::Crs::Wgs84.into(),
-        }),
-        occurred_at: Some(convert::timestamp(
-            Utc::now() - chrono::Duration::minutes(1),
-        )),
-        self_handled: false,
-        attachments: vec![v1::Attachment {
-            content_hash: "ab".repeat(32),
-            media_type: "image/jpeg".into(),
-            size: 120_000,
-            url: "https://objects.invalid/photos/1.jpg".into(),
-        }],
-    }
-}
-
-/// The field names of an INVALID_ARGUMENT status's `BadRequest` details.
-pub fn violated_fields(s: &tonic::Status) -> Vec<String> {
-    use tonic_types::StatusExt as _;
-    s.get_details_bad_request()
-        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
-        .unwrap_or_default()
 }

@@ -122,29 +122,6 @@ async fn the_case_file_is_for_those_in_scope(pool: PgPool) {
     s.stop().await;
 }
 
-/// A case accepted by its community, with its result submitted: waiting for its grid's check.
-async fn awaiting_check(s: &TestServer) -> String {
-    let id = s.routed_case(GRID, "0501").await.case_id;
-    s.escalation(TestServer::staff(COMMUNITY))
-        .accept(v1::AcceptRequest {
-            case_id: id.clone(),
-            unit_code: COMMUNITY.into(),
-            expected_version: 0,
-        })
-        .await
-        .unwrap();
-    s.handling(TestServer::staff(COMMUNITY))
-        .submit_result(v1::SubmitResultRequest {
-            case_id: id.clone(),
-            unit_code: COMMUNITY.into(),
-            note: "已处理".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    id
-}
-
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn only_the_reporting_grid_checks_and_rates(pool: PgPool) {
     let s = TestServer::start(pool).await;

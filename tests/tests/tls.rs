@@ -148,30 +148,7 @@ async fn the_four_stages_run_over_tls(pool: PgPool) {
     let dir = pki();
     let s = TestServer::start_tls(pool, tls(&dir.0), trusting(&dir.0, "server-ca")).await;
     // 網格發現 → 社區呼叫 (accepted here) → 協同處置 (the result) → checked and closed
-    let case = s.routed_case(GRID, "0501").await;
-    let id = case.case_id.clone();
-    let accepted = s
-        .escalation(TestServer::staff(COMMUNITY))
-        .accept(v1::AcceptRequest {
-            case_id: id.clone(),
-            unit_code: COMMUNITY.into(),
-            expected_version: 0,
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        accepted.into_inner().case.unwrap().status(),
-        v1::CaseStatus::InProgress
-    );
-    s.handling(TestServer::staff(COMMUNITY))
-        .submit_result(v1::SubmitResultRequest {
-            case_id: id.clone(),
-            unit_code: COMMUNITY.into(),
-            note: "已清理".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let id = awaiting_check(&s).await;
     let closed = s
         .worker(GRID)
         .verify_case(v1::VerifyCaseRequest {

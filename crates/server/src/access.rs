@@ -9,7 +9,6 @@
 //! start-up: a method without a row (or a row without a method) stops the server, so an RPC
 //! cannot ship open.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -281,7 +280,6 @@ impl<S> tower_layer::Layer<S> for AccessLayer {
             verifier: self.verifier.clone(),
             limiter: self.limiter.clone(),
             client_cert_roles: self.client_cert_roles.clone(),
-            rules: Arc::new(TABLE.iter().map(|r| (r.method, r)).collect()),
         }
     }
 }
@@ -292,7 +290,6 @@ pub struct Access<S> {
     verifier: Arc<Verifier>,
     limiter: Arc<Limiter>,
     client_cert_roles: Arc<Vec<Role>>,
-    rules: Arc<HashMap<&'static str, &'static Rule>>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -308,11 +305,7 @@ impl<S> Access<S> {
         if public_path(path) {
             return Ok(None);
         }
-        let rest = path
-            .strip_prefix('/')
-            .and_then(|p| p.strip_prefix(PACKAGE))
-            .and_then(|p| p.strip_prefix('.'));
-        let Some(rule) = rest.and_then(|m| self.rules.get(m)) else {
+        let Some(rule) = lookup(path) else {
             return Err(tonic::Status::unimplemented(format!(
                 "{path} is not a method of this service"
             )));

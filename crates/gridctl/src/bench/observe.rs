@@ -7,9 +7,7 @@ use sqlx::PgPool;
 
 /// CPU seconds (user + system) and peak RSS (KiB) of a process.
 pub(super) fn proc_usage(pid: u32) -> Option<(f64, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    let (cpu, _) = proc_times(pid)?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let hwm = status
         .lines()
@@ -18,7 +16,7 @@ pub(super) fn proc_usage(pid: u32) -> Option<(f64, u64)> {
         .nth(1)?
         .parse()
         .ok()?;
-    Some((ticks / 100.0, hwm))
+    Some((cpu, hwm))
 }
 
 /// The fixture step: `n` synthetic deadlines on `case_id`, due over `spread` seconds from a

@@ -1,0 +1,111 @@
+//! Fixtures shared by the tests: the sample county, reports, cases at a given stage.
+
+use chrono::Utc;
+use proto::{convert, v1};
+use store::Store;
+
+use crate::{COMMUNITY, GRID, TestServer};
+
+/// Loads the sample county straight into the store.
+pub async fn seed_sample(store: &Store) {
+    let seed = domain::seed::parse(domain::seed::SAMPLE).unwrap();
+    store
+        .upsert_units(&seed.units, &store::Actor::system())
+        .await
+        .unwrap();
+    store
+        .upsert_categories(&seed.categories, &store::Actor::system())
+        .await
+        .unwrap();
+    for p in &seed.policies {
+        store.put_policy(p, &store::Actor::system()).await.unwrap();
+    }
+}
+
+/// Stores the sample county's policy with one more rule: cases of `category` at the community
+/// get these limits (short clocks make deadlines fall due within a test). Answers the policy
+/// as stored. Servers see it once their directory's cache has expired (200 ms in tests).
+pub async fn community_limits(
+    store: &Store,
+    category: &str,
+    accept: domain::calendar::TimeLimit,
+    handle: Option<domain::calendar::TimeLimit>,
+) -> domain::policy::Policy {
+    let seed = domain::seed::parse(domain::seed::SAMPLE).unwrap();
+    let mut policy = seed.policies[0].clone();
+    policy.sla.push(domain::policy::SlaRule {
+        tier: domain::Tier::Community,
+        category: Some(domain::policy::CategoryCode::parse(category).unwrap()),
+        severity: None,
+        accept: Some(accept),
+        handle,
+    });
+    store
+        .put_policy(&policy, &store::Actor::system())
+        .await
+        .unwrap();
+    policy
+}
+
+/// A valid report from `grid`, with a fresh key.
+pub fn report(grid: &str, category: &str, title: &str) -> v1::ReportEventRequest {
+    v1::ReportEventRequest {
+        idempotency_key: uuid::Uuid::now_v7().to_string(),
+        grid_code: grid.to_owned(),
+        category: category.to_owned(),
+        severity: 0,
+        title: title.to_owned(),
+        description: "网格巡查发现".to_owned(),
+        location: Some(v1::Location {
+            lat: 28.6832,
+            lon: 115.8992,
+            crs: v1::Crs::Wgs84.into(),
+        }),
+        occurred_at: Some(convert::timestamp(
+            Utc::now() - chrono::Duration::minutes(1),
+        )),
+        self_handled: false,
+        attachments: vec![v1::Attachment {
+            content_hash: "ab".repeat(32),
+            media_type: "image/jpeg".into(),
+            size: 120_000,
+            url: "https://objects.invalid/photos/1.jpg".into(),
+        }],
+    }
+}
+
+/// The field names of an INVALID_ARGUMENT status's `BadRequest` details.
+pub fn violated_fields(s: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt as _;
+    s.get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}
+
+/// A case accepted by its community, with its result submitted: waiting for its grid's check.
+pub async fn awaiting_check(s: &TestServer) -> String {
+    let id = s.routed_case(GRID, "0501").await.case_id;
+    let accepted = s
+        .escalation(TestServer::staff(COMMUNITY))
+        .accept(v1::AcceptRequest {
+            case_id: id.clone(),
+            unit_code: COMMUNITY.into(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        accepted.into_inner().case.unwrap().status(),
+        v1::CaseStatus::InProgress
+    );
+    s.handling(TestServer::staff(COMMUNITY))
+        .submit_result(v1::SubmitResultRequest {
+            case_id: id.clone(),
+            unit_code: COMMUNITY.into(),
+            note: "已处理".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    id
+}
