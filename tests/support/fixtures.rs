@@ -71,6 +71,7 @@ pub fn report(grid: &str, category: &str, title: &str) -> v1::ReportEventRequest
             size: 120_000,
             url: "https://objects.invalid/photos/1.jpg".into(),
         }],
+        ..Default::default()
     }
 }
 

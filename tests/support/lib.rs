@@ -66,6 +66,8 @@ struct Setup {
     call_limits: server::CallLimits,
     /// TLS on the listener, and how the test's own channel trusts it.
     tls: Option<(Arc<server::tls::Tls>, tonic::transport::ClientTlsConfig)>,
+    /// The contact key file's text; `None`: one fresh key.
+    contact_keys: Option<String>,
 }
 
 impl Default for Setup {
@@ -75,6 +77,7 @@ impl Default for Setup {
             route_at_report: true,
             call_limits: server::CallLimits::unlimited(),
             tls: None,
+            contact_keys: None,
         }
     }
 }
@@ -148,6 +151,18 @@ impl TestServer {
         let prefix = format!("gdtest-{}", uuid::Uuid::now_v7());
         let clock = Arc::new(OffsetClock::default());
         Self::start_full(pool, &prefix, clock, true, server::RoleSet::All, setup).await
+    }
+
+    /// Every role, sealing reporters' contacts with the keys of `key_file` (its text).
+    pub async fn start_with_contact_keys(pool: PgPool, key_file: &str) -> TestServer {
+        Self::start_fresh(
+            pool,
+            Setup {
+                contact_keys: Some(key_file.to_owned()),
+                ..Setup::default()
+            },
+        )
+        .await
     }
 
     /// Every role, listening with TLS; the test's channel trusts the server with `client`.
@@ -228,7 +243,10 @@ impl TestServer {
             route_at_report,
             call_limits,
             tls,
+            contact_keys,
         } = setup;
+        let contact_keys =
+            contact_keys.unwrap_or_else(|| server::contacts::ContactKeys::new_line("test-1"));
         // the pool #[sqlx::test] hands out is small; a server wants its own, as in production
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(24)
@@ -272,6 +290,13 @@ impl TestServer {
             call_limits,
             max_message_bytes: server::DEFAULT_MAX_MESSAGE_BYTES,
             tls: tls.as_ref().map(|(t, _)| t.clone()),
+            contacts: server::contacts::ContactPolicy {
+                keys: Some(Arc::new(
+                    server::contacts::ContactKeys::parse(&contact_keys).unwrap(),
+                )),
+                retention: chrono::Duration::days(30),
+                sweep: Duration::from_millis(200),
+            },
         })
         .await
         .unwrap();

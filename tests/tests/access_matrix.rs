@@ -26,13 +26,23 @@ const FAR_COMMUNITY: &str = "360103001001";
 const TOWNSHIP: &str = "360102001";
 const STALE: u64 = 999_999;
 
-const ROLES: [Role; 5] = [
+const ROLES: [Role; 6] = [
     Role::GridWorker,
     Role::UnitStaff,
     Role::Dispatcher,
     Role::Admin,
     Role::Platform,
+    Role::Intake,
 ];
+
+/// A report as `role` files it: an intake system names the resident it files for.
+fn report_as(role: Role, grid: &str, title: &str) -> v1::ReportEventRequest {
+    let mut r = report(grid, "0501", title);
+    if role == Role::Intake {
+        r.source = v1::ReportSource::Resident.into();
+    }
+    r
+}
 
 /// The principal of each role whose area holds [`GRID`].
 fn insider(role: Role, scope: Scope) -> Bearer {
@@ -41,7 +51,7 @@ fn insider(role: Role, scope: Scope) -> Bearer {
         Role::UnitStaff => COMMUNITY,
         Role::Dispatcher => TOWNSHIP,
         Role::Admin if scope == Scope::Installation => "",
-        Role::Admin => COUNTY,
+        Role::Admin | Role::Intake => COUNTY,
         Role::Platform => "",
     };
     TestServer::bearer(role, unit)
@@ -73,10 +83,11 @@ async fn fixture(s: &TestServer) -> Fixture {
         Role::UnitStaff,
         Role::Dispatcher,
         Role::Admin,
+        Role::Intake,
     ] {
         let case = s
             .reporting_with(insider(role, Scope::OwnArea))
-            .report_event(report(GRID, "0501", "本辖区"))
+            .report_event(report_as(role, GRID, "本辖区"))
             .await
             .unwrap()
             .into_inner()
@@ -129,12 +140,12 @@ async fn call(
     Some(match method {
         "ReportingService/ReportEvent" => code(
             s.reporting_with(b())
-                .report_event(report(grid, "0501", "矩阵"))
+                .report_event(report_as(role, grid, "矩阵"))
                 .await,
         ),
         "ReportingService/SyncReports" => {
             let item = v1::SyncReportsRequest {
-                report: Some(report(grid, "0501", "矩阵离线")),
+                report: Some(report_as(role, grid, "矩阵离线")),
             };
             match s
                 .reporting_with(b())
@@ -367,6 +378,7 @@ async fn call(
                         region_code: if inside { own_area } else { FAR_COUNTY }.into(),
                         from: Some(month_ago),
                         to: Some(now),
+                        ..Default::default()
                     })
                     .await,
             )

@@ -33,6 +33,7 @@ async fn stats(
             region_code: region.into(),
             from: Some(convert::timestamp(from)),
             to: Some(convert::timestamp(to)),
+            ..Default::default()
         })
         .await
         .map(tonic::Response::into_inner)
@@ -390,6 +391,7 @@ async fn a_caller_asks_only_for_its_own_area_and_in_proper_terms(pool: PgPool) {
                 region_code: String::new(),
                 from: ts(from),
                 to: ts(to),
+                ..Default::default()
             },
             "region_code",
         ),
@@ -398,6 +400,7 @@ async fn a_caller_asks_only_for_its_own_area_and_in_proper_terms(pool: PgPool) {
                 region_code: "36010".into(),
                 from: ts(from),
                 to: ts(to),
+                ..Default::default()
             },
             "region_code",
         ),
@@ -406,6 +409,7 @@ async fn a_caller_asks_only_for_its_own_area_and_in_proper_terms(pool: PgPool) {
                 region_code: "360102-CGJ".into(),
                 from: ts(from),
                 to: ts(to),
+                ..Default::default()
             },
             "region_code",
         ),
@@ -414,6 +418,7 @@ async fn a_caller_asks_only_for_its_own_area_and_in_proper_terms(pool: PgPool) {
                 region_code: "360102".into(),
                 from: None,
                 to: ts(to),
+                ..Default::default()
             },
             "from",
         ),
@@ -422,6 +427,7 @@ async fn a_caller_asks_only_for_its_own_area_and_in_proper_terms(pool: PgPool) {
                 region_code: "360102".into(),
                 from: ts(from),
                 to: None,
+                ..Default::default()
             },
             "to",
         ),
@@ -430,6 +436,7 @@ async fn a_caller_asks_only_for_its_own_area_and_in_proper_terms(pool: PgPool) {
                 region_code: "360102".into(),
                 from: ts(to),
                 to: ts(from),
+                ..Default::default()
             },
             "to",
         ),
@@ -438,6 +445,7 @@ async fn a_caller_asks_only_for_its_own_area_and_in_proper_terms(pool: PgPool) {
                 region_code: "360102".into(),
                 from: ts(from),
                 to: ts(from),
+                ..Default::default()
             },
             "to",
         ),
@@ -446,6 +454,7 @@ async fn a_caller_asks_only_for_its_own_area_and_in_proper_terms(pool: PgPool) {
                 region_code: "360102".into(),
                 from: ts(from),
                 to: ts(from + Duration::days(367)),
+                ..Default::default()
             },
             "to",
         ),
@@ -460,6 +469,7 @@ async fn a_caller_asks_only_for_its_own_area_and_in_proper_terms(pool: PgPool) {
             region_code: "360102".into(),
             from: ts(from),
             to: ts(from + Duration::days(366)),
+            ..Default::default()
         })
         .await
         .unwrap();

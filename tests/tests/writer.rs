@@ -32,6 +32,8 @@ fn report(title: &str, at: DateTime<Utc>) -> BatchItem {
             occurred_at: at,
             self_handled: false,
             attachments: vec![],
+            source: Default::default(),
+            reporter: None,
         },
         severity: domain::Severity::General,
         actor: Actor {
@@ -40,6 +42,7 @@ fn report(title: &str, at: DateTime<Utc>) -> BatchItem {
             unit: Some("360102001001001".into()),
         },
         trace: Default::default(),
+        contact: None,
     }
 }
 

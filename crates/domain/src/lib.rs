@@ -16,6 +16,7 @@ pub mod record;
 pub mod region;
 pub mod report;
 pub mod seed;
+pub mod source;
 mod types;
 pub mod unit;
 

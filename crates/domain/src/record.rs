@@ -28,6 +28,9 @@ pub struct CaseRecord {
     pub occurred_at: DateTime<Utc>,
     pub reported_at: DateTime<Utc>,
     pub reported_by: String,
+    /// Where the report came from (a grid worker's, unless intake says otherwise).
+    #[serde(default)]
+    pub source: crate::source::Source,
     pub state: CaseState,
     pub updated_at: DateTime<Utc>,
     /// Trace context (W3C `traceparent`/`tracestate`) of the report, so that every later step

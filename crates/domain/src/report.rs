@@ -10,6 +10,7 @@ use crate::Severity;
 use crate::geo::{Crs, LatLon, to_wgs84};
 use crate::policy::CategoryCode;
 use crate::region::{Level, RegionCode};
+use crate::source::{Contact, Source, SourceKind};
 
 pub const TITLE_MAX: usize = 200;
 pub const DESCRIPTION_MAX: usize = 4000;
@@ -59,6 +60,12 @@ pub struct RawReport {
     pub occurred_at: Option<DateTime<Utc>>,
     pub self_handled: bool,
     pub attachments: Vec<Attachment>,
+    /// `None` when unspecified on the wire: a grid worker's report.
+    pub source: Option<SourceKind>,
+    /// `Some(n)` when the wire carried an unknown source number.
+    pub source_unknown: Option<i32>,
+    pub source_ref: String,
+    pub reporter: Contact,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -84,6 +91,13 @@ pub struct NewReport {
     pub occurred_at: DateTime<Utc>,
     pub self_handled: bool,
     pub attachments: Vec<Attachment>,
+    /// Left out of the serialised report when it is a grid worker's, so that fingerprints of
+    /// reports stored before sources existed still match their retries.
+    #[serde(default, skip_serializing_if = "Source::is_grid_worker")]
+    pub source: Source,
+    /// The reporter's contact: never serialised with the report (it travels sealed, apart).
+    #[serde(skip)]
+    pub reporter: Option<Contact>,
 }
 
 impl NewReport {
@@ -91,7 +105,31 @@ impl NewReport {
     /// Registry checks (does the grid or category exist) come later, with the database.
     pub fn parse(raw: RawReport, now: DateTime<Utc>) -> Result<NewReport, Vec<FieldViolation>> {
         let mut v = Vec::new();
-        let key = if raw.idempotency_key.trim().is_empty() {
+        let source = match (raw.source_unknown, raw.source) {
+            (Some(n), _) => {
+                v.push(FieldViolation::new("source", format!("unknown source {n}")));
+                None
+            }
+            (None, kind) => keep(
+                Source::parse(kind.unwrap_or_default(), &raw.source_ref),
+                &mut v,
+                "source_ref",
+                |e| e.description.clone(),
+            ),
+        };
+        let reporter = match Contact::parse(&raw.reporter) {
+            Ok(c) => c,
+            Err(e) => {
+                v.extend(e);
+                None
+            }
+        };
+        // a hotline ticket or another system's record is its own key: the same ticket sent
+        // twice is one case
+        let identity = source.as_ref().and_then(Source::identity_key);
+        let key = if let Some(k) = identity {
+            Some(k)
+        } else if raw.idempotency_key.trim().is_empty() {
             v.push(FieldViolation::new(
                 "idempotency_key",
                 "required: a client-made UUID",
@@ -179,13 +217,14 @@ impl NewReport {
         for (i, a) in raw.attachments.iter().enumerate() {
             check_attachment(i, a, &mut v);
         }
-        match (key, grid, category, location, occurred_at) {
+        match (key, grid, category, location, occurred_at, source) {
             (
                 Some(idempotency_key),
                 Some(grid),
                 Some(category),
                 Some((location, crs)),
                 Some(occurred_at),
+                Some(source),
             ) if v.is_empty() => Ok(NewReport {
                 idempotency_key,
                 grid,
@@ -198,17 +237,25 @@ impl NewReport {
                 occurred_at,
                 self_handled: raw.self_handled,
                 attachments: raw.attachments,
+                source,
+                reporter,
             }),
             _ => Err(v),
         }
     }
 
     /// A digest of everything the report says: a retry with the same key must say the same.
+    /// The reporter's contact counts by its masked form only, so that the stored digest cannot
+    /// be searched for a phone number.
     #[must_use]
     pub fn fingerprint(&self) -> Vec<u8> {
         // serde_json writes struct fields in declaration order, so the bytes are stable.
-        let bytes = serde_json::to_vec(self).expect("a report always serialises");
-        Sha256::digest(bytes).to_vec()
+        let mut h = Sha256::new();
+        h.update(serde_json::to_vec(self).expect("a report always serialises"));
+        if let Some(c) = &self.reporter {
+            h.update(serde_json::to_vec(&c.masked()).expect("a contact always serialises"));
+        }
+        h.finalize().to_vec()
     }
 }
 
@@ -323,6 +370,7 @@ mod tests {
                 size: 1000,
                 url: "https://objects.example/1.jpg".into(),
             }],
+            ..RawReport::default()
         }
     }
 

@@ -29,6 +29,9 @@ pub struct CasesArgs {
     /// Only overdue cases.
     #[arg(long)]
     overdue: bool,
+    /// Only cases from this source: grid_worker, resident, hotline_12345, other_system.
+    #[arg(long)]
+    source: Option<String>,
     /// Cases this unit holds, leads or assists in.
     #[arg(long, default_value = "")]
     unit: String,
@@ -150,6 +153,16 @@ pub async fn cases(conn: &Conn, a: CasesArgs) -> anyhow::Result<()> {
         reported_before: time("before", a.before.as_ref())?,
         page_size: a.page_size,
         page_token: String::new(),
+        source: a
+            .source
+            .as_deref()
+            .map(|s| {
+                enum_value("source", s, |n| {
+                    v1::ReportSource::from_str_name(&format!("REPORT_SOURCE_{n}"))
+                })
+            })
+            .transpose()?
+            .map_or(0, i32::from),
     };
     let mut shown = 0;
     if !a.json {

@@ -243,6 +243,7 @@ async fn time_stats(conn: &Conn, a: &ConsoleBenchArgs) -> anyhow::Result<()> {
                     region_code: "360102".into(),
                     from: Some(convert::timestamp(cst_midnight(from))),
                     to: Some(convert::timestamp(cst_midnight(to))),
+                    ..Default::default()
                 })
                 .await
                 .map_err(|s| anyhow::anyhow!("GetStats: {}", crate::demo::describe(&s)))?

@@ -37,6 +37,7 @@ pub(crate) fn report_request(
         )),
         self_handled,
         attachments: Vec::new(),
+        ..Default::default()
     }
 }
 

@@ -105,6 +105,14 @@ enum Command {
     /// The provincial platform's feed (StreamEvents) as JSON lines on stdout; the cursor to
     /// resume with goes to stderr when it stops.
     Export(console::ExportArgs),
+    /// Print a new line for GRIDD_CONTACT_KEYS_FILE: a fresh random key that seals reporters'
+    /// contacts. To rotate, put the new line first and keep the old ones below it until
+    /// gridd's sweep has resealed every contact (see docs/security.md).
+    ContactKey {
+        /// The key's id, kept beside each contact it seals.
+        #[arg(long)]
+        id: String,
+    },
     /// Wait until gridd answers its health check (up to --wait seconds).
     Health {
         #[arg(long, default_value_t = 30)]
@@ -437,6 +445,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::DeadLetters(args) => deadletters::run(args).await?,
         Command::Audit(args) => audit::run(args).await?,
+        Command::ContactKey { id } => {
+            let line = server::contacts::ContactKeys::new_line(&id);
+            // the line must parse as the key file gridd reads
+            server::contacts::ContactKeys::parse(&line)?;
+            println!("{line}");
+        }
         Command::BenchConsole(args) => {
             let conn = Conn::open(&cli.server, cli.token).await?;
             console_bench::run(&conn, args).await?;

@@ -73,6 +73,7 @@ pub async fn run(conn: &Conn, args: StatsArgs) -> anyhow::Result<()> {
             region_code: args.region.clone(),
             from: Some(convert::timestamp(from)),
             to: Some(convert::timestamp(to)),
+            ..Default::default()
         })
         .await
         .map_err(|s| anyhow::anyhow!("{}", crate::demo::describe(&s)))?

@@ -141,6 +141,13 @@ async fn serve(cfg: Config, no_migrate: bool, roles: server::RoleSet) -> anyhow:
         .map(|o| server::tls::Tls::load(o).map_err(anyhow::Error::msg))
         .transpose()
         .context("loading the TLS certificate")?;
+    let contacts = cfg.contact_policy().map_err(anyhow::Error::msg)?;
+    match &contacts.keys {
+        Some(k) => info!(current = k.current(), "reporters' contacts sealed"),
+        None => {
+            warn!("no GRIDD_CONTACT_KEYS_FILE: reports carrying a reporter's contact are refused")
+        }
+    }
     if tls.is_none() && !cfg.listen.ip().is_loopback() {
         warn!(listen = %cfg.listen, "listening WITHOUT TLS off loopback: put a TLS-terminating proxy in front, or set GRIDD_TLS_CERT_FILE and GRIDD_TLS_KEY_FILE");
     }
@@ -190,6 +197,7 @@ async fn serve(cfg: Config, no_migrate: bool, roles: server::RoleSet) -> anyhow:
         call_limits: cfg.call_limits(),
         max_message_bytes: cfg.max_message_bytes,
         tls,
+        contacts,
     })
     .await
     .context("starting the server")?;

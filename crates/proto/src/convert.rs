@@ -8,6 +8,7 @@ use domain::policy::{Category, CategoryCode, DepartmentRule, Policy, SlaRule};
 use domain::record::{CaseRecord, EventRecord};
 use domain::region::{RegionCode, UnitCode};
 use domain::report::{Attachment, FieldViolation, RawLocation, RawReport};
+use domain::source::{Contact, SourceKind};
 use domain::unit::Unit;
 use domain::{CaseStatus, Severity, Tier, UnitKind};
 
@@ -149,6 +150,40 @@ pub fn crs_to_wire(c: Crs) -> v1::Crs {
     }
 }
 
+/// `Ok(None)` for unspecified; `Err` for a number this version does not know.
+pub fn source_from_wire(n: i32) -> Result<Option<SourceKind>, i32> {
+    match v1::ReportSource::try_from(n) {
+        Ok(v1::ReportSource::Unspecified) => Ok(None),
+        Ok(v1::ReportSource::GridWorker) => Ok(Some(SourceKind::GridWorker)),
+        Ok(v1::ReportSource::Resident) => Ok(Some(SourceKind::Resident)),
+        Ok(v1::ReportSource::Hotline12345) => Ok(Some(SourceKind::Hotline12345)),
+        Ok(v1::ReportSource::OtherSystem) => Ok(Some(SourceKind::OtherSystem)),
+        Err(_) => Err(n),
+    }
+}
+
+#[must_use]
+pub fn source_to_wire(k: SourceKind) -> v1::ReportSource {
+    match k {
+        SourceKind::GridWorker => v1::ReportSource::GridWorker,
+        SourceKind::Resident => v1::ReportSource::Resident,
+        SourceKind::Hotline12345 => v1::ReportSource::Hotline12345,
+        SourceKind::OtherSystem => v1::ReportSource::OtherSystem,
+    }
+}
+
+/// A contact for the wire; `masked` says which form it is.
+#[must_use]
+pub fn reporter_to_wire(c: &Contact, masked: bool) -> v1::Reporter {
+    v1::Reporter {
+        name: c.name.clone(),
+        phone: c.phone.clone(),
+        id_number: c.id_number.clone(),
+        email: c.email.clone(),
+        masked,
+    }
+}
+
 fn crs_from_wire(n: i32) -> Option<Crs> {
     match v1::Crs::try_from(n).ok()? {
         v1::Crs::Unspecified => None,
@@ -179,7 +214,21 @@ pub fn raw_report(r: v1::ReportEventRequest) -> Result<RawReport, Violations> {
     if !v.is_empty() {
         return Err(v);
     }
+    let (source, source_unknown) = match source_from_wire(r.source) {
+        Ok(s) => (s, None),
+        Err(n) => (None, Some(n)),
+    };
+    let reporter = r.reporter.map_or_else(Contact::default, |c| Contact {
+        name: c.name,
+        phone: c.phone,
+        id_number: c.id_number,
+        email: c.email,
+    });
     Ok(RawReport {
+        source,
+        source_unknown,
+        source_ref: r.source_ref,
+        reporter,
         idempotency_key: r.idempotency_key,
         grid_code: r.grid_code,
         category: r.category,
@@ -260,6 +309,9 @@ pub fn case_to_wire(c: &CaseRecord) -> v1::Case {
         updated_at: Some(timestamp(c.updated_at)),
         reported_by: c.reported_by.clone(),
         county_code: c.county.to_string(),
+        source: source_to_wire(c.source.kind).into(),
+        source_ref: c.source.reference.clone().unwrap_or_default(),
+        reporter: None,
     }
 }
 

@@ -17,7 +17,8 @@ use prost_types::Timestamp;
 
 /// The fields a report rejection may name, besides `attachments[i].<field>`.
 const REPORT_FIELDS: &str = "idempotency_key grid_code category severity title description \
-    location location.lat location.lon location.crs occurred_at attachments";
+    location location.lat location.lon location.crs occurred_at attachments source source_ref \
+    reporter.name reporter.phone reporter.id_number reporter.email";
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 26, 2, 0, 0).unwrap()
@@ -48,10 +49,14 @@ fn check_report(req: &v1::ReportEventRequest) -> Result<(), TestCaseError> {
 
 fn check_accepted(req: &v1::ReportEventRequest, r: &NewReport) -> Result<(), TestCaseError> {
     let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    prop_assert_eq!(
-        Ok(r.idempotency_key),
-        uuid::Uuid::parse_str(req.idempotency_key.trim())
-    );
+    // a hotline ticket or another system's record is its own key
+    match r.source.identity_key() {
+        Some(k) => prop_assert_eq!(r.idempotency_key, k),
+        None => prop_assert_eq!(
+            Ok(r.idempotency_key),
+            uuid::Uuid::parse_str(req.idempotency_key.trim())
+        ),
+    }
     prop_assert!(r.grid.as_str().len() == 15 && digits(r.grid.as_str()));
     prop_assert!([2, 4].contains(&r.category.as_str().len()) && digits(r.category.as_str()));
     prop_assert_eq!(
@@ -223,6 +228,23 @@ fn attachment() -> impl Strategy<Value = v1::Attachment> {
     })
 }
 
+fn reporter() -> impl Strategy<Value = v1::Reporter> {
+    let phone =
+        prop_oneof![4 => "(\\+86 )?1[3-9][0-9]{9}", 2 => "0[1-9][0-9]{8,10}", 1 => any::<String>()];
+    let id = prop_oneof![4 => "[0-9]{17}[0-9X]", 1 => "", 1 => any::<String>()];
+    let name = prop_oneof![4 => text(&["", "王"], 10), 1 => ".{45,60}"];
+    let email = prop_oneof![4 => "([a-z]{1,8}@[a-z]{1,8}\\.org)?", 1 => any::<String>()];
+    (name, phone, id, email, any::<bool>()).prop_map(|(name, phone, id_number, email, masked)| {
+        v1::Reporter {
+            name,
+            phone,
+            id_number,
+            email,
+            masked,
+        }
+    })
+}
+
 fn report() -> impl Strategy<Value = v1::ReportEventRequest> {
     let key = prop_oneof![
         6 => "[ ]?[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}[ ]?",
@@ -250,10 +272,22 @@ fn report() -> impl Strategy<Value = v1::ReportEventRequest> {
             any::<bool>(),
             attachments,
         ),
+        (
+            enum_num(4),
+            prop_oneof![4 => "", 4 => "[A-Z0-9-]{1,20}", 1 => ".{60,70}"],
+            proptest::option::weighted(0.3, reporter()),
+        ),
     )
         .prop_map(
-            |((k, g, c, severity, title, d), (location, occurred_at, s, a))| {
+            |(
+                (k, g, c, severity, title, d),
+                (location, occurred_at, s, a),
+                (source, source_ref, reporter),
+            )| {
                 v1::ReportEventRequest {
+                    source,
+                    source_ref,
+                    reporter,
                     idempotency_key: k,
                     grid_code: g,
                     category: c,
@@ -290,6 +324,7 @@ fn seed_report() -> v1::ReportEventRequest {
             size: 1000,
             url: "https://objects.example/1.jpg".into(),
         }],
+        ..Default::default()
     }
 }
 

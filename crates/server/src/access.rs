@@ -89,6 +89,14 @@ const FIELD: &[Role] = &[
     Role::Dispatcher,
     Role::Admin,
 ];
+/// Those who file reports: the field roles and intake systems (the hotline, residents' apps).
+const REPORTERS: &[Role] = &[
+    Role::GridWorker,
+    Role::UnitStaff,
+    Role::Dispatcher,
+    Role::Admin,
+    Role::Intake,
+];
 const UNITS: &[Role] = &[Role::UnitStaff, Role::Dispatcher, Role::Admin];
 const ADMIN: &[Role] = &[Role::Admin];
 const PLATFORM: &[Role] = &[Role::Platform];
@@ -113,12 +121,20 @@ const fn on_case(method: &'static str, roles: &'static [Role], scope: Scope) -> 
 
 /// The access table: every method of `griddispatch.v1`.
 pub const TABLE: &[Rule] = &[
-    rule("ReportingService/ReportEvent", FIELD, Scope::OwnArea),
-    rule("ReportingService/SyncReports", FIELD, Scope::OwnArea),
-    rule("ReportingService/ListCategories", FIELD, Scope::Reference),
-    rule("ReportingService/ListMyReports", FIELD, Scope::OwnReports),
+    rule("ReportingService/ReportEvent", REPORTERS, Scope::OwnArea),
+    rule("ReportingService/SyncReports", REPORTERS, Scope::OwnArea),
+    rule(
+        "ReportingService/ListCategories",
+        REPORTERS,
+        Scope::Reference,
+    ),
+    rule(
+        "ReportingService/ListMyReports",
+        REPORTERS,
+        Scope::OwnReports,
+    ),
     on_case("ReportingService/VerifyCase", FIELD, Scope::OwnArea),
-    on_case("ReportingService/RateCase", FIELD, Scope::OwnReports),
+    on_case("ReportingService/RateCase", REPORTERS, Scope::OwnReports),
     rule("RoutingService/UpsertUnits", ADMIN, Scope::OwnArea),
     rule("RoutingService/ListUnits", FIELD, Scope::Reference),
     rule(

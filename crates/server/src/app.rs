@@ -130,6 +130,8 @@ pub struct ServerOptions {
     pub max_message_bytes: usize,
     /// TLS on the listener (`crate::tls`); `None`: plain HTTP/2 (loopback or behind a proxy).
     pub tls: Option<Arc<crate::tls::Tls>>,
+    /// Reporters' contacts: the keys that seal them, retention and the sweep (`crate::contacts`).
+    pub contacts: crate::contacts::ContactPolicy,
 }
 
 /// The largest request message by default: a report with its attachment references is a few
@@ -249,6 +251,12 @@ pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
             resent: std::sync::Arc::default(),
         };
         workers.push(tokio::spawn(rec.run(shutdown.clone())));
+        let sweeper = crate::contacts::Sweeper {
+            store: opts.store.clone(),
+            clock: opts.clock.clone(),
+            policy: opts.contacts.clone(),
+        };
+        workers.push(tokio::spawn(sweeper.run(shutdown.clone())));
     }
     let Some(listener) = opts.listener.filter(|_| roles.has(|api, _, _, _, _| api)) else {
         return Ok(Running {
@@ -291,6 +299,7 @@ pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
         reports: crate::batcher::Batcher::start(&opts.store, &opts.clock, 4, inline.as_ref()),
         commands: crate::commands::Commands::start(&opts.store, &opts.clock, &directory, &wake, 4),
         feed,
+        contacts: Arc::new(opts.contacts.clone()),
     };
     let (health, health_service) = tonic_health::server::health_reporter();
     health

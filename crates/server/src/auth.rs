@@ -22,6 +22,9 @@ pub enum Role {
     Dispatcher,
     Admin,
     Platform,
+    /// A system filing reports on residents' behalf: the 12345 hotline, a residents' app,
+    /// the Open311 facade, another department's platform (ADR 0031).
+    Intake,
 }
 
 impl Role {
@@ -33,7 +36,14 @@ impl Role {
             Role::Dispatcher => "dispatcher",
             Role::Admin => "admin",
             Role::Platform => "platform",
+            Role::Intake => "intake",
         }
+    }
+
+    /// Whether this role calls reporters back, and so sees their contact in full.
+    #[must_use]
+    pub const fn sees_contacts(self) -> bool {
+        matches!(self, Role::UnitStaff | Role::Dispatcher | Role::Admin)
     }
 
     pub fn parse(s: &str) -> Option<Role> {
@@ -310,9 +320,10 @@ impl Verifier {
             .map_err(|e| ApiError::Unauthenticated(format!("invalid token: {e}")))?;
         let c = data.claims;
         let unit = if c.unit.is_empty() {
-            if !matches!(c.role, Role::Admin | Role::Platform) {
+            if !matches!(c.role, Role::Admin | Role::Platform | Role::Intake) {
                 return Err(ApiError::Unauthenticated(
-                    "token names no unit; only admin and platform tokens may omit it".into(),
+                    "token names no unit; only admin, platform and intake tokens may omit it"
+                        .into(),
                 ));
             }
             None

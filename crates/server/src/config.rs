@@ -79,6 +79,15 @@ pub struct Config {
     /// its report's own transaction (default `true`); `false` sends every case through the
     /// intake stream and the router.
     pub route_at_report: bool,
+    /// `GRIDD_CONTACT_KEYS_FILE`: the keys that seal reporters' contacts, one `<id> <64 hex>`
+    /// per line, the current one first (`gridctl contact-key` makes a line); unset: reports
+    /// with a contact are refused.
+    pub contact_keys_file: Option<PathBuf>,
+    /// `GRIDD_CONTACT_RETENTION_DAYS`: a closed case's contact is purged this many days after
+    /// the case last changed.
+    pub contact_retention_days: u32,
+    /// `GRIDD_CONTACT_SWEEP_SECS`: how often the purge and reseal sweep runs.
+    pub contact_sweep_secs: u64,
 }
 
 impl Default for Config {
@@ -114,6 +123,9 @@ impl Default for Config {
             max_deliveries: 5,
             reconcile_interval_ms: 2_000,
             route_at_report: true,
+            contact_keys_file: None,
+            contact_retention_days: 180,
+            contact_sweep_secs: 600,
         }
     }
 }
@@ -143,6 +155,8 @@ impl std::fmt::Debug for Config {
             .field("otlp_endpoint", &self.otlp_endpoint)
             .field("db_max_connections", &self.db_max_connections)
             .field("redis_prefix", &self.redis_prefix)
+            .field("contact_keys_file", &self.contact_keys_file)
+            .field("contact_retention_days", &self.contact_retention_days)
             .finish_non_exhaustive()
     }
 }
@@ -165,6 +179,24 @@ impl Config {
     #[must_use]
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    /// How reporters' contacts are kept: the key file is read here, once.
+    pub fn contact_policy(&self) -> Result<crate::contacts::ContactPolicy, String> {
+        let keys = self
+            .contact_keys_file
+            .as_deref()
+            .map(crate::contacts::ContactKeys::from_file)
+            .transpose()
+            .map_err(|e| format!("GRIDD_CONTACT_KEYS_FILE: {e}"))?;
+        if self.contact_retention_days == 0 {
+            return Err("GRIDD_CONTACT_RETENTION_DAYS must be at least 1".into());
+        }
+        Ok(crate::contacts::ContactPolicy {
+            keys: keys.map(std::sync::Arc::new),
+            retention: chrono::Duration::days(i64::from(self.contact_retention_days)),
+            sweep: Duration::from_secs(self.contact_sweep_secs.max(1)),
+        })
     }
 
     /// The listener's TLS settings, when a certificate is configured.

@@ -9,6 +9,7 @@ pub mod batcher;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod contacts;
 pub mod deadline;
 pub mod error;
 pub mod failpoint;

@@ -25,6 +25,8 @@ pub struct BatchItem {
     pub severity: Severity,
     pub actor: Actor,
     pub trace: BTreeMap<String, String>,
+    /// The reporter's contact, sealed by the server: written beside the new case.
+    pub contact: Option<crate::SealedContact>,
 }
 
 /// A new case's route, decided in the report's own transaction: the state after the routing
@@ -109,6 +111,7 @@ impl Store {
                     occurred_at: r.occurred_at,
                     reported_at: now,
                     reported_by: it.actor.subject.clone(),
+                    source: r.source.clone(),
                     state,
                     updated_at: now,
                     trace: it.trace.clone(),
@@ -165,6 +168,7 @@ impl Store {
         let mut outbox = Vec::new();
         let mut arms = Vec::new();
         let mut routed = Vec::new();
+        let mut contacts = Vec::new();
         let system = Actor::system();
         for (it, (rec, event)) in items
             .iter()
@@ -178,6 +182,9 @@ impl Store {
             rec.case_number = case_number(&rec.county, day, u64::try_from(seq).unwrap_or_default());
             events.push(rec, 1, event, &rec.reported_by, now);
             audit.push(&it.actor, "report", rec.case_id.to_string());
+            if let Some(c) = &it.contact {
+                contacts.push((rec.case_id, c));
+            }
             if rec.state.self_handled {
                 cases.push_new(rec);
                 continue;
@@ -207,6 +214,7 @@ impl Store {
             crate::outbox::write(&mut tx, outbox.iter(), now).await?;
             audit.insert(&mut tx, now).await?;
             cases.insert(&mut tx).await?;
+            crate::contacts::insert(&mut tx, &contacts, now).await?;
             if !routed.is_empty() {
                 crate::writer::assignments::open_new(&mut tx, &routed, now).await?;
             }

@@ -26,6 +26,7 @@ pub struct CaseFilter {
     pub unit: Option<UnitCode>,
     pub reported_after: Option<DateTime<Utc>>,
     pub reported_before: Option<DateTime<Utc>>,
+    pub source: Option<domain::source::SourceKind>,
 }
 
 /// Where a page starts: after this case in the list's order (newest first, then by id).
@@ -116,6 +117,9 @@ fn list_query<'a>(
         }
         if let Some(t) = f.reported_before {
             q.push(" AND reported_at < ").push_bind(t);
+        }
+        if let Some(s) = f.source {
+            q.push(" AND source = ").push_bind(s.as_str());
         }
         if let Some((at, id)) = after {
             q.push(" AND (reported_at, case_id) < (")

@@ -13,7 +13,7 @@ use crate::StoreError;
 /// The columns of `cases` that [`CaseRow`] reads, in its order.
 pub(crate) const CASE_COLUMNS: &str = "case_id, case_number, county_code, grid_code, category, \
      severity, title, description, lat, lon, reported_crs, attachments, occurred_at, \
-     reported_at, reported_by, state, updated_at, trace";
+     reported_at, reported_by, state, updated_at, trace, source, source_ref";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct CaseRow {
@@ -35,6 +35,8 @@ pub(crate) struct CaseRow {
     state: serde_json::Value,
     updated_at: DateTime<Utc>,
     trace: serde_json::Value,
+    source: String,
+    source_ref: Option<String>,
 }
 
 pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -65,6 +67,11 @@ impl TryFrom<CaseRow> for CaseRecord {
             occurred_at: r.occurred_at,
             reported_at: r.reported_at,
             reported_by: r.reported_by,
+            source: domain::source::Source {
+                kind: domain::source::SourceKind::parse(&r.source)
+                    .ok_or_else(|| corrupt("source", &r.source))?,
+                reference: r.source_ref,
+            },
             state: serde_json::from_value::<CaseState>(r.state).map_err(|e| corrupt("state", e))?,
             updated_at: r.updated_at,
             trace: serde_json::from_value(r.trace).unwrap_or_default(),

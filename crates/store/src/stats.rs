@@ -25,6 +25,8 @@ use crate::{Result, Store};
 pub struct StatsScope {
     counties: Vec<String>,
     grid_prefix: Option<String>,
+    /// Only cases from this source (`cases.source`).
+    source: Option<&'static str>,
 }
 
 impl StatsScope {
@@ -41,6 +43,13 @@ impl StatsScope {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.counties.is_empty()
+    }
+
+    /// The same scope, counting only cases from `source`.
+    #[must_use]
+    pub fn from_source(mut self, source: Option<domain::source::SourceKind>) -> StatsScope {
+        self.source = source.map(domain::source::SourceKind::as_str);
+        self
     }
 }
 
@@ -78,6 +87,7 @@ impl Store {
         Ok(StatsScope {
             counties,
             grid_prefix: (region.level() > Level::County).then(|| format!("{region}%")),
+            source: None,
         })
     }
 
@@ -179,12 +189,14 @@ impl Store {
                FROM cases c JOIN case_events e USING (case_id)
               WHERE c.case_id = ANY($1) AND c.reported_at < $2
                 AND ($3::text IS NULL OR c.grid_code LIKE $3)
+                AND ($4::text IS NULL OR c.source = $4)
                 AND e.recorded_at < $2
               ORDER BY c.case_id, e.version",
         )
         .bind(CaseId::uuids(ids))
         .bind(to)
         .bind(&scope.grid_prefix)
+        .bind(scope.source)
         .fetch_all(&self.pool)
         .await?;
         let mut out: Vec<StatsCase> = Vec::new();

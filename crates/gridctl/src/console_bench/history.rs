@@ -373,6 +373,7 @@ pub(super) async fn load(store: &store::Store, a: &ConsoleBenchArgs) -> anyhow::
                 occurred_at: at,
                 reported_at: at,
                 reported_by: format!("worker@{grid}"),
+                source: Default::default(),
                 updated_at: log.last().map_or(at, |(_, w)| *w),
                 state,
                 trace: std::collections::BTreeMap::new(),

@@ -127,6 +127,10 @@ impl Ctx {
             bad.push(v);
             None
         });
+        let source = convert::source_from_wire(r.source).unwrap_or_else(|n| {
+            bad.push(FieldViolation::new("source", format!("unknown source {n}")));
+            None
+        });
         let category = (!r.category.is_empty()).then(|| r.category.clone());
         if let Some(c) = &category
             && (c.len() > 8 || !c.bytes().all(|b| b.is_ascii_alphanumeric()))
@@ -212,6 +216,7 @@ impl Ctx {
             unit,
             reported_after: after,
             reported_before: before,
+            source,
         };
         let cases = self.store.list_cases(&filter, page, limit + 1).await?;
         let more = cases.len() > limit as usize;
@@ -224,6 +229,35 @@ impl Ctx {
             cases: cases.iter().map(convert::case_to_wire).collect(),
             next_page_token,
         })
+    }
+
+    /// The reporter's contact for a caller that may see the case: in full to the roles that
+    /// call reporters back, masked to the others (and when no key opens it).
+    async fn reporter(
+        &self,
+        who: &crate::auth::Principal,
+        case_id: domain::CaseId,
+    ) -> ApiResult<Option<v1::Reporter>> {
+        let Some(stored) = self.store.contact(case_id).await? else {
+            return Ok(None);
+        };
+        let masked = || Some(convert::reporter_to_wire(&stored.contact.masked, true));
+        if !who.role.sees_contacts() {
+            return Ok(masked());
+        }
+        let Some(keys) = &self.contacts.keys else {
+            return Ok(masked());
+        };
+        match keys.open(&stored.contact) {
+            Ok(c) => {
+                tracing::info!(case_id = %case_id, principal = %who.subject, "reporter's contact shown");
+                Ok(Some(convert::reporter_to_wire(&c, false)))
+            }
+            Err(e) => {
+                tracing::warn!(case_id = %case_id, error = %e, "reporter's contact does not open");
+                Ok(masked())
+            }
+        }
     }
 
     async fn case_file(
@@ -241,8 +275,10 @@ impl Ctx {
             .ok_or_else(|| ApiError::NotFound(format!("case {case_id} not found")))?;
         let events = self.store.case_events(case_id).await?;
         let assignments = self.store.case_assignments(case_id).await?;
+        let mut case = convert::case_to_wire(&rec);
+        case.reporter = self.reporter(who, case_id).await?;
         Ok(v1::GetCaseResponse {
-            case: Some(convert::case_to_wire(&rec)),
+            case: Some(case),
             events: events.iter().map(convert::event_to_wire).collect(),
             assignments: assignments.iter().map(assignment_to_wire).collect(),
         })

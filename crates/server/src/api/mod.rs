@@ -38,6 +38,8 @@ pub struct Ctx {
     pub feed: Arc<crate::pipeline::feed::FeedTail>,
     /// Per-principal limits (shared with the access layer).
     pub limiter: Arc<crate::limits::Limiter>,
+    /// How reporters' contacts are sealed and kept.
+    pub contacts: Arc<crate::contacts::ContactPolicy>,
 }
 
 impl Ctx {

@@ -41,6 +41,18 @@ impl Ctx {
         let now = self.clock.now();
         let raw = convert::raw_report(req).map_err(ApiError::Invalid)?;
         let report = NewReport::parse(raw, now).map_err(ApiError::Invalid)?;
+        check_source(who, &report.source)?;
+        let contact = match (&report.reporter, &self.contacts.keys) {
+            (None, _) => None,
+            (Some(c), Some(keys)) => Some(keys.seal(c)),
+            (Some(_), None) => {
+                return Err(ApiError::FailedPrecondition(
+                    "this server keeps no reporters' contacts (no contact key is configured): \
+                     send the report without `reporter`"
+                        .into(),
+                ));
+            }
+        };
         let grid_unit = UnitCode::from(report.grid.clone());
         if !who.covers(&grid_unit) {
             return Err(ApiError::PermissionDenied(
@@ -77,6 +89,7 @@ impl Ctx {
                 severity,
                 actor: who.actor(),
                 trace: crate::trace::current_carrier(),
+                contact,
             })
             .await?;
         if !outcome.replayed {
@@ -88,6 +101,7 @@ impl Ctx {
             case_number = %outcome.case.case_number,
             grid = %outcome.case.grid,
             category = %outcome.case.category,
+            source = %outcome.case.source.kind,
             replayed = outcome.replayed,
             "report filed"
         );
@@ -95,6 +109,24 @@ impl Ctx {
             case: Some(convert::case_to_wire(&outcome.case)),
             replayed: outcome.replayed,
         })
+    }
+}
+
+/// A grid worker reports what it finds itself; an intake system files for others; the units'
+/// own staff may take down either (a dispatcher answering a call).
+fn check_source(who: &Principal, source: &domain::source::Source) -> ApiResult<()> {
+    use crate::auth::Role;
+    use domain::source::SourceKind;
+    match (who.role, source.kind) {
+        (Role::GridWorker, SourceKind::GridWorker) => Ok(()),
+        (Role::GridWorker, other) => Err(ApiError::PermissionDenied(format!(
+            "a grid worker files its own findings: source {other} is for intake systems"
+        ))),
+        (Role::Intake, SourceKind::GridWorker) => Err(ApiError::PermissionDenied(
+            "an intake system files for residents, the hotline or another system: name the source"
+                .into(),
+        )),
+        _ => Ok(()),
     }
 }
 

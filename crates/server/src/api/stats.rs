@@ -84,9 +84,11 @@ impl Ctx {
             ));
         }
         let (region, period) = stats_args(req)?;
+        let source = convert::source_from_wire(req.source)
+            .map_err(|n| ApiError::invalid("source", format!("unknown source {n}")))?;
         who.require_region(&region)?;
         let started = std::time::Instant::now();
-        let scope = self.store.stats_scope(&region).await?;
+        let scope = self.store.stats_scope(&region).await?.from_source(source);
         let mut calendars: HashMap<RegionCode, WorkCalendar> = HashMap::new();
         for county in scope.counties() {
             let cal = self.calendar(&county).await?;

@@ -55,6 +55,8 @@ struct ReportColumns {
     reported_by: Vec<String>,
     self_handled: Vec<bool>,
     trace: Vec<serde_json::Value>,
+    source: Vec<&'static str>,
+    source_ref: Vec<Option<String>>,
 }
 
 impl CaseColumns {
@@ -123,6 +125,8 @@ impl CaseColumns {
         p.self_handled.push(r.state.self_handled);
         p.trace
             .push(serde_json::to_value(&r.trace).expect("trace serialises"));
+        p.source.push(r.source.kind.as_str());
+        p.source_ref.push(r.source.reference.clone());
     }
 
     /// Binds the projection's columns, `$1` to `$14`, in the order both statements name them.
@@ -157,18 +161,19 @@ impl CaseColumns {
                 accept_due_at, handle_due_at, overdue, rework_count, rating, version, state,
                 updated_at, case_number, county_code, grid_code, category, severity, title,
                 description, lat, lon, reported_crs, attachments, occurred_at, reported_at,
-                reported_by, self_handled, trace)
+                reported_by, self_handled, trace, source, source_ref)
              SELECT c, st, ti, hu, lu, string_to_array(au, ','), ad, hd, od, rw, ra, v, s, u,
-                    cn, co, gr, ca, se, tl, de, la, lo, cr, at, oc, re, rb, sh, tr
+                    cn, co, gr, ca, se, tl, de, la, lo, cr, at, oc, re, rb, sh, tr, so, sr
                FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
                            $6::text[], $7::timestamptz[], $8::timestamptz[], $9::bool[],
                            $10::int4[], $11::int2[], $12::int8[], $13::jsonb[],
                            $14::timestamptz[], $15::text[], $16::text[], $17::text[],
                            $18::text[], $19::text[], $20::text[], $21::text[], $22::float8[],
                            $23::float8[], $24::text[], $25::jsonb[], $26::timestamptz[],
-                           $27::timestamptz[], $28::text[], $29::bool[], $30::jsonb[])
+                           $27::timestamptz[], $28::text[], $29::bool[], $30::jsonb[],
+                           $31::text[], $32::text[])
                     AS x(c, st, ti, hu, lu, au, ad, hd, od, rw, ra, v, s, u, cn, co, gr, ca,
-                         se, tl, de, la, lo, cr, at, oc, re, rb, sh, tr)",
+                         se, tl, de, la, lo, cr, at, oc, re, rb, sh, tr, so, sr)",
         );
         self.bind_projection(q)
             .bind(&p.case_number)
@@ -187,6 +192,8 @@ impl CaseColumns {
             .bind(&p.reported_by)
             .bind(&p.self_handled)
             .bind(&p.trace)
+            .bind(&p.source)
+            .bind(&p.source_ref)
             .execute(conn)
             .await?;
         Ok(())
