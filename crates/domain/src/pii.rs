@@ -31,9 +31,7 @@ pub fn mask(text: &str) -> Cow<'_, str> {
         if (phone || id) && !followed_by_word {
             let o = out.get_or_insert_with(|| String::with_capacity(text.len()));
             o.push_str(&text[copied..i]);
-            o.push_str(&text[i..i + 3]);
-            o.extend(std::iter::repeat_n('*', run_end - i - 5));
-            o.push_str(&text[run_end - 2..run_end]);
+            o.push_str(&mask_number(&text[i..run_end]));
             copied = run_end;
         }
         i = run_end;
@@ -45,6 +43,20 @@ pub fn mask(text: &str) -> Cow<'_, str> {
             Cow::Owned(o)
         }
     }
+}
+
+/// A whole number (a phone or ID number) masked: its first three and last two characters
+/// kept, every other one a `*`; a number of five characters or fewer all stars.
+#[must_use]
+pub fn mask_number(s: &str) -> String {
+    let n = s.chars().count();
+    if n <= 5 {
+        return "*".repeat(n);
+    }
+    s.chars()
+        .enumerate()
+        .map(|(i, c)| if i < 3 || i >= n - 2 { c } else { '*' })
+        .collect()
 }
 
 /// Masks every string inside a JSON value, in place.

@@ -110,12 +110,13 @@ impl NewReport {
                 v.push(FieldViolation::new("source", format!("unknown source {n}")));
                 None
             }
-            (None, kind) => keep(
-                Source::parse(kind.unwrap_or_default(), &raw.source_ref),
-                &mut v,
-                "source_ref",
-                |e| e.description.clone(),
-            ),
+            (None, kind) => match Source::parse(kind.unwrap_or_default(), &raw.source_ref) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    v.push(e);
+                    None
+                }
+            },
         };
         let reporter = match Contact::parse(&raw.reporter) {
             Ok(c) => c,
@@ -129,6 +130,12 @@ impl NewReport {
         let identity = source.as_ref().and_then(Source::identity_key);
         let key = if let Some(k) = identity {
             Some(k)
+        } else if raw
+            .source
+            .is_some_and(crate::source::SourceKind::reference_is_identity)
+        {
+            // the missing reference is the violation; the client's key does not matter here
+            None
         } else if raw.idempotency_key.trim().is_empty() {
             v.push(FieldViolation::new(
                 "idempotency_key",

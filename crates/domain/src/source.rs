@@ -217,14 +217,14 @@ impl Contact {
     }
 
     /// The contact as shown to those who do not call the reporter back: a name keeps its
-    /// first character, numbers their first three and last two (as [`crate::pii::mask`] does in
-    /// free text), an address its first character and domain.
+    /// first character, numbers their first three and last two ([`crate::pii::mask_number`], as
+    /// in free text), an address its first character and domain.
     #[must_use]
     pub fn masked(&self) -> Contact {
         Contact {
             name: mask_name(&self.name),
-            phone: mask_digits(&self.phone),
-            id_number: mask_digits(&self.id_number),
+            phone: crate::pii::mask_number(&self.phone),
+            id_number: crate::pii::mask_number(&self.id_number),
             email: mask_email(&self.email),
         }
     }
@@ -280,20 +280,6 @@ fn mask_name(n: &str) -> String {
                 .collect()
         }
     }
-}
-
-fn mask_digits(s: &str) -> String {
-    let n = s.chars().count();
-    if n == 0 {
-        return String::new();
-    }
-    if n <= 5 {
-        return "*".repeat(n);
-    }
-    s.chars()
-        .enumerate()
-        .map(|(i, c)| if i < 3 || i >= n - 2 { c } else { '*' })
-        .collect()
 }
 
 fn mask_email(e: &str) -> String {

@@ -25,7 +25,6 @@ pub struct SealedContact {
 pub struct StoredContact {
     pub case_id: CaseId,
     pub contact: SealedContact,
-    pub stored_at: DateTime<Utc>,
 }
 
 pub(crate) async fn insert(
@@ -63,9 +62,9 @@ pub(crate) async fn insert(
     Ok(())
 }
 
-type ContactRow = (Uuid, String, Vec<u8>, serde_json::Value, DateTime<Utc>);
+type ContactRow = (Uuid, String, Vec<u8>, serde_json::Value);
 
-fn stored((case_id, key_id, sealed, masked, stored_at): ContactRow) -> Result<StoredContact> {
+fn stored((case_id, key_id, sealed, masked): ContactRow) -> Result<StoredContact> {
     Ok(StoredContact {
         case_id: case_id.into(),
         contact: SealedContact {
@@ -74,7 +73,6 @@ fn stored((case_id, key_id, sealed, masked, stored_at): ContactRow) -> Result<St
             masked: serde_json::from_value(masked)
                 .map_err(|e| crate::rows::corrupt("case_contacts.masked", e))?,
         },
-        stored_at,
     })
 }
 
@@ -82,7 +80,7 @@ impl Store {
     /// The reporter's contact of a case, if one was given and not yet purged.
     pub async fn contact(&self, case: CaseId) -> Result<Option<StoredContact>> {
         let row: Option<ContactRow> = sqlx::query_as(
-            "SELECT case_id, key_id, sealed, masked, stored_at FROM case_contacts
+            "SELECT case_id, key_id, sealed, masked FROM case_contacts
               WHERE case_id = $1",
         )
         .bind(case.uuid())
@@ -114,7 +112,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<StoredContact>> {
         let rows: Vec<ContactRow> = sqlx::query_as(
-            "SELECT case_id, key_id, sealed, masked, stored_at FROM case_contacts
+            "SELECT case_id, key_id, sealed, masked FROM case_contacts
               WHERE key_id <> $1 ORDER BY case_id LIMIT $2",
         )
         .bind(current)
