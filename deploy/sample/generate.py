@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
+import random
 import re
 import sys
 from pathlib import Path
@@ -111,23 +113,111 @@ def unit(code: str, name: str, kind: str, parent: str | None) -> dict:
     return {"code": code, "name": name, "kind": kind, "parent_code": parent}
 
 
+# --------------------------------------------------------------------------------------------
+# Boundaries: plausible, non-overlapping outlines that tile the county. The county is a
+# rectangle split into rows of townships, each township into rows of communities, each
+# community into rows of grids. Grid dividers slant a little (seeded by the grid's code, so the
+# file never changes between runs), which makes quadrilaterals rather than a chessboard.
+# Every coordinate is rounded to 6 decimals (about 0.1 m) once and reused by both neighbours,
+# so shared edges are exactly shared.
+# --------------------------------------------------------------------------------------------
+
+# The county's south-west corner and size in degrees (about 6.8 km by 6.7 km). The corner
+# sits just south-west of the point the tests report at, which therefore falls in grid 001
+# of the first community.
+SW_LON, SW_LAT = 115.8984, 28.6824
+WIDTH, HEIGHT = 0.070, 0.060
+# Where the tests and the demo report from (WGS-84), inside 360102001001001.
+TEST_POINT = (115.8992, 28.6832)
+
+
+def r6(x: float) -> float:
+    return round(x, 6)
+
+
+def split_rows(n: int) -> list[int]:
+    """n cells in round(sqrt(n)) rows, the longer rows first: 11 -> [4, 4, 3]."""
+    rows = max(1, round(math.sqrt(n)))
+    return [n // rows + (1 if i < n % rows else 0) for i in range(rows)]
+
+
+def rect(w: float, s: float, e: float, n: float) -> list[list[float]]:
+    return [[w, s], [e, s], [e, n], [w, n], [w, s]]
+
+
+def cells(box: tuple[float, float, float, float], n: int, slant: str | None) -> list[list[list[float]]]:
+    """n rings tiling `box` (w, s, e, n), row by row from the south, west to east. With a
+    `slant` seed, inner dividers lean by up to a fifth of a cell width."""
+    w, s, e, nn = box
+    rows = split_rows(n)
+    ys = [r6(s + (nn - s) * j / len(rows)) for j in range(len(rows))] + [nn]
+    rng = random.Random(slant) if slant else None
+    out = []
+    for j, k in enumerate(rows):
+        step = (e - w) / k
+        bottom = [w] + [r6(w + step * i) for i in range(1, k)] + [e]
+        top = list(bottom)
+        if rng:
+            for i in range(1, k):
+                bottom[i] = r6(bottom[i] + rng.uniform(-0.2, 0.2) * step)
+                top[i] = r6(top[i] + rng.uniform(-0.2, 0.2) * step)
+        for i in range(k):
+            y0, y1 = ys[j], ys[j + 1]
+            if rng:
+                ring = [[bottom[i], y0], [bottom[i + 1], y0], [top[i + 1], y1], [top[i], y1],
+                        [bottom[i], y0]]
+            else:
+                ring = rect(bottom[i], y0, bottom[i + 1], y1)
+            out.append(ring)
+    return out
+
+
+def bbox(ring: list[list[float]]) -> tuple[float, float, float, float]:
+    xs, ys = [p[0] for p in ring], [p[1] for p in ring]
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def polygon(ring: list[list[float]]) -> dict:
+    return {"type": "Polygon", "coordinates": [ring]}
+
+
+def inside(pt: tuple[float, float], ring: list[list[float]]) -> bool:
+    """Even-odd rule: enough to check the sample, which has no point on an edge."""
+    x, y = pt
+    c = False
+    for (x1, y1), (x2, y2) in zip(ring, ring[1:]):
+        if (y1 > y) != (y2 > y) and x < (x2 - x1) * (y - y1) / (y2 - y1) + x1:
+            c = not c
+    return c
+
+
 def build_units() -> list[dict]:
     # Emitted level by level so every parent precedes its children; a loader can then
     # upsert in file order without resolving forward references.
     city, county = CITY[0], COUNTY[0]
-    units = [unit(city, CITY[1], "CITY", None), unit(county, COUNTY[1], "COUNTY", city)]
+    county_ring = rect(SW_LON, SW_LAT, r6(SW_LON + WIDTH), r6(SW_LAT + HEIGHT))
+    county_unit = unit(county, COUNTY[1], "COUNTY", city)
+    county_unit["boundary"] = polygon(county_ring)
+    units = [unit(city, CITY[1], "CITY", None), county_unit]
     units += [unit(dept(s), name, "DEPARTMENT", county) for s, name in DEPARTMENTS]
 
     townships, communities, grids = [], [], []
     community_index = 0
+    t_rings = cells(bbox(county_ring), len(TOWNSHIPS), None)
     for t, (t_name, c_names) in enumerate(TOWNSHIPS, start=1):
         t_code = f"{county}{t:03d}"
         townships.append(unit(t_code, t_name, "TOWNSHIP", county))
+        townships[-1]["boundary"] = polygon(t_rings[t - 1])
+        c_rings = cells(bbox(t_rings[t - 1]), len(c_names), None)
         for c, c_name in enumerate(c_names, start=1):
             c_code = f"{t_code}{c:03d}"
             communities.append(unit(c_code, c_name, "COMMUNITY", t_code))
-            for g in range(1, grids_in(community_index) + 1):
+            communities[-1]["boundary"] = polygon(c_rings[c - 1])
+            n = grids_in(community_index)
+            g_rings = cells(bbox(c_rings[c - 1]), n, c_code)
+            for g in range(1, n + 1):
                 grids.append(unit(f"{c_code}{g:03d}", f"{c_name}第{g}网格", "GRID", c_code))
+                grids[-1]["boundary"] = polygon(g_rings[g - 1])
             community_index += 1
     return units + townships + communities + grids
 
@@ -391,7 +481,8 @@ def check(doc: dict) -> None:
     seen: dict[str, dict] = {}
     names_under: set[tuple[str | None, str]] = set()
     for u in doc["units"]:
-        assert set(u) == {"code", "name", "kind", "parent_code"}, u
+        assert set(u) - {"boundary"} == {"code", "name", "kind", "parent_code"}, u
+        assert ("boundary" in u) == (u["kind"] not in ("CITY", "DEPARTMENT")), u
         code, kind, parent = u["code"], u["kind"], u["parent_code"]
         assert kind in UNIT_KINDS, u
         assert code not in seen, f"duplicate unit code {code}"
@@ -425,6 +516,14 @@ def check(doc: dict) -> None:
     for c in (u for u in doc["units"] if u["kind"] == "COMMUNITY"):
         k = sum(1 for u in doc["units"] if u["parent_code"] == c["code"])
         assert 5 <= k <= 7, f"{c['code']} has {k} grids"
+    # Boundaries: closed rings, and the test point in the first grid and no other.
+    for u in doc["units"]:
+        if "boundary" in u:
+            ring = u["boundary"]["coordinates"][0]
+            assert ring[0] == ring[-1] and len(ring) >= 5, u["code"]
+    holders = [u["code"] for u in doc["units"]
+               if u["kind"] == "GRID" and inside(TEST_POINT, u["boundary"]["coordinates"][0])]
+    assert holders == [f"{COUNTY[0]}001001001"], holders
 
     # Categories.
     cats: dict[str, dict] = {}
@@ -518,7 +617,15 @@ def check(doc: dict) -> None:
 def main() -> int:
     doc = build()
     check(doc)
+    # boundaries on one line each, so the file stays readable in a diff
+    compact = {}
+    for u in doc["units"]:
+        if "boundary" in u:
+            key = f"@boundary:{u['code']}@"
+            compact[key] = json.dumps(u["boundary"], separators=(",", ":"))
+            u["boundary"] = key
     text = json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
+    text = re.sub(r'"(@boundary:[^@]+@)"', lambda m: compact[m.group(1)], text)
     OUT.write_text(text, encoding="utf-8")
     kinds = {k: sum(1 for u in doc["units"] if u["kind"] == k) for k in UNIT_KINDS}
     summary = ", ".join(f"{k}={v}" for k, v in kinds.items())

@@ -126,6 +126,7 @@ async fn the_registry_loads_idempotently_and_checks_its_input(pool: PgPool) {
         name: "无主网格".into(),
         kind: v1::UnitKind::UnitGrid.into(),
         parent_code: "360103001001".into(),
+        ..Default::default()
     };
     let err = admin
         .upsert_units(v1::UpsertUnitsRequest {
@@ -139,6 +140,7 @@ async fn the_registry_loads_idempotently_and_checks_its_input(pool: PgPool) {
         name: "错类型".into(),
         kind: v1::UnitKind::UnitCommunity.into(),
         parent_code: "360102001001".into(),
+        ..Default::default()
     };
     let err = admin
         .upsert_units(v1::UpsertUnitsRequest {

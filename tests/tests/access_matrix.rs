@@ -203,6 +203,7 @@ async fn call(
                 name: "矩阵网格".into(),
                 kind: v1::UnitKind::UnitGrid.into(),
                 parent_code: grid[..12].into(),
+                ..Default::default()
             };
             code(
                 s.routing_with(b())
@@ -258,6 +259,13 @@ async fn call(
                     grid_code: GRID.into(),
                     category: "0501".into(),
                     ..Default::default()
+                })
+                .await,
+        ),
+        "RoutingService/LocatePoint" if inside => code(
+            s.routing_with(b())
+                .locate_point(v1::LocatePointRequest {
+                    location: report(GRID, "0501", "").location,
                 })
                 .await,
         ),

@@ -191,11 +191,13 @@ async fn a_lost_intake_entry_is_repaired_by_the_reconciler_on_the_servers_clock_
 ) {
     let _turn = ONE_AT_A_TIME.lock().await;
     let s = TestServer::start_routing_by_intake(pool).await;
-    fail::cfg("router-drop-entry", "1*return").unwrap();
+    // every entry is dropped while the reports are filed: a copy the relay sends again after
+    // a slow reply from Redis is dropped too, so exactly these cases are stranded
+    fail::cfg("router-drop-entry", "return").unwrap();
     let acked = report_some(&s, 3, "0501").await;
     quiet(&s).await;
     fail::remove("router-drop-entry");
-    assert_eq!(s.count("cases WHERE status = 'REPORTED'").await, 1);
+    assert_eq!(s.count("cases WHERE status = 'REPORTED'").await, 3);
     // a minute later by the server's clock (not the wall clock), the reconciler sends the
     // stranded case to the router again
     s.advance(chrono::Duration::seconds(61));
@@ -205,13 +207,13 @@ async fn a_lost_intake_entry_is_repaired_by_the_reconciler_on_the_servers_clock_
     .await;
     quiet(&s).await;
     let mut f = invariants::check(&s.pool, &redis_url(), s.queue.prefix(), &acked).await;
-    assert_eq!(f.resends, 1, "the re-send is counted");
+    assert_eq!(f.resends, 3, "the re-sends are counted");
     // the repair is counted, and the case's minute without a unit breaks the routing bound
     let found = f.breaches();
     assert_eq!(found.len(), 2, "{found:#?}");
-    assert_eq!(found[0], "cases sent to the router again: 1 (allowed 0)");
+    assert_eq!(found[0], "cases sent to the router again: 3 (allowed 0)");
     assert!(found[1].starts_with("a case waited 6"), "{found:#?}");
-    f.resends_allowed = 1;
+    f.resends_allowed = 3;
     only(&f.breaches(), "a case waited 6");
     s.stop().await;
 }

@@ -466,6 +466,7 @@ async fn registry_change_across_replicas(pool: PgPool) {
                 name: "区气象局".into(),
                 kind: v1::UnitKind::UnitDepartment.into(),
                 parent_code: COUNTY.into(),
+                ..Default::default()
             }],
         })
         .await

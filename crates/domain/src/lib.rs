@@ -4,6 +4,7 @@
 //! decisions and SLA arithmetic over a working-time calendar. Services call into this crate;
 //! they never re-implement its rules.
 
+pub mod area;
 pub mod calendar;
 pub mod case;
 pub mod effects;

@@ -151,7 +151,10 @@ impl NewReport {
             )
         };
         let grid = if raw.grid_code.is_empty() {
-            v.push(FieldViolation::new("grid_code", "required"));
+            v.push(FieldViolation::new(
+                "grid_code",
+                "required from a grid worker; others may leave it to the location",
+            ));
             None
         } else {
             keep(
@@ -279,6 +282,20 @@ fn keep<T, E>(
             v.push(FieldViolation::new(field, why(&e)));
             None
         }
+    }
+}
+
+impl RawLocation {
+    /// The point in WGS-84, or what is wrong with the coordinates or their system.
+    pub fn parse(self) -> Result<LatLon, Vec<FieldViolation>> {
+        let mut v = Vec::new();
+        parse_location(self, &mut v).map(|(p, _)| p).ok_or(v)
+    }
+
+    /// The point in WGS-84, when the coordinates and their system are valid.
+    #[must_use]
+    pub fn wgs84(self) -> Option<LatLon> {
+        self.parse().ok()
     }
 }
 

@@ -57,4 +57,45 @@ mod tests {
         }
         assert!(s.categories.len() >= 8);
     }
+
+    #[test]
+    fn the_sample_grids_tile_their_communities() {
+        use crate::area::{GridMap, Located};
+        use crate::region::{Level, RegionCode};
+        let s = parse(SAMPLE).unwrap();
+        let by_code: std::collections::HashMap<&str, &Unit> =
+            s.units.iter().map(|u| (u.code.as_str(), u)).collect();
+        let grids: Vec<_> = s
+            .units
+            .iter()
+            .filter(|u| u.kind == crate::UnitKind::Grid)
+            .map(|u| {
+                let b = u
+                    .boundary
+                    .clone()
+                    .expect("every sample grid has a boundary");
+                let parent = by_code[u.parent_code.as_ref().unwrap().as_str()];
+                assert!(parent.boundary.as_ref().unwrap().covers(&b), "{}", u.code);
+                (
+                    RegionCode::parse_at(u.code.as_str(), Level::Grid).unwrap(),
+                    b,
+                )
+            })
+            .collect();
+        assert_eq!(grids.len(), 324);
+        for (i, (a, ab)) in grids.iter().enumerate() {
+            for (b, bb) in &grids[i + 1..] {
+                assert!(!ab.overlaps(bb), "{a} overlaps {b}");
+            }
+        }
+        let map = GridMap::new(grids, 500.0);
+        // where the tests report from
+        assert_eq!(
+            map.locate(crate::geo::LatLon::new(28.6832, 115.8992))
+                .unwrap(),
+            Located::Inside {
+                grid: RegionCode::parse("360102001001001").unwrap()
+            }
+        );
+    }
 }

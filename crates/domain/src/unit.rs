@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::UnitKind;
+use crate::area::Boundary;
 use crate::region::UnitCode;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -11,6 +12,10 @@ pub struct Unit {
     pub name: String,
     pub kind: UnitKind,
     pub parent_code: Option<UnitCode>,
+    /// The area a region unit covers (checked as it is parsed); grids need one for reports
+    /// located by a point alone. Departments have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boundary: Option<Boundary>,
 }
 
 pub const NAME_MAX: usize = 100;
@@ -24,6 +29,9 @@ impl Unit {
             return Err(("name", format!("1 to {NAME_MAX} characters")));
         }
         match (self.kind, self.kind.level()) {
+            (UnitKind::Department, _) if self.boundary.is_some() => {
+                return Err(("boundary", "a department has no area of its own".into()));
+            }
             (UnitKind::Department, _) => {
                 if !self.code.is_department() {
                     return Err(("code", "a department code is `<county>-<SUFFIX>`".into()));
@@ -65,6 +73,7 @@ mod tests {
             name: "名".into(),
             kind,
             parent_code: parent.map(|p| UnitCode::parse(p).unwrap()),
+            boundary: None,
         }
     }
 

@@ -7,6 +7,7 @@ mod console;
 mod console_bench;
 mod deadletters;
 mod demo;
+mod grids;
 mod stats;
 
 use std::path::PathBuf;
@@ -65,6 +66,11 @@ enum Command {
     Units {
         #[arg(long, default_value = "")]
         parent: String,
+    },
+    /// Grids: where a point falls, and the benchmark of point location.
+    Grids {
+        #[command(subcommand)]
+        cmd: grids::GridsCommand,
     },
     /// Report one event from a grid.
     Report {
@@ -384,6 +390,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 page_token = r.next_page_token;
             }
         }
+        Command::Grids { cmd } => match cmd {
+            grids::GridsCommand::Locate { lat, lon, crs } => {
+                let conn = Conn::open(&cli.server, cli.token).await?;
+                let mut routing = conn.routing(conn.auth_as(Role::Admin, "", "gridctl")?);
+                let r = routing
+                    .locate_point(v1::LocatePointRequest {
+                        location: Some(v1::Location {
+                            lat,
+                            lon,
+                            crs: v1::Crs::from(crs).into(),
+                        }),
+                    })
+                    .await;
+                match r {
+                    Ok(r) => grids::print_located(&r.into_inner()),
+                    Err(s) => bail!("{}", demo::describe(&s)),
+                }
+            }
+            grids::GridsCommand::Bench(a) => grids::bench(&a)?,
+        },
         Command::Report {
             grid,
             category,

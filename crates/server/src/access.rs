@@ -145,6 +145,7 @@ pub const TABLE: &[Rule] = &[
     rule("RoutingService/PutPolicy", ADMIN, Scope::OwnArea),
     rule("RoutingService/GetPolicy", FIELD, Scope::Reference),
     rule("RoutingService/ResolveRoute", FIELD, Scope::Reference),
+    rule("RoutingService/LocatePoint", REPORTERS, Scope::Reference),
     rule("EscalationService/WatchQueue", UNITS, Scope::AssignedCases),
     on_case("EscalationService/Accept", UNITS, Scope::AssignedCases),
     on_case("EscalationService/CallUp", UNITS, Scope::AssignedCases),

@@ -95,6 +95,9 @@ pub struct WorkerOptions {
     pub consumer: String,
     /// With the router role: route new cases in their report's transaction (ADR 0024).
     pub route_at_report: bool,
+    /// A point outside every grid falls to the nearest grid's community within this many
+    /// metres (ADR 0032).
+    pub locate_reach_m: f64,
 }
 
 impl Default for WorkerOptions {
@@ -109,6 +112,7 @@ impl Default for WorkerOptions {
             feed_poll: Duration::from_millis(50),
             consumer: format!("gridd-{}", uuid::Uuid::now_v7()),
             route_at_report: true,
+            locate_reach_m: 500.0,
         }
     }
 }
@@ -198,7 +202,10 @@ impl Running {
 pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
     let shutdown = CancellationToken::new();
     let wake = Arc::new(Wake::default());
-    let directory = Arc::new(Directory::new(&opts.store, opts.workers.directory_ttl));
+    let directory = Arc::new(
+        Directory::new(&opts.store, opts.workers.directory_ttl)
+            .with_reach(opts.workers.locate_reach_m),
+    );
     // the local sequencer wakes the local feed tail; other replicas' numbers arrive by polling
     let numbered = Arc::new(tokio::sync::Notify::new());
     let roles = opts.roles;

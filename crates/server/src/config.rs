@@ -88,6 +88,9 @@ pub struct Config {
     pub contact_retention_days: u32,
     /// `GRIDD_CONTACT_SWEEP_SECS`: how often the purge and reseal sweep runs.
     pub contact_sweep_secs: u64,
+    /// `GRIDD_LOCATE_REACH_M`: a point outside every grid falls to the nearest grid's
+    /// community when it lies within this many metres of it, and is refused farther out.
+    pub locate_reach_m: f64,
 }
 
 impl Default for Config {
@@ -126,6 +129,7 @@ impl Default for Config {
             contact_keys_file: None,
             contact_retention_days: 180,
             contact_sweep_secs: 600,
+            locate_reach_m: 500.0,
         }
     }
 }
@@ -157,6 +161,7 @@ impl std::fmt::Debug for Config {
             .field("redis_prefix", &self.redis_prefix)
             .field("contact_keys_file", &self.contact_keys_file)
             .field("contact_retention_days", &self.contact_retention_days)
+            .field("locate_reach_m", &self.locate_reach_m)
             .finish_non_exhaustive()
     }
 }
@@ -246,6 +251,7 @@ impl Config {
             max_deliveries: self.max_deliveries,
             reconcile_interval: Duration::from_millis(self.reconcile_interval_ms),
             route_at_report: self.route_at_report,
+            locate_reach_m: self.locate_reach_m.max(0.0),
             ..crate::WorkerOptions::default()
         }
     }

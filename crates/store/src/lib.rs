@@ -35,7 +35,7 @@ pub use feed::{FeedEvent, FeedRegion};
 pub use history::History;
 pub use outbox::OutboxRow;
 pub use pending::{Assignment, PendingAnywhere, PendingItem, Unrouted};
-pub use registry::UnitFilter;
+pub use registry::{GridBoundaries, UnitFilter};
 pub use stats::{StatsCase, StatsScope};
 pub use writer::{Append, CaseTx};
 

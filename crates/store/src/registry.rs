@@ -4,8 +4,9 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use domain::UnitKind;
+use domain::area::Boundary;
 use domain::policy::{Category, CategoryCode, Policy};
-use domain::region::{RegionCode, UnitCode};
+use domain::region::{Level, RegionCode, UnitCode};
 use domain::unit::Unit;
 
 use crate::cases::Actor;
@@ -29,9 +30,15 @@ pub struct UnitFilter {
     pub limit: u32,
 }
 
-type UnitRow = (String, String, String, Option<String>);
+type UnitRow = (
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<serde_json::Value>,
+);
 
-fn unit_from_row((code, name, kind, parent): UnitRow) -> Result<Unit> {
+fn unit_from_row((code, name, kind, parent, boundary): UnitRow) -> Result<Unit> {
     Ok(Unit {
         code: UnitCode::parse(&code).map_err(|e| corrupt("units.code", e))?,
         name,
@@ -40,7 +47,19 @@ fn unit_from_row((code, name, kind, parent): UnitRow) -> Result<Unit> {
             .map(|p| UnitCode::parse(&p))
             .transpose()
             .map_err(|e| corrupt("units.parent_code", e))?,
+        boundary: boundary
+            .map(|b| Boundary::from_geojson(&b))
+            .transpose()
+            .map_err(|e| corrupt("units.boundary", e))?,
     })
+}
+
+/// The grids' boundaries, for the index that finds the grid holding a point.
+#[derive(Debug, Default)]
+pub struct GridBoundaries {
+    /// Changes whenever any unit's boundary is set, changed or removed.
+    pub rev: i64,
+    pub grids: Vec<(RegionCode, Boundary)>,
 }
 
 impl Store {
@@ -78,22 +97,33 @@ impl Store {
             .iter()
             .map(|u| u.parent_code.as_ref().map(UnitCode::as_str))
             .collect();
+        let boundaries: Vec<Option<serde_json::Value>> = units
+            .iter()
+            .map(|u| u.boundary.as_ref().map(Boundary::to_geojson))
+            .collect();
         // One statement: foreign keys are checked at its end, so children may follow parents
         // within the batch. Unchanged rows are not rewritten, so loading twice changes nothing.
         let mut tx = self.pool.begin().await?;
         let changed = sqlx::query(
-            "INSERT INTO units (code, name, kind, parent_code)
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[])
+            "INSERT INTO units (code, name, kind, parent_code, boundary, boundary_rev)
+             SELECT c, n, k, p, b, CASE WHEN b IS NULL THEN NULL ELSE nextval('unit_boundary_rev') END
+               FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[]) AS u (c, n, k, p, b)
              ON CONFLICT (code) DO UPDATE
                 SET name = EXCLUDED.name, kind = EXCLUDED.kind,
-                    parent_code = EXCLUDED.parent_code, updated_at = now()
-              WHERE (units.name, units.kind, units.parent_code)
-                    IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.kind, EXCLUDED.parent_code)",
+                    parent_code = EXCLUDED.parent_code, boundary = EXCLUDED.boundary,
+                    boundary_rev = CASE WHEN units.boundary IS DISTINCT FROM EXCLUDED.boundary
+                                        THEN nextval('unit_boundary_rev')
+                                        ELSE units.boundary_rev END,
+                    updated_at = now()
+              WHERE (units.name, units.kind, units.parent_code, units.boundary)
+                    IS DISTINCT FROM
+                    (EXCLUDED.name, EXCLUDED.kind, EXCLUDED.parent_code, EXCLUDED.boundary)",
         )
         .bind(&codes)
         .bind(&names)
         .bind(&kinds)
         .bind(&parents)
+        .bind(&boundaries)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -104,7 +134,7 @@ impl Store {
 
     pub async fn list_units(&self, f: &UnitFilter) -> Result<Vec<Unit>> {
         let rows: Vec<UnitRow> = sqlx::query_as(
-            "SELECT code, name, kind, parent_code FROM units
+            "SELECT code, name, kind, parent_code, boundary FROM units
               WHERE ($1::text IS NULL OR parent_code = $1)
                 AND ($2::text IS NULL OR kind = $2)
                 AND ($3::text IS NULL OR code > $3)
@@ -120,12 +150,69 @@ impl Store {
     }
 
     pub async fn get_unit(&self, code: &str) -> Result<Option<Unit>> {
-        let row: Option<UnitRow> =
-            sqlx::query_as("SELECT code, name, kind, parent_code FROM units WHERE code = $1")
-                .bind(code)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<UnitRow> = sqlx::query_as(
+            "SELECT code, name, kind, parent_code, boundary FROM units WHERE code = $1",
+        )
+        .bind(code)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(unit_from_row).transpose()
+    }
+
+    /// The boundaries of the named units that have one (a batch's parents, to check that
+    /// children lie inside them).
+    pub async fn unit_boundaries(&self, codes: &[&str]) -> Result<Vec<(String, Boundary)>> {
+        let rows: Vec<(String, serde_json::Value)> = sqlx::query_as(
+            "SELECT code, boundary FROM units WHERE code = ANY($1) AND boundary IS NOT NULL",
+        )
+        .bind(codes)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(c, b)| {
+                Boundary::from_geojson(&b)
+                    .map(|b| (c, b))
+                    .map_err(|e| corrupt("units.boundary", e))
+            })
+            .collect()
+    }
+
+    /// The revision of the registry's boundaries: one indexed maximum, read before deciding
+    /// whether [`Store::grid_boundaries`] must be read again.
+    pub async fn boundary_rev(&self) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT coalesce(max(boundary_rev), 0) FROM units")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Every grid's boundary, with the revision it was read at.
+    pub async fn grid_boundaries(&self) -> Result<GridBoundaries> {
+        let mut tx = self.pool.begin().await?;
+        // one snapshot: the revision and the rows agree
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let rev: i64 = sqlx::query_scalar("SELECT coalesce(max(boundary_rev), 0) FROM units")
+            .fetch_one(&mut *tx)
+            .await?;
+        let rows: Vec<(String, serde_json::Value)> = sqlx::query_as(
+            "SELECT code, boundary FROM units WHERE kind = 'GRID' AND boundary IS NOT NULL",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let grids = rows
+            .into_iter()
+            .map(|(c, b)| {
+                let code =
+                    RegionCode::parse_at(&c, Level::Grid).map_err(|e| corrupt("units.code", e))?;
+                let b = Boundary::from_geojson(&b).map_err(|e| corrupt("units.boundary", e))?;
+                Ok((code, b))
+            })
+            .collect::<Result<_>>()?;
+        Ok(GridBoundaries { rev, grids })
     }
 
     /// Inserts or updates categories by code; parents must exist or come earlier.

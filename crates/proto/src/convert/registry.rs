@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use domain::Tier;
+use domain::area::Boundary;
 use domain::calendar::{Clock, TimeLimit, WorkCalendar, WorkPeriod};
 use domain::policy::{Category, CategoryCode, DepartmentRule, Policy, SlaRule};
 use domain::region::{RegionCode, UnitCode};
@@ -27,6 +28,11 @@ pub fn unit_to_wire(u: &Unit) -> v1::Unit {
             .as_ref()
             .map(ToString::to_string)
             .unwrap_or_default(),
+        boundary: u
+            .boundary
+            .as_ref()
+            .map(|b| b.to_geojson().to_string())
+            .unwrap_or_default(),
     }
 }
 
@@ -42,11 +48,20 @@ pub fn unit_from_wire(u: v1::Unit, field: &str) -> Result<Unit, FieldViolation> 
                 .map_err(|e| fv(format!("{field}.parent_code"), e.to_string()))?,
         )
     };
+    let boundary = if u.boundary.is_empty() {
+        None
+    } else {
+        Some(
+            Boundary::from_geojson_text(&u.boundary)
+                .map_err(|e| fv(format!("{field}.boundary"), e))?,
+        )
+    };
     Ok(Unit {
         code,
         name: u.name,
         kind,
         parent_code,
+        boundary,
     })
 }
 

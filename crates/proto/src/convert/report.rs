@@ -87,11 +87,7 @@ pub fn raw_report(r: v1::ReportEventRequest) -> Result<RawReport, Violations> {
         severity_unknown,
         title: r.title,
         description: r.description,
-        location: r.location.map(|l| RawLocation {
-            lat: l.lat,
-            lon: l.lon,
-            crs: crs_from_wire(l.crs),
-        }),
+        location: r.location.as_ref().map(location_from_wire),
         occurred_at,
         self_handled: r.self_handled,
         attachments: r
@@ -100,6 +96,15 @@ pub fn raw_report(r: v1::ReportEventRequest) -> Result<RawReport, Violations> {
             .map(attachment_from_wire)
             .collect(),
     })
+}
+
+#[must_use]
+pub fn location_from_wire(l: &v1::Location) -> RawLocation {
+    RawLocation {
+        lat: l.lat,
+        lon: l.lon,
+        crs: crs_from_wire(l.crs),
+    }
 }
 
 fn attachment_from_wire(a: v1::Attachment) -> Attachment {

@@ -39,7 +39,8 @@ impl Ctx {
         req: v1::ReportEventRequest,
     ) -> ApiResult<v1::ReportEventResponse> {
         let now = self.clock.now();
-        let raw = convert::raw_report(req).map_err(ApiError::Invalid)?;
+        let mut raw = convert::raw_report(req).map_err(ApiError::Invalid)?;
+        self.place(&mut raw).await?;
         let report = NewReport::parse(raw, now).map_err(ApiError::Invalid)?;
         check_source(who, &report.source)?;
         let contact = match (&report.reporter, &self.contacts.keys) {
@@ -109,6 +110,42 @@ impl Ctx {
             case: Some(convert::case_to_wire(&outcome.case)),
             replayed: outcome.replayed,
         })
+    }
+}
+
+impl Ctx {
+    /// A report that does not come from a grid worker may leave its grid to its location:
+    /// the grid the point falls in, or the nearest one within reach (ADR 0032).
+    async fn place(&self, raw: &mut domain::report::RawReport) -> ApiResult<()> {
+        use domain::source::SourceKind;
+        if !raw.grid_code.trim().is_empty()
+            || matches!(raw.source, None | Some(SourceKind::GridWorker))
+        {
+            return Ok(());
+        }
+        // a missing or broken location is reported by the parse, with every other problem
+        let Some(p) = raw.location.and_then(domain::report::RawLocation::wgs84) else {
+            return Ok(());
+        };
+        let located = self.locate(p).await?;
+        raw.grid_code = located.grid().to_string();
+        Ok(())
+    }
+
+    /// The grid a WGS-84 point falls in; a point no grid takes is the caller's error.
+    pub async fn locate(&self, p: domain::geo::LatLon) -> ApiResult<domain::area::Located> {
+        use domain::area::LocateError;
+        match self.directory.grid_map().await?.locate(p) {
+            Ok(l) => Ok(l),
+            Err(LocateError::NoBoundaries) => Err(ApiError::FailedPrecondition(
+                "no grid in the registry has a boundary, so no point can be placed: \
+                 name grid_code"
+                    .into(),
+            )),
+            Err(e @ LocateError::TooFar { .. }) => Err(ApiError::Invalid(vec![
+                domain::report::FieldViolation::new("location", e.to_string()),
+            ])),
+        }
     }
 }
 

@@ -65,6 +65,7 @@ impl v1::routing_service_server::RoutingService for Routing {
             ))
             .into());
         }
+        check_inside_parents(&self.ctx, &units).await?;
         let changed = self
             .ctx
             .store
@@ -277,6 +278,81 @@ impl v1::routing_service_server::RoutingService for Routing {
                 .collect(),
             severity: convert::severity_to_wire(decision.severity).into(),
         }))
+    }
+
+    async fn locate_point(
+        &self,
+        req: Request<v1::LocatePointRequest>,
+    ) -> Result<Response<v1::LocatePointResponse>, Status> {
+        principal(&req)?;
+        let raw = req
+            .into_inner()
+            .location
+            .as_ref()
+            .map(convert::location_from_wire)
+            .ok_or_else(|| ApiError::invalid("location", "required"))?;
+        let p = raw.parse().map_err(ApiError::Invalid)?;
+        let located = self.ctx.locate(p).await?;
+        let grid = located.grid();
+        let (inside, distance_m) = match &located {
+            domain::area::Located::Inside { .. } => (true, 0.0),
+            domain::area::Located::Near { distance_m, .. } => (false, *distance_m),
+        };
+        Ok(Response::new(v1::LocatePointResponse {
+            grid_code: grid.to_string(),
+            community_code: grid.parent().map(|c| c.to_string()).unwrap_or_default(),
+            inside,
+            distance_m,
+        }))
+    }
+}
+
+/// Each unit's boundary lies inside its parent's, where the parent has one: the parent as
+/// this batch sets it, else as the registry holds it.
+async fn check_inside_parents(ctx: &Ctx, units: &[domain::unit::Unit]) -> ApiResult<()> {
+    use std::collections::HashMap;
+    let in_batch: HashMap<&str, Option<&domain::area::Boundary>> = units
+        .iter()
+        .map(|u| (u.code.as_str(), u.boundary.as_ref()))
+        .collect();
+    let stored_parents: Vec<&str> = units
+        .iter()
+        .filter(|u| u.boundary.is_some())
+        .filter_map(|u| u.parent_code.as_ref().map(UnitCode::as_str))
+        .filter(|p| !in_batch.contains_key(p))
+        .collect();
+    let stored: HashMap<String, domain::area::Boundary> = if stored_parents.is_empty() {
+        HashMap::new()
+    } else {
+        ctx.store
+            .unit_boundaries(&stored_parents)
+            .await
+            .map_err(ApiError::from)?
+            .into_iter()
+            .collect()
+    };
+    let mut violations = Vec::new();
+    for (i, u) in units.iter().enumerate() {
+        let (Some(b), Some(parent)) = (&u.boundary, &u.parent_code) else {
+            continue;
+        };
+        let outer = match in_batch.get(parent.as_str()) {
+            Some(in_batch) => *in_batch,
+            None => stored.get(parent.as_str()),
+        };
+        if let Some(outer) = outer
+            && !outer.covers(b)
+        {
+            violations.push(FieldViolation::new(
+                format!("units[{i}].boundary"),
+                format!("reaches outside the boundary of its parent {parent}"),
+            ));
+        }
+    }
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Invalid(violations))
     }
 }
 

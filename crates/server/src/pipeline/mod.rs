@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use domain::Tier;
+use domain::area::GridMap;
 use domain::calendar::{TimeLimit, WorkCalendar};
 use domain::case::{CaseState, Clock, Event, TransitionError};
 use domain::effects::{ItemKind, inbox_items};
@@ -97,6 +98,9 @@ pub struct Directory {
     units: Cached<HashSet<String>>,
     policies: RwLock<HashMap<String, (Instant, Arc<Policy>)>>,
     categories: Cached<HashMap<String, Category>>,
+    /// The grids' boundaries, indexed, with the registry revision they were read at.
+    grids: RwLock<Option<(Instant, i64, Arc<GridMap>)>>,
+    reach_m: f64,
     /// One reload at a time: when an entry goes stale under load, one caller reads it again
     /// and the others wait for that read instead of all reading it at once.
     reload: tokio::sync::Mutex<()>,
@@ -116,8 +120,49 @@ impl Directory {
             units: RwLock::new(None),
             policies: RwLock::new(HashMap::new()),
             categories: RwLock::new(None),
+            grids: RwLock::new(None),
+            reach_m: 500.0,
             reload: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// How far outside every grid a point may lie and still fall to the nearest community.
+    #[must_use]
+    pub fn with_reach(mut self, metres: f64) -> Directory {
+        self.reach_m = metres;
+        self
+    }
+
+    /// The index of the grids' boundaries. Past the TTL one caller reads the registry's
+    /// boundary revision (one indexed maximum) and rebuilds the index only when it moved.
+    pub async fn grid_map(&self) -> Result<Arc<GridMap>, DirectoryError> {
+        if let Some((at, _, m)) = self.grids.read().await.as_ref()
+            && at.elapsed() < self.ttl
+        {
+            return Ok(m.clone());
+        }
+        let _one = self.reload.lock().await;
+        let held = self.grids.read().await.clone();
+        if let Some((at, _, m)) = &held
+            && at.elapsed() < self.ttl
+        {
+            return Ok(m.clone());
+        }
+        if let Some((_, rev, m)) = held
+            && self.store.boundary_rev().await? == rev
+        {
+            *self.grids.write().await = Some((Instant::now(), rev, m.clone()));
+            return Ok(m);
+        }
+        let b = self.store.grid_boundaries().await?;
+        let reach = self.reach_m;
+        // bulk-loading a province's grids takes a moment of CPU: off the async threads
+        let map = tokio::task::spawn_blocking(move || GridMap::new(b.grids, reach))
+            .await
+            .map_err(|e| DirectoryError::Store(store::StoreError::Corrupt(e.to_string())))?;
+        let map = Arc::new(map);
+        *self.grids.write().await = Some((Instant::now(), b.rev, map.clone()));
+        Ok(map)
     }
 
     /// Forgets everything; the next read goes to the database.
@@ -125,6 +170,10 @@ impl Directory {
         *self.units.write().await = None;
         self.policies.write().await.clear();
         *self.categories.write().await = None;
+        if let Some((at, _, _)) = self.grids.write().await.as_mut() {
+            // stale now; the revision check decides whether to rebuild
+            *at = Instant::now().checked_sub(self.ttl).unwrap_or(*at);
+        }
     }
 
     pub async fn units(&self) -> Result<Arc<HashSet<String>>, DirectoryError> {
