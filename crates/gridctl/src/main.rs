@@ -8,6 +8,7 @@ mod console_bench;
 mod deadletters;
 mod demo;
 mod grids;
+mod open311key;
 mod stats;
 
 use std::path::PathBuf;
@@ -67,6 +68,9 @@ enum Command {
         #[arg(long, default_value = "")]
         parent: String,
     },
+    /// The Open311 facade's client keys: issue, revoke, list (reads gridd's database).
+    #[command(name = "open311-key")]
+    Open311Key(open311key::Open311KeyArgs),
     /// Grids: where a point falls, and the benchmark of point location.
     Grids {
         #[command(subcommand)]
@@ -471,6 +475,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::DeadLetters(args) => deadletters::run(args).await?,
         Command::Audit(args) => audit::run(args).await?,
+        Command::Open311Key(args) => open311key::run(args).await?,
         Command::ContactKey { id } => {
             println!("{}", server::contacts::ContactKeys::new_line(&id));
         }

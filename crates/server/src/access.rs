@@ -259,8 +259,12 @@ pub fn admit(rule: &Rule, who: &Principal) -> Result<(), tonic::Status> {
 
 /// Paths outside `griddispatch.v1` that answer without a token: health checks (load
 /// balancers carry no token) and reflection (it describes the public contract, nothing more).
+/// The Open311 facade (`crate::open311`) is not gRPC: it checks its clients' `api_key` and
+/// their rate itself.
 fn public_path(path: &str) -> bool {
-    path.starts_with("/grpc.health.v1.Health/") || path.starts_with("/grpc.reflection.")
+    path.starts_with("/grpc.health.v1.Health/")
+        || path.starts_with("/grpc.reflection.")
+        || path.starts_with(crate::open311::PREFIX)
 }
 
 /// The layer that authenticates every call and applies the table.

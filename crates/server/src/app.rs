@@ -338,20 +338,8 @@ pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
     let tls_on = tls.is_some();
     // every method has a row in the access table, or the server does not start
     crate::access::check_complete().map_err(std::io::Error::other)?;
-    let router = Server::builder()
-        .layer(crate::access::AccessLayer::new(
-            opts.verifier,
-            limiter,
-            tls.as_ref()
-                .map(|t| t.options.client_cert_roles.clone())
-                .unwrap_or_default(),
-        ))
-        .layer(crate::deadline::DeadlineLayer)
-        .tcp_nodelay(true)
-        .http2_max_header_list_size(Some(MAX_HEADER_LIST_BYTES))
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .add_service(health_service)
+    // gRPC services and the Open311 facade's HTTP routes share the listener and its layers
+    let mut routes = tonic::service::Routes::new(health_service)
         .add_service(reflection)
         .add_service(
             v1::reporting_service_server::ReportingServiceServer::new(Reporting::new(ctx.clone()))
@@ -379,6 +367,24 @@ pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
             v1::export_service_server::ExportServiceServer::new(Export::new(ctx.clone()))
                 .max_decoding_message_size(max_message),
         );
+    let grpc = std::mem::take(routes.axum_router_mut());
+    *routes.axum_router_mut() = grpc.merge(crate::open311::router(ctx.clone(), tls_on));
+    let router = Server::builder()
+        .layer(crate::access::AccessLayer::new(
+            opts.verifier,
+            limiter,
+            tls.as_ref()
+                .map(|t| t.options.client_cert_roles.clone())
+                .unwrap_or_default(),
+        ))
+        .layer(crate::deadline::DeadlineLayer)
+        // HTTP/1.1 for the Open311 facade's clients; gRPC arrives over HTTP/2 as before
+        .accept_http1(true)
+        .tcp_nodelay(true)
+        .http2_max_header_list_size(Some(MAX_HEADER_LIST_BYTES))
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_routes(routes);
     let token = shutdown.clone();
     // Accepted sockets need TCP_NODELAY set here: with an incoming stream of our own the
     // builder's `tcp_nodelay` does not apply, and small replies then wait ~40 ms for the

@@ -150,7 +150,8 @@ impl Tls {
             }
         };
         let mut config = builder.with_cert_resolver(certs.clone());
-        config.alpn_protocols = vec![b"h2".to_vec()];
+        // gRPC over h2; the Open311 facade's clients may speak HTTP/1.1
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(Tls {
             acceptor: TlsAcceptor::from(Arc::new(config)),
             certs,

@@ -388,7 +388,7 @@ impl Store {
 }
 
 /// One audit row for a registry or policy change, in the change's transaction.
-async fn audit(
+pub(crate) async fn audit(
     tx: &mut sqlx::PgConnection,
     actor: &Actor,
     action: &str,
