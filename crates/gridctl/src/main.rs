@@ -8,6 +8,7 @@ mod console_bench;
 mod deadletters;
 mod demo;
 mod grids;
+mod intake_bench;
 mod open311key;
 mod stats;
 
@@ -68,6 +69,9 @@ enum Command {
         #[arg(long, default_value = "")]
         parent: String,
     },
+    /// Residents' reports placed by their point: gRPC ReportEvent beside Open311 POST
+    /// requests, closed loop (see scripts/bench).
+    BenchIntake(intake_bench::IntakeBenchArgs),
     /// The Open311 facade's client keys: issue, revoke, list (reads gridd's database).
     #[command(name = "open311-key")]
     Open311Key(open311key::Open311KeyArgs),
@@ -472,6 +476,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => {
             let conn = Conn::open(&cli.server, cli.token).await?;
             bench::run(&conn, &cli.server, args).await?;
+        }
+        Command::BenchIntake(args) => {
+            let conn = Conn::open(&cli.server, cli.token).await?;
+            intake_bench::run(&conn, &cli.server, args).await?;
         }
         Command::DeadLetters(args) => deadletters::run(args).await?,
         Command::Audit(args) => audit::run(args).await?,
