@@ -347,33 +347,58 @@ async fn every_service_answers_and_health_and_reflection_answer(pool: PgPool) {
         );
     }
 
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    let req = tonic_reflection::pb::v1::ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut stream = ServerReflectionClient::new(s.channel.clone())
-        .server_reflection_info(tokio_stream::iter(vec![req]))
-        .await
-        .unwrap()
-        .into_inner();
-    let resp = stream.message().await.unwrap().unwrap();
-    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
-        panic!("unexpected reflection reply");
-    };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for want in [
-        "griddispatch.v1.ReportingService",
-        "griddispatch.v1.RoutingService",
-        "griddispatch.v1.EscalationService",
-        "griddispatch.v1.HandlingService",
-        "griddispatch.v1.ConsoleService",
-        "griddispatch.v1.ExportService",
-        "grpc.health.v1.Health",
-    ] {
-        assert!(names.iter().any(|n| n == want), "{want} in {names:?}");
+    // reflection answers in both versions, v1 and v1alpha
+    let mut listed = Vec::new();
+    {
+        use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+        let req = tonic_reflection::pb::v1::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut stream = ServerReflectionClient::new(s.channel.clone())
+            .server_reflection_info(tokio_stream::iter(vec![req]))
+            .await
+            .unwrap()
+            .into_inner();
+        let resp = stream.message().await.unwrap().unwrap();
+        let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
+            panic!("unexpected reflection reply");
+        };
+        listed.push(list.service.into_iter().map(|s| s.name).collect::<Vec<_>>());
+    }
+    {
+        use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+        let req = tonic_reflection::pb::v1alpha::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut stream = ServerReflectionClient::new(s.channel.clone())
+            .server_reflection_info(tokio_stream::iter(vec![req]))
+            .await
+            .unwrap()
+            .into_inner();
+        let resp = stream.message().await.unwrap().unwrap();
+        let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
+            panic!("unexpected v1alpha reflection reply");
+        };
+        listed.push(list.service.into_iter().map(|s| s.name).collect::<Vec<_>>());
+    }
+    for names in &listed {
+        for want in [
+            "griddispatch.v1.ReportingService",
+            "griddispatch.v1.RoutingService",
+            "griddispatch.v1.EscalationService",
+            "griddispatch.v1.HandlingService",
+            "griddispatch.v1.ConsoleService",
+            "griddispatch.v1.ExportService",
+            "grpc.health.v1.Health",
+        ] {
+            assert!(names.iter().any(|n| n == want), "{want} in {names:?}");
+        }
     }
     s.stop().await;
 }

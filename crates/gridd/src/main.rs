@@ -39,6 +39,9 @@ enum Command {
     },
     /// Create the database if needed and apply migrations, then exit.
     Migrate,
+    /// Check every setting (and read the files they name) without starting: prints what would
+    /// run, or names the bad setting and exits non-zero.
+    CheckConfig,
 }
 
 fn main() -> std::process::ExitCode {
@@ -56,6 +59,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     // `failpoints` feature of gd-server.
     let _failpoints = server::failpoint::setup();
     let mut cfg = Config::load(cli.config.as_deref()).context("loading configuration")?;
+    if let Command::Serve { insecure_dev, .. } = &cli.command {
+        cfg.insecure_dev |= *insecure_dev;
+    }
+    if matches!(cli.command, Command::CheckConfig) {
+        return check_config(&cfg);
+    }
+    cfg.check()
+        .map_err(anyhow::Error::msg)
+        .context("bad configuration")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -66,17 +78,58 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         server::failpoint::announce();
         match cli.command {
             Command::Migrate => migrate(&cfg).await.map(|_| ()),
+            Command::CheckConfig => Ok(()),
             Command::Serve {
-                no_migrate,
-                insecure_dev,
-                roles,
+                no_migrate, roles, ..
             } => {
-                cfg.insecure_dev |= insecure_dev;
                 let roles = server::RoleSet::parse(&roles).map_err(anyhow::Error::msg)?;
                 serve(cfg, no_migrate, roles).await
             }
         }
     })
+}
+
+/// `gridd check-config`: the settings' own rules, then the files they name, read by the same
+/// loaders `serve` uses. Nothing is contacted (no database, no Redis).
+fn check_config(cfg: &Config) -> anyhow::Result<()> {
+    cfg.check().map_err(anyhow::Error::msg)?;
+    let tokens = match verifier(cfg)? {
+        Verifier::InsecureDev => "NONE (GRIDD_INSECURE_DEV: every caller is an admin)".to_owned(),
+        _ if cfg.jwt_jwks_file.is_some() => "a JWKS file".to_owned(),
+        _ if cfg.jwt_public_key_file.is_some() => "a public key file".to_owned(),
+        _ => "an HS256 secret (development)".to_owned(),
+    };
+    let tls = match cfg.tls_options().map_err(anyhow::Error::msg)? {
+        Some(o) => {
+            let mtls = o.client_ca_file.is_some();
+            server::tls::Tls::load(o)
+                .map_err(anyhow::Error::msg)
+                .context("GRIDD_TLS_CERT_FILE / GRIDD_TLS_KEY_FILE")?;
+            if mtls {
+                "on, with client certificates"
+            } else {
+                "on"
+            }
+        }
+        None => "off (plain HTTP/2)",
+    };
+    let contacts = cfg.contact_policy().map_err(anyhow::Error::msg)?;
+    println!("configuration OK");
+    println!("  listen     {}", cfg.listen);
+    println!("  tokens     {tokens}");
+    println!("  TLS        {tls}");
+    println!(
+        "  contacts   {}",
+        contacts.keys.as_ref().map_or_else(
+            || "not kept (no key file)".to_owned(),
+            |k| format!("sealed under key {}", k.current())
+        )
+    );
+    println!(
+        "  limits     {} calls/s per caller (burst {}), {} streams",
+        cfg.rate_per_sec, cfg.rate_burst, cfg.max_streams
+    );
+    Ok(())
 }
 
 async fn migrate(cfg: &Config) -> anyhow::Result<store::Store> {

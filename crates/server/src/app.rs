@@ -327,10 +327,18 @@ pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
     health
         .set_serving::<v1::export_service_server::ExportServiceServer<Export>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    // reflection in both versions: grpcurl and current tools speak v1; Python's
+    // grpcio-reflection, Evans, Postman and older grpcurl still speak v1alpha
+    let reflection_builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection = reflection_builder()
         .build_v1()
+        .map_err(std::io::Error::other)?;
+    let reflection_v1alpha = reflection_builder()
+        .build_v1alpha()
         .map_err(std::io::Error::other)?;
 
     let max_message = opts.max_message_bytes;
@@ -341,6 +349,7 @@ pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
     // gRPC services and the Open311 facade's HTTP routes share the listener and its layers
     let mut routes = tonic::service::Routes::new(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(
             v1::reporting_service_server::ReportingServiceServer::new(Reporting::new(ctx.clone()))
                 .max_decoding_message_size(max_message),

@@ -186,6 +186,123 @@ impl Config {
         Duration::from_secs(self.shutdown_grace_secs)
     }
 
+    /// Checks every setting that has a rule beyond its type (the types were checked as the
+    /// configuration loaded) and names the first bad one: `gridd check-config` prints it and
+    /// `gridd serve` refuses to start with it. Files named by settings are read by their own
+    /// loaders (tokens, TLS, contact keys), which `gridd` calls next.
+    pub fn check(&self) -> Result<(), String> {
+        fn bad(name: &str, why: impl std::fmt::Display) -> Result<(), String> {
+            Err(format!("GRIDD_{name}: {why}"))
+        }
+        if !(self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://"))
+        {
+            return bad("DATABASE_URL", "must be a postgres:// URL");
+        }
+        if !(self.redis_url.starts_with("redis://") || self.redis_url.starts_with("rediss://")) {
+            return bad("REDIS_URL", "must be a redis:// or rediss:// URL");
+        }
+        if self.insecure_dev && !self.listen.ip().is_loopback() {
+            return bad(
+                "INSECURE_DEV",
+                format!(
+                    "refused on a listener off loopback ({}): configure tokens instead",
+                    self.listen
+                ),
+            );
+        }
+        if self
+            .jwt_secret
+            .as_deref()
+            .is_some_and(|s| !s.is_empty() && s.len() < 16)
+        {
+            return bad("JWT_SECRET", "at least 16 bytes");
+        }
+        if self.jwt_reload_secs == 0 {
+            return bad("JWT_RELOAD_SECS", "at least 1");
+        }
+        if self.tls_reload_secs == 0 {
+            return bad("TLS_RELOAD_SECS", "at least 1");
+        }
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            return bad(
+                "TLS_CERT_FILE",
+                "GRIDD_TLS_CERT_FILE and GRIDD_TLS_KEY_FILE go together",
+            );
+        }
+        if self.tls_client_ca_file.is_some() && self.tls_cert_file.is_none() {
+            return bad(
+                "TLS_CLIENT_CA_FILE",
+                "needs the server's own GRIDD_TLS_CERT_FILE",
+            );
+        }
+        for (name, file) in [
+            ("JWT_PUBLIC_KEY_FILE", &self.jwt_public_key_file),
+            ("JWT_JWKS_FILE", &self.jwt_jwks_file),
+            ("TLS_CERT_FILE", &self.tls_cert_file),
+            ("TLS_KEY_FILE", &self.tls_key_file),
+            ("TLS_CLIENT_CA_FILE", &self.tls_client_ca_file),
+            ("CONTACT_KEYS_FILE", &self.contact_keys_file),
+        ] {
+            if let Some(f) = file
+                && !f.is_file()
+            {
+                return bad(name, format!("{} is not a readable file", f.display()));
+            }
+        }
+        if !self.rate_per_sec.is_finite() || self.rate_per_sec < 0.0 {
+            return bad(
+                "RATE_PER_SEC",
+                "a number of calls per second, 0 for no limit",
+            );
+        }
+        if self.rate_per_sec > 0.0 && !(self.rate_burst.is_finite() && self.rate_burst >= 1.0) {
+            return bad("RATE_BURST", "at least 1 when GRIDD_RATE_PER_SEC is set");
+        }
+        if self.max_message_bytes < 4 * 1024 {
+            return bad("MAX_MESSAGE_BYTES", "at least 4096");
+        }
+        if self.db_max_connections < 2 {
+            return bad("DB_MAX_CONNECTIONS", "at least 2");
+        }
+        if self.redis_prefix.is_empty()
+            || !self
+                .redis_prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return bad("REDIS_PREFIX", "letters, digits, '-' and '_', not empty");
+        }
+        if self.log_format != "json" && self.log_format != "text" {
+            return bad("LOG_FORMAT", "json or text");
+        }
+        if self.max_sync_batch == 0 {
+            return bad("MAX_SYNC_BATCH", "at least 1");
+        }
+        if self.max_deliveries == 0 {
+            return bad("MAX_DELIVERIES", "at least 1");
+        }
+        if self.reconcile_interval_ms == 0 {
+            return bad("RECONCILE_INTERVAL_MS", "at least 1");
+        }
+        if self.contact_retention_days == 0 {
+            return bad("CONTACT_RETENTION_DAYS", "at least 1");
+        }
+        if self.contact_sweep_secs == 0 {
+            return bad("CONTACT_SWEEP_SECS", "at least 1");
+        }
+        if !self.locate_reach_m.is_finite() || self.locate_reach_m < 0.0 {
+            return bad("LOCATE_REACH_M", "a distance in metres, 0 or more");
+        }
+        if let Some(e) = &self.otlp_endpoint
+            && !(e.starts_with("http://") || e.starts_with("https://"))
+        {
+            return bad("OTLP_ENDPOINT", "an http:// or https:// URL");
+        }
+        self.tls_options()?;
+        Ok(())
+    }
+
     /// How reporters' contacts are kept: the key file is read here, once.
     pub fn contact_policy(&self) -> Result<crate::contacts::ContactPolicy, String> {
         let keys = self
@@ -253,6 +370,68 @@ impl Config {
             route_at_report: self.route_at_report,
             locate_reach_m: self.locate_reach_m.max(0.0),
             ..crate::WorkerOptions::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod check_tests {
+    use super::Config;
+
+    #[test]
+    fn the_defaults_pass_and_each_bad_setting_is_named() {
+        Config::default().check().unwrap();
+        type Case = (fn(&mut Config), &'static str);
+        let cases: [Case; 8] = [
+            (
+                |c| c.database_url = "mysql://x".into(),
+                "GRIDD_DATABASE_URL",
+            ),
+            (|c| c.redis_url = "localhost:6379".into(), "GRIDD_REDIS_URL"),
+            (
+                |c| {
+                    c.insecure_dev = true;
+                    c.listen = "0.0.0.0:50051".parse().unwrap();
+                },
+                "GRIDD_INSECURE_DEV",
+            ),
+            (|c| c.jwt_secret = Some("short".into()), "GRIDD_JWT_SECRET"),
+            (|c| c.log_format = "xml".into(), "GRIDD_LOG_FORMAT"),
+            (|c| c.redis_prefix = "a b".into(), "GRIDD_REDIS_PREFIX"),
+            (|c| c.locate_reach_m = -1.0, "GRIDD_LOCATE_REACH_M"),
+            (
+                |c| c.jwt_jwks_file = Some("/nonexistent/jwks.json".into()),
+                "GRIDD_JWT_JWKS_FILE",
+            ),
+        ];
+        for (set, name) in cases {
+            let mut c = Config::default();
+            set(&mut c);
+            let e = c.check().unwrap_err();
+            assert!(e.starts_with(name), "{name}: {e}");
+        }
+    }
+
+    /// docs/configuration.md lists every setting.
+    #[test]
+    fn every_setting_is_documented() {
+        let doc = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md"),
+        )
+        .unwrap();
+        let source = include_str!("config.rs");
+        let start = source.find("pub struct Config {").unwrap();
+        let end = start + source[start..].find("\n}").unwrap();
+        for line in source[start..end].lines().skip(1) {
+            let Some(field) = line
+                .trim()
+                .strip_prefix("pub ")
+                .and_then(|l| l.split(':').next())
+            else {
+                continue;
+            };
+            let name = format!("`GRIDD_{}`", field.to_ascii_uppercase());
+            assert!(doc.contains(&name), "docs/configuration.md lacks {name}");
         }
     }
 }
