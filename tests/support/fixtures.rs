@@ -65,12 +65,7 @@ pub fn report(grid: &str, category: &str, title: &str) -> v1::ReportEventRequest
             Utc::now() - chrono::Duration::minutes(1),
         )),
         self_handled: false,
-        attachments: vec![v1::Attachment {
-            content_hash: "ab".repeat(32),
-            media_type: "image/jpeg".into(),
-            size: 120_000,
-            url: "https://objects.invalid/photos/1.jpg".into(),
-        }],
+        attachments: Vec::new(),
         ..Default::default()
     }
 }
@@ -109,4 +104,15 @@ pub async fn awaiting_check(s: &TestServer) -> String {
         .await
         .unwrap();
     id
+}
+
+/// A small JPEG of `n` bytes whose content differs with `seed`: the JPEG signature, then
+/// filler (the type is read from the first bytes).
+pub fn jpeg(seed: u64, n: usize) -> Vec<u8> {
+    let mut b = vec![
+        0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0x00,
+    ];
+    b.extend_from_slice(&seed.to_be_bytes());
+    b.resize(n.max(b.len()), 0x5A);
+    b
 }

@@ -20,7 +20,7 @@ use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-pub use fixtures::{awaiting_check, community_limits, report, seed_sample, violated_fields};
+pub use fixtures::{awaiting_check, community_limits, jpeg, report, seed_sample, violated_fields};
 
 pub const SECRET: &[u8] = b"test-secret-not-for-production";
 
@@ -56,6 +56,8 @@ pub struct TestServer {
     pub pool: PgPool,
     pub clock: Arc<OffsetClock>,
     pub channel: Channel,
+    /// Where this server keeps uploaded media.
+    pub media_dir: std::path::PathBuf,
     running: Option<server::Running>,
 }
 
@@ -269,6 +271,8 @@ impl TestServer {
             .unwrap();
         let queue = queue::Queue::connect(&redis_url(), prefix).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        // media of its own, removed when the server stops
+        let media_dir = std::env::temp_dir().join(format!("gd-media-{prefix}"));
         let running = server::start(server::ServerOptions {
             store: Store::from_pool(serving),
             queue: queue.clone(),
@@ -297,6 +301,7 @@ impl TestServer {
                 retention: chrono::Duration::days(30),
                 sweep: Duration::from_millis(200),
             },
+            media: server::media::MediaStore::local(&media_dir, 1024 * 1024).unwrap(),
         })
         .await
         .unwrap();
@@ -318,6 +323,7 @@ impl TestServer {
             pool,
             clock,
             channel,
+            media_dir,
             running: Some(running),
         }
     }
@@ -401,6 +407,23 @@ impl TestServer {
         }
         delete_prefix(&self.queue).await;
         self.pool.close().await;
+        let _ = std::fs::remove_dir_all(&self.media_dir);
+    }
+
+    pub fn media(&self, b: Bearer) -> v1::media_service_client::MediaServiceClient<Authed> {
+        v1::media_service_client::MediaServiceClient::with_interceptor(self.channel.clone(), b)
+    }
+
+    /// Uploads `bytes` as `b` and answers the attachment to refer to them by.
+    pub async fn upload(&self, b: Bearer, bytes: &[u8]) -> Result<v1::Attachment, tonic::Status> {
+        let chunks: Vec<v1::UploadRequest> = bytes
+            .chunks(256 * 1024)
+            .map(|c| v1::UploadRequest { chunk: c.to_vec() })
+            .collect();
+        self.media(b)
+            .upload(tokio_stream::iter(chunks))
+            .await
+            .map(|r| r.into_inner().attachment.unwrap())
     }
 
     pub fn escalation(

@@ -62,6 +62,8 @@ struct Fixture {
     own: BTreeMap<&'static str, String>,
     /// A case in [`FAR_GRID`].
     far: String,
+    /// A case in [`GRID`] with a photo, and the photo's hash.
+    photo: (String, String),
 }
 
 async fn fixture(s: &TestServer) -> Fixture {
@@ -104,7 +106,26 @@ async fn fixture(s: &TestServer) -> Fixture {
         .case
         .unwrap()
         .case_id;
-    Fixture { own, far }
+    let shot = s
+        .upload(TestServer::bearer(Role::Admin, ""), &jpeg(7, 1024))
+        .await
+        .unwrap();
+    let mut with_photo = report(GRID, "0501", "带照片");
+    with_photo.attachments = vec![shot.clone()];
+    let photo_case = s
+        .admin_reporting()
+        .report_event(with_photo)
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap()
+        .case_id;
+    Fixture {
+        own,
+        far,
+        photo: (photo_case, shot.content_hash),
+    }
 }
 
 /// What a call answered: `Ok(())` or its status code.
@@ -262,6 +283,35 @@ async fn call(
                 })
                 .await,
         ),
+        "MediaService/Upload" if inside => code(
+            s.media(b())
+                .upload(tokio_stream::iter(vec![v1::UploadRequest {
+                    chunk: jpeg(role as u64, 512),
+                }]))
+                .await,
+        ),
+        "MediaService/Download" => {
+            // inside: the photo's case in the caller's area; outside: the case next door
+            let (case_id, hash) = if inside {
+                f.photo.clone()
+            } else {
+                (f.far.clone(), f.photo.1.clone())
+            };
+            let r = s
+                .media(b())
+                .download(v1::DownloadRequest {
+                    case_id,
+                    content_hash: hash,
+                })
+                .await;
+            match r {
+                Err(e) => Err(e.code()),
+                Ok(r) => match r.into_inner().message().await {
+                    Err(e) => Err(e.code()),
+                    Ok(_) => Ok(()),
+                },
+            }
+        }
         "RoutingService/LocatePoint" if inside => code(
             s.routing_with(b())
                 .locate_point(v1::LocatePointRequest {
@@ -404,7 +454,7 @@ async fn call(
             assert!(
                 matches!(
                     scope,
-                    Scope::Reference | Scope::OwnReports | Scope::PlatformFeed
+                    Scope::Reference | Scope::OwnReports | Scope::PlatformFeed | Scope::Uploads
                 ),
                 "{m} has no outside request although its scope has an outside"
             );

@@ -10,12 +10,16 @@ use tonic::Code;
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn a_reported_case_is_in_postgres_before_the_reply(pool: PgPool) {
     let s = TestServer::start_routing_by_intake(pool).await;
-    let reply = s
-        .worker(GRID)
-        .report_event(report(GRID, "0501", "路口暴露垃圾"))
+    let photo = s
+        .upload(
+            TestServer::bearer(server::auth::Role::GridWorker, GRID),
+            &jpeg(1, 4096),
+        )
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
+    let mut r = report(GRID, "0501", "路口暴露垃圾");
+    r.attachments = vec![photo.clone()];
+    let reply = s.worker(GRID).report_event(r).await.unwrap().into_inner();
     assert!(!reply.replayed);
     let case = reply.case.unwrap();
     let id: uuid::Uuid = case.case_id.parse().unwrap();
@@ -66,7 +70,8 @@ async fn a_reported_case_is_in_postgres_before_the_reply(pool: PgPool) {
         "the category's default"
     );
     assert_eq!(case.county_code, COUNTY);
-    assert_eq!(case.attachments.len(), 1);
+    assert_eq!(case.attachments, vec![photo]);
+    assert_eq!(case.attachments[0].media_type, "image/jpeg");
     s.stop().await;
 }
 
@@ -168,11 +173,23 @@ async fn bad_input_names_the_field_and_writes_nothing(pool: PgPool) {
             let a = r.attachments[0].clone();
             r.attachments = vec![a; 21];
         }),
+        // well formed, but never uploaded
+        ("attachments[0].content_hash", |r| {
+            r.attachments[0].content_hash = "cd".repeat(32)
+        }),
     ];
     assert!(cases.len() >= 15);
     let mut admin = s.admin_reporting();
+    let photo = s
+        .upload(
+            TestServer::bearer(server::auth::Role::Admin, ""),
+            &jpeg(2, 2048),
+        )
+        .await
+        .unwrap();
     for (field, mutate) in &cases {
         let mut req = report(GRID, "0501", "坏请求");
+        req.attachments = vec![photo.clone()];
         mutate(&mut req);
         let err = admin.report_event(req).await.expect_err(field);
         assert_eq!(err.code(), Code::InvalidArgument, "{field}: {err:?}");

@@ -354,10 +354,14 @@ fn check_attachment(i: usize, a: &Attachment, v: &mut Vec<FieldViolation>) {
     if a.size == 0 || a.size > ATTACHMENT_SIZE_MAX {
         v.push(FieldViolation::new(f("size"), "1 byte to 200 MiB"));
     }
-    if !(a.url.starts_with("https://") || a.url.starts_with("http://")) || a.url.len() > URL_MAX {
+    // empty for a file uploaded to this service (MediaService.Upload), the usual case
+    if !a.url.is_empty()
+        && (!(a.url.starts_with("https://") || a.url.starts_with("http://"))
+            || a.url.len() > URL_MAX)
+    {
         v.push(FieldViolation::new(
             f("url"),
-            "an http(s) URL of at most 2048 characters",
+            "empty (uploaded here) or an http(s) URL of at most 2048 characters",
         ));
     }
 }

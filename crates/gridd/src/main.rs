@@ -195,6 +195,7 @@ async fn serve(cfg: Config, no_migrate: bool, roles: server::RoleSet) -> anyhow:
         .transpose()
         .context("loading the TLS certificate")?;
     let contacts = cfg.contact_policy().map_err(anyhow::Error::msg)?;
+    let media = cfg.media_store().map_err(anyhow::Error::msg)?;
     match &contacts.keys {
         Some(k) => info!(current = k.current(), "reporters' contacts sealed"),
         None => {
@@ -251,6 +252,7 @@ async fn serve(cfg: Config, no_migrate: bool, roles: server::RoleSet) -> anyhow:
         max_message_bytes: cfg.max_message_bytes,
         tls,
         contacts,
+        media,
     })
     .await
     .context("starting the server")?;

@@ -88,7 +88,10 @@ fn check_accepted(req: &v1::ReportEventRequest, r: &NewReport) -> Result<(), Tes
         let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
         prop_assert!(a.content_hash.len() == 64 && a.content_hash.bytes().all(hex));
         prop_assert!((1..=ATTACHMENT_SIZE_MAX).contains(&a.size));
-        prop_assert!(a.url.starts_with("https://") || a.url.starts_with("http://"));
+        // empty: a file uploaded to this service
+        prop_assert!(
+            a.url.is_empty() || a.url.starts_with("https://") || a.url.starts_with("http://")
+        );
         prop_assert!(a.url.len() <= URL_MAX && a.media_type.len() <= 100);
         let mt = a.media_type.split_once('/');
         prop_assert!(mt.is_some_and(|(t, s)| !t.is_empty() && !s.is_empty()));

@@ -38,6 +38,9 @@ pub enum Scope {
     Installation,
     /// The event feed, for the provincial platform only.
     PlatformFeed,
+    /// A file the caller uploads: it belongs to no case or area until a report or result
+    /// refers to it.
+    Uploads,
 }
 
 impl Scope {
@@ -50,6 +53,7 @@ impl Scope {
             Scope::AssignedCases => "assigned cases",
             Scope::Installation => "installation-wide",
             Scope::PlatformFeed => "the platform feed only",
+            Scope::Uploads => "its own uploads, no area",
         }
     }
 }
@@ -146,6 +150,8 @@ pub const TABLE: &[Rule] = &[
     rule("RoutingService/GetPolicy", FIELD, Scope::Reference),
     rule("RoutingService/ResolveRoute", FIELD, Scope::Reference),
     rule("RoutingService/LocatePoint", REPORTERS, Scope::Reference),
+    rule("MediaService/Upload", REPORTERS, Scope::Uploads),
+    on_case("MediaService/Download", FIELD, Scope::OwnArea),
     rule("EscalationService/WatchQueue", UNITS, Scope::AssignedCases),
     on_case("EscalationService/Accept", UNITS, Scope::AssignedCases),
     on_case("EscalationService/CallUp", UNITS, Scope::AssignedCases),

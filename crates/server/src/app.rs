@@ -136,6 +136,8 @@ pub struct ServerOptions {
     pub tls: Option<Arc<crate::tls::Tls>>,
     /// Reporters' contacts: the keys that seal them, retention and the sweep (`crate::contacts`).
     pub contacts: crate::contacts::ContactPolicy,
+    /// Where photos, videos and voice notes are kept (`crate::media`).
+    pub media: crate::media::MediaStore,
 }
 
 /// The largest request message by default: a report with its attachment references is a few
@@ -307,6 +309,7 @@ pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
         commands: crate::commands::Commands::start(&opts.store, &opts.clock, &directory, &wake, 4),
         feed,
         contacts: Arc::new(opts.contacts.clone()),
+        media: opts.media.clone(),
     };
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -326,6 +329,9 @@ pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
         .await;
     health
         .set_serving::<v1::export_service_server::ExportServiceServer<Export>>()
+        .await;
+    health
+        .set_serving::<v1::media_service_server::MediaServiceServer<crate::api::media::Media>>()
         .await;
     // reflection in both versions: grpcurl and current tools speak v1; Python's
     // grpcio-reflection, Evans, Postman and older grpcurl still speak v1alpha
@@ -375,6 +381,12 @@ pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
         .add_service(
             v1::export_service_server::ExportServiceServer::new(Export::new(ctx.clone()))
                 .max_decoding_message_size(max_message),
+        )
+        .add_service(
+            v1::media_service_server::MediaServiceServer::new(crate::api::media::Media::new(
+                ctx.clone(),
+            ))
+            .max_decoding_message_size(max_message),
         );
     let grpc = std::mem::take(routes.axum_router_mut());
     *routes.axum_router_mut() = grpc.merge(crate::open311::router(ctx.clone(), tls_on));

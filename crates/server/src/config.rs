@@ -91,6 +91,11 @@ pub struct Config {
     /// `GRIDD_LOCATE_REACH_M`: a point outside every grid falls to the nearest grid's
     /// community when it lies within this many metres of it, and is refused farther out.
     pub locate_reach_m: f64,
+    /// `GRIDD_MEDIA_DIR`: the folder photos, videos and voice notes are kept in (made if
+    /// missing), under their SHA-256.
+    pub media_dir: PathBuf,
+    /// `GRIDD_MEDIA_MAX_BYTES`: the largest file one upload may carry.
+    pub media_max_bytes: usize,
 }
 
 impl Default for Config {
@@ -130,6 +135,8 @@ impl Default for Config {
             contact_retention_days: 180,
             contact_sweep_secs: 600,
             locate_reach_m: 500.0,
+            media_dir: PathBuf::from("gridd-media"),
+            media_max_bytes: crate::media::DEFAULT_MAX_BYTES,
         }
     }
 }
@@ -162,6 +169,7 @@ impl std::fmt::Debug for Config {
             .field("contact_keys_file", &self.contact_keys_file)
             .field("contact_retention_days", &self.contact_retention_days)
             .field("locate_reach_m", &self.locate_reach_m)
+            .field("media_dir", &self.media_dir)
             .finish_non_exhaustive()
     }
 }
@@ -299,8 +307,20 @@ impl Config {
         {
             return bad("OTLP_ENDPOINT", "an http:// or https:// URL");
         }
+        if self.media_max_bytes < 1024 {
+            return bad("MEDIA_MAX_BYTES", "at least 1024");
+        }
+        if self.media_dir.as_os_str().is_empty() {
+            return bad("MEDIA_DIR", "a folder");
+        }
         self.tls_options()?;
         Ok(())
+    }
+
+    /// The media store this configuration names (the folder is made if missing).
+    pub fn media_store(&self) -> Result<crate::media::MediaStore, String> {
+        crate::media::MediaStore::local(&self.media_dir, self.media_max_bytes)
+            .map_err(|e| format!("GRIDD_MEDIA_DIR: {e}"))
     }
 
     /// How reporters' contacts are kept: the key file is read here, once.

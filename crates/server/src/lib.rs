@@ -14,6 +14,7 @@ pub mod deadline;
 pub mod error;
 pub mod failpoint;
 pub mod limits;
+pub mod media;
 pub mod open311;
 pub mod pipeline;
 pub mod telemetry;

@@ -17,6 +17,7 @@ mod contacts;
 mod deadlines;
 mod feed;
 mod history;
+mod media;
 mod open311;
 mod outbox;
 mod pending;

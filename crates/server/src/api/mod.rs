@@ -15,6 +15,7 @@ pub mod console;
 pub mod escalation;
 pub mod export;
 pub mod handling;
+pub mod media;
 pub mod reporting;
 pub mod routing;
 pub mod stats;
@@ -40,6 +41,8 @@ pub struct Ctx {
     pub limiter: Arc<crate::limits::Limiter>,
     /// How reporters' contacts are sealed and kept.
     pub contacts: Arc<crate::contacts::ContactPolicy>,
+    /// Where photos, videos and voice notes are kept.
+    pub media: crate::media::MediaStore,
 }
 
 impl Ctx {

@@ -41,8 +41,9 @@ impl Ctx {
         let now = self.clock.now();
         let mut raw = convert::raw_report(req).map_err(ApiError::Invalid)?;
         self.place(&mut raw).await?;
-        let report = NewReport::parse(raw, now).map_err(ApiError::Invalid)?;
+        let mut report = NewReport::parse(raw, now).map_err(ApiError::Invalid)?;
         check_source(who, &report.source)?;
+        self.known_media(&mut report.attachments).await?;
         let contact = match (&report.reporter, &self.contacts.keys) {
             (None, _) => None,
             (Some(c), Some(keys)) => Some(keys.seal(c)),
@@ -114,6 +115,38 @@ impl Ctx {
 }
 
 impl Ctx {
+    /// Every file a report names must have been uploaded (MediaService.Upload); its type and
+    /// size are taken as gridd recorded them, not as the client says.
+    async fn known_media(&self, files: &mut [domain::report::Attachment]) -> ApiResult<()> {
+        if files.is_empty() {
+            return Ok(());
+        }
+        let hashes: Vec<String> = files
+            .iter()
+            .map(|a| a.content_hash.to_ascii_lowercase())
+            .collect();
+        let known = self.store.media(&hashes).await?;
+        let mut violations = Vec::new();
+        for (i, (a, h)) in files.iter_mut().zip(&hashes).enumerate() {
+            match known.get(h) {
+                Some((media_type, size)) => {
+                    a.content_hash.clone_from(h);
+                    a.media_type.clone_from(media_type);
+                    a.size = *size;
+                }
+                None => violations.push(domain::report::FieldViolation::new(
+                    format!("attachments[{i}].content_hash"),
+                    "unknown file: upload it with MediaService.Upload first",
+                )),
+            }
+        }
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Invalid(violations))
+        }
+    }
+
     /// A report that does not come from a grid worker may leave its grid to its location:
     /// the grid the point falls in, or the nearest one within reach (ADR 0032).
     async fn place(&self, raw: &mut domain::report::RawReport) -> ApiResult<()> {
