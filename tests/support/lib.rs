@@ -70,6 +70,8 @@ struct Setup {
     tls: Option<(Arc<server::tls::Tls>, tonic::transport::ClientTlsConfig)>,
     /// The contact key file's text; `None`: one fresh key.
     contact_keys: Option<String>,
+    /// Where media go; `None`: a folder of its own.
+    media: Option<server::media::MediaStore>,
 }
 
 impl Default for Setup {
@@ -80,6 +82,7 @@ impl Default for Setup {
             call_limits: server::CallLimits::unlimited(),
             tls: None,
             contact_keys: None,
+            media: None,
         }
     }
 }
@@ -167,6 +170,18 @@ impl TestServer {
         .await
     }
 
+    /// Every role, keeping media in `media` (an S3-compatible bucket, say).
+    pub async fn start_with_media(pool: PgPool, media: server::media::MediaStore) -> TestServer {
+        Self::start_fresh(
+            pool,
+            Setup {
+                media: Some(media),
+                ..Setup::default()
+            },
+        )
+        .await
+    }
+
     /// Every role, listening with TLS; the test's channel trusts the server with `client`.
     pub async fn start_tls(
         pool: PgPool,
@@ -246,6 +261,7 @@ impl TestServer {
             call_limits,
             tls,
             contact_keys,
+            media,
         } = setup;
         let contact_keys =
             contact_keys.unwrap_or_else(|| server::contacts::ContactKeys::new_line("test-1"));
@@ -301,7 +317,9 @@ impl TestServer {
                 retention: chrono::Duration::days(30),
                 sweep: Duration::from_millis(200),
             },
-            media: server::media::MediaStore::local(&media_dir, 1024 * 1024).unwrap(),
+            media: media.unwrap_or_else(|| {
+                server::media::MediaStore::local(&media_dir, 1024 * 1024).unwrap()
+            }),
         })
         .await
         .unwrap();

@@ -96,6 +96,13 @@ pub struct Config {
     pub media_dir: PathBuf,
     /// `GRIDD_MEDIA_MAX_BYTES`: the largest file one upload may carry.
     pub media_max_bytes: usize,
+    /// `GRIDD_MEDIA_S3_BUCKET`: keep media in this S3-compatible bucket instead of the folder
+    /// (credentials from `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`).
+    pub media_s3_bucket: Option<String>,
+    /// `GRIDD_MEDIA_S3_ENDPOINT`: the S3-compatible service's URL; unset: AWS itself.
+    pub media_s3_endpoint: Option<String>,
+    /// `GRIDD_MEDIA_S3_REGION`: the bucket's region.
+    pub media_s3_region: String,
 }
 
 impl Default for Config {
@@ -137,6 +144,9 @@ impl Default for Config {
             locate_reach_m: 500.0,
             media_dir: PathBuf::from("gridd-media"),
             media_max_bytes: crate::media::DEFAULT_MAX_BYTES,
+            media_s3_bucket: None,
+            media_s3_endpoint: None,
+            media_s3_region: "us-east-1".into(),
         }
     }
 }
@@ -170,6 +180,8 @@ impl std::fmt::Debug for Config {
             .field("contact_retention_days", &self.contact_retention_days)
             .field("locate_reach_m", &self.locate_reach_m)
             .field("media_dir", &self.media_dir)
+            .field("media_s3_bucket", &self.media_s3_bucket)
+            .field("media_s3_endpoint", &self.media_s3_endpoint)
             .finish_non_exhaustive()
     }
 }
@@ -313,14 +325,30 @@ impl Config {
         if self.media_dir.as_os_str().is_empty() {
             return bad("MEDIA_DIR", "a folder");
         }
+        if let Some(e) = self.media_s3_endpoint.as_deref().filter(|e| !e.is_empty())
+            && !(e.starts_with("http://") || e.starts_with("https://"))
+        {
+            return bad("MEDIA_S3_ENDPOINT", "an http:// or https:// URL");
+        }
         self.tls_options()?;
         Ok(())
     }
 
-    /// The media store this configuration names (the folder is made if missing).
+    /// The media store this configuration names: the bucket when one is named, else the
+    /// folder (made if missing).
     pub fn media_store(&self) -> Result<crate::media::MediaStore, String> {
-        crate::media::MediaStore::local(&self.media_dir, self.media_max_bytes)
-            .map_err(|e| format!("GRIDD_MEDIA_DIR: {e}"))
+        match self.media_s3_bucket.as_deref().filter(|b| !b.is_empty()) {
+            Some(bucket) => crate::media::MediaStore::s3(
+                bucket,
+                self.media_s3_endpoint.as_deref().filter(|e| !e.is_empty()),
+                &self.media_s3_region,
+                None,
+                self.media_max_bytes,
+            )
+            .map_err(|e| format!("GRIDD_MEDIA_S3_BUCKET: {e}")),
+            None => crate::media::MediaStore::local(&self.media_dir, self.media_max_bytes)
+                .map_err(|e| format!("GRIDD_MEDIA_DIR: {e}")),
+        }
     }
 
     /// How reporters' contacts are kept: the key file is read here, once.

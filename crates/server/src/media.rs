@@ -84,7 +84,42 @@ impl MediaStore {
         })
     }
 
-    /// Media in any object store (an S3-compatible one in production).
+    /// Media in an S3-compatible bucket. Credentials are `credentials` (key id, secret) or
+    /// else come from `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (or the other `AWS_*`
+    /// variables the builder reads); `endpoint` names a store other than AWS (MinIO, Ceph, a
+    /// cloud's S3 service), path-style.
+    pub fn s3(
+        bucket: &str,
+        endpoint: Option<&str>,
+        region: &str,
+        credentials: Option<(&str, &str)>,
+        max_bytes: usize,
+    ) -> Result<MediaStore, String> {
+        // the S3 client speaks TLS with ring, gridd's one crypto provider (already the
+        // default when the listener's TLS set it)
+        let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+        let mut b = object_store::aws::AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .with_region(region);
+        if let Some((id, secret)) = credentials {
+            b = b.with_access_key_id(id).with_secret_access_key(secret);
+        }
+        if let Some(e) = endpoint {
+            b = b
+                .with_endpoint(e)
+                .with_allow_http(e.starts_with("http://"))
+                .with_virtual_hosted_style_request(false);
+        }
+        let s3 = b
+            .build()
+            .map_err(|e| format!("the S3 bucket {bucket}: {e}"))?;
+        Ok(MediaStore {
+            objects: Arc::new(s3),
+            max_bytes,
+        })
+    }
+
+    /// Media in any object store.
     #[must_use]
     pub fn new(objects: Arc<dyn ObjectStore>, max_bytes: usize) -> MediaStore {
         MediaStore { objects, max_bytes }
