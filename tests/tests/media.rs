@@ -169,3 +169,46 @@ async fn a_photo_is_downloaded_only_by_those_who_may_see_its_case(pool: PgPool) 
     );
     s.stop().await;
 }
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn gridctl_reports_with_a_photo(pool: PgPool) {
+    let s = TestServer::start(pool).await;
+    let photo = jpeg(5, 50 * 1024);
+    let file = std::env::temp_dir().join(format!("gd-photo-{}.jpg", uuid::Uuid::now_v7()));
+    std::fs::write(&file, &photo).unwrap();
+    let gridctl = griddispatch_tests::cluster::gridd_binary()
+        .parent()
+        .unwrap()
+        .join("gridctl");
+    let out = tokio::process::Command::new(gridctl)
+        .args([
+            "--server",
+            &format!("http://{}", s.addr),
+            "report",
+            "--grid",
+            GRID,
+        ])
+        .args(["--category", "0501", "--title", "带照片", "--photo"])
+        .arg(&file)
+        .env("GRIDD_JWT_SECRET", std::str::from_utf8(SECRET).unwrap())
+        .output()
+        .await
+        .expect("gridctl runs");
+    let _ = std::fs::remove_file(&file);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hash = hex::encode(sha2::Sha256::digest(&photo));
+    let attached: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM cases WHERE attachments::text LIKE '%' || $1 || '%'",
+    )
+    .bind(&hash)
+    .fetch_one(&s.pool)
+    .await
+    .unwrap();
+    assert_eq!(attached, 1, "the case refers to the uploaded photo");
+    s.stop().await;
+}

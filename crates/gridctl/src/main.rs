@@ -99,6 +99,9 @@ enum Command {
         key: Option<String>,
         #[arg(long)]
         self_handled: bool,
+        /// A photo, video or voice note to upload and attach (repeat for more).
+        #[arg(long = "photo")]
+        photos: Vec<PathBuf>,
     },
     /// Load the whole pipeline and print throughput, latencies and this machine's baselines.
     Bench(bench::BenchArgs),
@@ -427,10 +430,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             lon,
             key,
             self_handled,
+            photos,
         } => {
             let conn = Conn::open(&cli.server, cli.token).await?;
+            let mut attachments = Vec::new();
+            for p in &photos {
+                let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+                let chunks: Vec<v1::UploadRequest> = bytes
+                    .chunks(256 * 1024)
+                    .map(|c| v1::UploadRequest { chunk: c.to_vec() })
+                    .collect();
+                let up = v1::media_service_client::MediaServiceClient::with_interceptor(
+                    conn.channel(),
+                    conn.auth_as(Role::GridWorker, &grid, "gridctl")?,
+                )
+                .upload(tokio_stream::iter(chunks))
+                .await
+                .map_err(|s| anyhow::anyhow!("uploading {}: {}", p.display(), demo::describe(&s)))?
+                .into_inner();
+                let a = up.attachment.context("upload answered no attachment")?;
+                eprintln!(
+                    "uploaded {}: {} {} bytes sha256 {}",
+                    p.display(),
+                    a.media_type,
+                    a.size,
+                    a.content_hash
+                );
+                attachments.push(a);
+            }
             let mut reporting = conn.reporting(conn.auth_as(Role::GridWorker, &grid, "gridctl")?);
-            let req = demo::report_request(
+            let mut req = demo::report_request(
                 key.unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
                 &grid,
                 &category,
@@ -439,6 +468,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 (lat, lon, v1::Crs::Wgs84),
                 self_handled,
             );
+            req.attachments = attachments;
             let resp = reporting.report_event(req).await;
             match resp {
                 Ok(r) => {
