@@ -212,3 +212,61 @@ async fn gridctl_reports_with_a_photo(pool: PgPool) {
     assert_eq!(attached, 1, "the case refers to the uploaded photo");
     s.stop().await;
 }
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn a_result_carries_its_after_photos(pool: PgPool) {
+    let s = TestServer::start(pool).await;
+    let id = s.routed_case(GRID, "0501").await.case_id;
+    s.escalation(TestServer::staff(COMMUNITY))
+        .accept(v1::AcceptRequest {
+            case_id: id.clone(),
+            unit_code: COMMUNITY.into(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap();
+    let submit = |attachments: Vec<v1::Attachment>| {
+        let s = &s;
+        let id = id.clone();
+        async move {
+            s.handling(TestServer::staff(COMMUNITY))
+                .submit_result(v1::SubmitResultRequest {
+                    case_id: id,
+                    unit_code: COMMUNITY.into(),
+                    note: "已清运，附处置后照片".into(),
+                    attachments,
+                    ..Default::default()
+                })
+                .await
+        }
+    };
+    // a photo never uploaded is refused, and the case does not move
+    let ghost = v1::Attachment {
+        content_hash: "ef".repeat(32),
+        media_type: "image/jpeg".into(),
+        size: 10,
+        url: String::new(),
+    };
+    let e = submit(vec![ghost]).await.unwrap_err();
+    assert_eq!(violated_fields(&e), ["attachments[0].content_hash"]);
+    assert_eq!(s.case_row(&id).await.0, "IN_PROGRESS");
+
+    let after = jpeg(99, 30 * 1024);
+    let a = s
+        .upload(TestServer::staff(COMMUNITY), &after)
+        .await
+        .unwrap();
+    submit(vec![a.clone()]).await.unwrap();
+    // the grid that checks the result sees the photo of it
+    let (media_type, _, bytes) = download(
+        &s,
+        TestServer::bearer(Role::GridWorker, GRID),
+        &id,
+        &a.content_hash,
+    )
+    .await
+    .unwrap();
+    assert_eq!(media_type, "image/jpeg");
+    assert_eq!(bytes, after);
+    s.stop().await;
+}

@@ -101,6 +101,7 @@ fn steps(at: DateTime<Utc>) -> Vec<(Vec<Event>, Vec<Arm>, Vec<queue::Message>)> 
                     handle_due_at: due,
                 },
                 Event::PartSubmitted {
+                    photos: Vec::new(),
                     unit: unit("360102-ZJJ"),
                     note: "已清運".into(),
                 },
@@ -115,10 +116,12 @@ fn steps(at: DateTime<Utc>) -> Vec<(Vec<Event>, Vec<Arm>, Vec<queue::Message>)> 
         (
             vec![
                 Event::PartSubmitted {
+                    photos: Vec::new(),
                     unit: unit("360102-GAFJ"),
                     note: "已疏導".into(),
                 },
                 Event::ResultSubmitted {
+                    photos: Vec::new(),
                     unit: unit("360102-CGJ"),
                     note: "處置完畢".into(),
                 },

@@ -93,9 +93,22 @@ pub enum Event {
         note: String,
     },
     /// An assisting unit's part is done.
-    PartSubmitted { unit: UnitCode, note: String },
+    PartSubmitted {
+        unit: UnitCode,
+        note: String,
+        /// Photos of the work done (SHA-256 of uploaded media), beside the report's own.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        photos: Vec<String>,
+    },
     /// The lead's final result: the case waits for the reporter's grid to check it.
-    ResultSubmitted { unit: UnitCode, note: String },
+    ResultSubmitted {
+        unit: UnitCode,
+        note: String,
+        /// Photos of the result (SHA-256 of uploaded media): the "after" to the report's
+        /// "before".
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        photos: Vec<String>,
+    },
     /// 核查 on site: pass closes; fail sends the case back to the same lead (返工).
     Verified {
         unit: UnitCode,

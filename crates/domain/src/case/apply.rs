@@ -145,7 +145,7 @@ impl CaseState {
                     })
                     .collect();
             }
-            Event::PartSubmitted { unit, note } => {
+            Event::PartSubmitted { unit, note, .. } => {
                 self.require_status(event, &[PendingAccept, InProgress])?;
                 require_text("note", note)?;
                 let p = s.part_mut(unit).ok_or_else(|| not_your_turn(event, unit))?;
@@ -163,7 +163,7 @@ impl CaseState {
                     }
                 }
             }
-            Event::ResultSubmitted { unit, note } => {
+            Event::ResultSubmitted { unit, note, .. } => {
                 self.require_status(event, &[InProgress])?;
                 require_text("note", note)?;
                 if self.lead.as_ref() != Some(unit) || self.holder.as_ref() != Some(unit) {

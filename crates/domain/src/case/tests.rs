@@ -65,6 +65,7 @@ fn pending_verification() -> CaseState {
     step(
         &in_progress(),
         &Event::ResultSubmitted {
+            photos: Vec::new(),
             unit: u(COMMUNITY),
             note: "cleared".into(),
         },
@@ -167,10 +168,12 @@ fn event_of_each_kind(s: &CaseState) -> Vec<Event> {
             note: String::new(),
         },
         Event::PartSubmitted {
+            photos: Vec::new(),
             unit: u(HELP_A),
             note: "done".into(),
         },
         Event::ResultSubmitted {
+            photos: Vec::new(),
             unit: lead.clone(),
             note: "done".into(),
         },

@@ -91,12 +91,14 @@ fn returned(unit: &str, to: Option<&str>) -> Event {
 }
 fn part(unit: &str) -> Event {
     Event::PartSubmitted {
+        photos: Vec::new(),
         unit: u(unit),
         note: "done".into(),
     }
 }
 fn result(unit: &str) -> Event {
     Event::ResultSubmitted {
+        photos: Vec::new(),
         unit: u(unit),
         note: "done".into(),
     }

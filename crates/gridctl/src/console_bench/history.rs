@@ -166,6 +166,7 @@ fn life(
                 push(
                     &mut log,
                     Event::ResultSubmitted {
+                        photos: Vec::new(),
                         unit: community.clone(),
                         note: "已处理".into(),
                     },
@@ -188,6 +189,7 @@ fn life(
                         push(
                             &mut log,
                             Event::ResultSubmitted {
+                                photos: Vec::new(),
                                 unit: community,
                                 note: "返工完成".into(),
                             },
@@ -280,6 +282,7 @@ fn life(
                         push(
                             &mut log,
                             Event::PartSubmitted {
+                                photos: Vec::new(),
                                 unit: u.clone(),
                                 note: "配合完成".into(),
                             },
@@ -290,6 +293,7 @@ fn life(
                     push(
                         &mut log,
                         Event::ResultSubmitted {
+                            photos: Vec::new(),
                             unit: lead,
                             note: "已处置".into(),
                         },

@@ -33,6 +33,7 @@ impl v1::handling_service_server::HandlingService for Handling {
         let r = req.into_inner();
         let (case_id, unit) = case_and_unit(&who, &r.case_id, &r.unit_code)?;
         let note = text_arg(&r.note, "note", 4000)?;
+        let photos = self.ctx.uploaded(&r.attachments).await?;
         let rec = self
             .ctx
             .command(
@@ -45,11 +46,13 @@ impl v1::handling_service_server::HandlingService for Handling {
                         Event::PartSubmitted {
                             unit: unit.clone(),
                             note,
+                            photos,
                         }
                     } else {
                         Event::ResultSubmitted {
                             unit: unit.clone(),
                             note,
+                            photos,
                         }
                     };
                     plan.push(event)?;

@@ -115,6 +115,34 @@ impl Ctx {
 }
 
 impl Ctx {
+    /// The hashes of files a result names, each one uploaded before (at most 20).
+    pub(crate) async fn uploaded(&self, files: &[v1::Attachment]) -> ApiResult<Vec<String>> {
+        if files.len() > 20 {
+            return Err(ApiError::invalid("attachments", "at most 20"));
+        }
+        let hashes: Vec<String> = files
+            .iter()
+            .map(|a| a.content_hash.to_ascii_lowercase())
+            .collect();
+        let known = self.store.media(&hashes).await?;
+        let violations: Vec<_> = hashes
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| !known.contains_key(*h))
+            .map(|(i, _)| {
+                domain::report::FieldViolation::new(
+                    format!("attachments[{i}].content_hash"),
+                    "unknown file: upload it with MediaService.Upload first",
+                )
+            })
+            .collect();
+        if violations.is_empty() {
+            Ok(hashes)
+        } else {
+            Err(ApiError::Invalid(violations))
+        }
+    }
+
     /// Every file a report names must have been uploaded (MediaService.Upload); its type and
     /// size are taken as gridd recorded them, not as the client says.
     async fn known_media(&self, files: &mut [domain::report::Attachment]) -> ApiResult<()> {

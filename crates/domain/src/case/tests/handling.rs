@@ -69,6 +69,7 @@ fn joint_handling_needs_every_part_before_the_final_result() {
     let d = step(
         &d,
         &Event::PartSubmitted {
+            photos: Vec::new(),
             unit: u(HELP_A),
             note: "checked".into(),
         },
@@ -77,6 +78,7 @@ fn joint_handling_needs_every_part_before_the_final_result() {
     assert!(
         d.apply(
             &Event::PartSubmitted {
+                photos: Vec::new(),
                 unit: u(HELP_B),
                 note: "x".into()
             },
@@ -85,6 +87,7 @@ fn joint_handling_needs_every_part_before_the_final_result() {
         .is_err()
     );
     let fin = Event::ResultSubmitted {
+        photos: Vec::new(),
         unit: u(LEAD),
         note: "done".into(),
     };
@@ -102,6 +105,7 @@ fn joint_handling_needs_every_part_before_the_final_result() {
     let d = step(
         &d,
         &Event::PartSubmitted {
+            photos: Vec::new(),
             unit: u(HELP_B),
             note: "secured".into(),
         },
@@ -109,6 +113,7 @@ fn joint_handling_needs_every_part_before_the_final_result() {
     assert!(
         d.apply(
             &Event::PartSubmitted {
+                photos: Vec::new(),
                 unit: u(HELP_B),
                 note: "x".into()
             },
@@ -120,6 +125,7 @@ fn joint_handling_needs_every_part_before_the_final_result() {
     assert!(
         d.apply(
             &Event::ResultSubmitted {
+                photos: Vec::new(),
                 unit: u(HELP_A),
                 note: "x".into()
             },
@@ -421,6 +427,7 @@ fn replay_folds_the_log_and_events_round_trip_as_json() {
             handle_due_at: at(600),
         },
         Event::ResultSubmitted {
+            photos: Vec::new(),
             unit: u(COMMUNITY),
             note: "n".into(),
         },
