@@ -214,6 +214,12 @@ impl From<ApiError> for Error {
     }
 }
 
+impl From<store::StoreError> for Error {
+    fn from(e: store::StoreError) -> Error {
+        Error::from(ApiError::from(e))
+    }
+}
+
 fn spec_field(ours: &str) -> &str {
     match ours {
         "category" => "service_code",
@@ -224,10 +230,6 @@ fn spec_field(ours: &str) -> &str {
         "reporter.name" => "first_name/last_name",
         other => other,
     }
-}
-
-fn error_response(f: Format, e: impl Into<Error>) -> Response {
-    e.into().in_format(f)
 }
 
 // ---- keys -----------------------------------------------------------------------------------
@@ -260,7 +262,7 @@ impl Facade {
                     .store
                     .open311_client(key)
                     .await
-                    .map_err(|e| Error::from(ApiError::from(e)))?;
+                    .map_err(Error::from)?;
                 if let Ok(mut keys) = self.keys.lock() {
                     keys.retain(|_, (at, _)| at.elapsed() < KEY_TTL);
                     keys.insert(hash, (Instant::now(), c.clone()));
@@ -376,11 +378,7 @@ struct ServicesXml<'a> {
 
 /// The categories one can report: those with no sub-categories of their own.
 async fn services(ctx: &Ctx) -> Result<Vec<Service>, Error> {
-    let all: Vec<Category> = ctx
-        .store
-        .list_categories()
-        .await
-        .map_err(|e| Error::from(ApiError::from(e)))?;
+    let all: Vec<Category> = ctx.store.list_categories().await.map_err(Error::from)?;
     let names: HashMap<&str, &str> = all
         .iter()
         .map(|c| (c.code.as_str(), c.name.as_str()))
@@ -750,7 +748,7 @@ async fn category_names(ctx: &Ctx) -> Result<HashMap<String, String>, Error> {
         .store
         .list_categories()
         .await
-        .map_err(|e| Error::from(ApiError::from(e)))?
+        .map_err(Error::from)?
         .into_iter()
         .map(|c| (c.code.to_string(), c.name))
         .collect())
@@ -816,12 +814,7 @@ async fn list(
                 format!("service_request_id: at most {MAX_LIST} ids"),
             ));
         }
-        let found = f
-            .ctx
-            .store
-            .get_cases(&ids)
-            .await
-            .map_err(|e| Error::from(ApiError::from(e)))?;
+        let found = f.ctx.store.get_cases(&ids).await.map_err(Error::from)?;
         return Ok(ids
             .iter()
             .filter_map(|id| found.get(id))
@@ -870,8 +863,23 @@ async fn list(
         .store
         .list_cases(&filter, None, MAX_LIST)
         .await
-        .map_err(|e| Error::from(ApiError::from(e)))?;
+        .map_err(Error::from)?;
     Ok(cases.iter().map(|c| request_out(c, &names)).collect())
+}
+
+/// A keyed GET of one object: the object's name and format from the path, the client from
+/// `api_key`; or the refusal, already in the asked format.
+async fn keyed<'a>(
+    f: &Facade,
+    file: &'a str,
+    q: &HashMap<String, String>,
+) -> Result<(&'a str, Format, Open311Client), Response> {
+    let (name, fmt) = split(file).map_err(|e| e.in_format(Format::Json))?;
+    let client = f
+        .client(q.get("api_key").map(String::as_str))
+        .await
+        .map_err(|e| e.in_format(fmt))?;
+    Ok((name, fmt, client))
 }
 
 async fn one_request(
@@ -879,13 +887,9 @@ async fn one_request(
     Path(file): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let (id, fmt) = match split(&file) {
-        Ok(s) => s,
-        Err(e) => return e.in_format(Format::Json),
-    };
-    let client = match f.client(q.get("api_key").map(String::as_str)).await {
-        Ok(c) => c,
-        Err(e) => return e.in_format(fmt),
+    let (id, fmt, client) = match keyed(&f, &file, &q).await {
+        Ok(k) => k,
+        Err(r) => return r,
     };
     let missing = || {
         Error::new(
@@ -898,7 +902,7 @@ async fn one_request(
     };
     let found = match f.ctx.store.get_case(case_id).await {
         Ok(c) => c,
-        Err(e) => return error_response(fmt, ApiError::from(e)),
+        Err(e) => return Error::from(e).in_format(fmt),
     };
     let Some(case) = found.filter(|c| visible(&client, c)) else {
         return missing().in_format(fmt);
@@ -929,13 +933,9 @@ async fn token(
     Path(file): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let (token, fmt) = match split(&file) {
-        Ok(s) => s,
-        Err(e) => return e.in_format(Format::Json),
-    };
-    let client = match f.client(q.get("api_key").map(String::as_str)).await {
-        Ok(c) => c,
-        Err(e) => return e.in_format(fmt),
+    let (token, fmt, client) = match keyed(&f, &file, &q).await {
+        Ok(k) => k,
+        Err(r) => return r,
     };
     let missing = || {
         Error::new(
@@ -960,6 +960,6 @@ async fn token(
             answer(fmt, StatusCode::OK, &[&out], &TokensXml { request: [&out] })
         }
         Ok(_) => missing().in_format(fmt),
-        Err(e) => error_response(fmt, ApiError::from(e)),
+        Err(e) => Error::from(e).in_format(fmt),
     }
 }
