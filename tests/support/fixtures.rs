@@ -106,6 +106,52 @@ pub async fn awaiting_check(s: &TestServer) -> String {
     id
 }
 
+/// A JPEG whose EXIF says it was taken at `local` ("YYYY:MM:DD HH:MM:SS", the camera's clock
+/// with no offset, as most phones write it) at `lat`, `lon` (WGS-84, northern and eastern).
+#[must_use]
+pub fn jpeg_with_exif(seed: u64, local: &str, lat: f64, lon: f64) -> Vec<u8> {
+    use exif::{Field, In, Rational, Tag, Value};
+    let dms = |d: f64| {
+        let deg = d.trunc();
+        let min = ((d - deg) * 60.0).trunc();
+        let milli_sec = (((d - deg) * 60.0 - min) * 60.0 * 1000.0).round();
+        Value::Rational(vec![
+            Rational::from((deg as u32, 1)),
+            Rational::from((min as u32, 1)),
+            Rational::from((milli_sec as u32, 1000)),
+        ])
+    };
+    let ascii = |s: &str| Value::Ascii(vec![s.as_bytes().to_vec()]);
+    let fields = [
+        (Tag::DateTimeOriginal, ascii(local)),
+        (Tag::GPSLatitudeRef, ascii("N")),
+        (Tag::GPSLatitude, dms(lat)),
+        (Tag::GPSLongitudeRef, ascii("E")),
+        (Tag::GPSLongitude, dms(lon)),
+    ]
+    .map(|(tag, value)| Field {
+        tag,
+        ifd_num: In::PRIMARY,
+        value,
+    });
+    let mut w = exif::experimental::Writer::new();
+    for f in &fields {
+        w.push_field(f);
+    }
+    let mut tiff = std::io::Cursor::new(Vec::new());
+    w.write(&mut tiff, false).expect("EXIF written");
+    let tiff = tiff.into_inner();
+    let mut b = vec![0xFF, 0xD8, 0xFF, 0xE1];
+    b.extend_from_slice(&u16::try_from(2 + 6 + tiff.len()).unwrap().to_be_bytes());
+    b.extend_from_slice(b"Exif\0\0");
+    b.extend_from_slice(&tiff);
+    // the rest of the picture: its own bytes, so that each seed is another file
+    b.extend_from_slice(&[0xFF, 0xFE, 0x00, 0x0A]);
+    b.extend_from_slice(&seed.to_be_bytes());
+    b.extend_from_slice(&[0xFF, 0xD9]);
+    b
+}
+
 /// A small JPEG of `n` bytes whose content differs with `seed`: the JPEG signature, then
 /// filler (the type is read from the first bytes).
 pub fn jpeg(seed: u64, n: usize) -> Vec<u8> {

@@ -5,6 +5,7 @@ pub mod cluster;
 mod fixtures;
 pub mod invariants;
 pub mod load;
+pub mod plain_http;
 pub mod proxy;
 
 use std::net::SocketAddr;
@@ -20,7 +21,9 @@ use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-pub use fixtures::{awaiting_check, community_limits, jpeg, report, seed_sample, violated_fields};
+pub use fixtures::{
+    awaiting_check, community_limits, jpeg, jpeg_with_exif, report, seed_sample, violated_fields,
+};
 
 pub const SECRET: &[u8] = b"test-secret-not-for-production";
 
@@ -40,6 +43,15 @@ impl tonic::service::Interceptor for Bearer {
 }
 
 impl Bearer {
+    /// The `authorization` header's value, for HTTP clients ("" for none).
+    #[must_use]
+    pub fn header(&self) -> String {
+        self.0
+            .as_ref()
+            .map(|v| v.to_str().unwrap_or_default().to_owned())
+            .unwrap_or_default()
+    }
+
     /// A raw `authorization` header value, for tests of bad tokens.
     pub fn raw(header: &str) -> Bearer {
         Bearer(Some(header.parse().expect("header text")))

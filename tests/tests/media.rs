@@ -104,6 +104,7 @@ async fn a_photo_is_downloaded_only_by_those_who_may_see_its_case(pool: PgPool) 
         media_type: "image/png".into(),
         size: 1,
         url: String::new(),
+        ..Default::default()
     }];
     let case = s
         .worker(GRID)
@@ -246,6 +247,7 @@ async fn a_result_carries_its_after_photos(pool: PgPool) {
         media_type: "image/jpeg".into(),
         size: 10,
         url: String::new(),
+        ..Default::default()
     };
     let e = submit(vec![ghost]).await.unwrap_err();
     assert_eq!(violated_fields(&e), ["attachments[0].content_hash"]);
@@ -268,5 +270,157 @@ async fn a_result_carries_its_after_photos(pool: PgPool) {
     .unwrap();
     assert_eq!(media_type, "image/jpeg");
     assert_eq!(bytes, after);
+    s.stop().await;
+}
+
+/// Where the EXIF fixtures were taken: inside [`GRID`].
+const TAKEN_LAT: f64 = 28.6832;
+const TAKEN_LON: f64 = 115.8992;
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn photos_go_up_and_down_over_http_with_the_same_rules(pool: PgPool) {
+    use griddispatch_tests::plain_http::http;
+    let s = TestServer::start(pool).await;
+    let worker = TestServer::bearer(Role::GridWorker, GRID).header();
+    let auth = |h: &str| vec![("Authorization", h.to_owned())];
+    let post = |h: Vec<(&'static str, String)>, body: Vec<u8>| {
+        let addr = s.addr;
+        async move {
+            let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            http(addr, "POST", "/media", &h, &body).await
+        }
+    };
+    let photo = jpeg_with_exif(1, "2026:12:03 09:30:00", TAKEN_LAT, TAKEN_LON);
+    let before = s.count("media").await;
+
+    // no token, a bad one, a role that does not upload: refused in HTTP's terms, nothing kept
+    let r = post(vec![], photo.clone()).await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(r.json()["code"], "UNAUTHENTICATED");
+    assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+    let r = post(auth("Bearer not-a-token"), photo.clone()).await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    let platform = TestServer::bearer(Role::Platform, "").header();
+    let r = post(auth(&platform), photo.clone()).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.json()["code"], "PERMISSION_DENIED");
+    // not a photo; over the limit
+    let r = post(auth(&worker), b"just some text".to_vec()).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["code"], "INVALID_ARGUMENT");
+    let r = post(auth(&worker), jpeg(1, 1024 * 1024 + 1)).await;
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert_eq!(s.count("media").await, before, "nothing refused was kept");
+
+    // a grid worker's photo: its hash, its type from its bytes, its EXIF read
+    let r = post(auth(&worker), photo.clone()).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let up = r.json();
+    let hash = hex::encode(sha2::Sha256::digest(&photo));
+    assert_eq!(up["content_hash"], hash.as_str());
+    assert_eq!(up["media_type"], "image/jpeg");
+    assert_eq!(up["size"], photo.len());
+    assert_eq!(up["existed"], false);
+    // 09:30 on the camera's clock, China Standard Time
+    assert_eq!(up["taken_at"], "2026-12-03T01:30:00Z");
+    assert!((up["taken_location"]["lat"].as_f64().unwrap() - TAKEN_LAT).abs() < 1e-5);
+    assert!((up["taken_location"]["lon"].as_f64().unwrap() - TAKEN_LON).abs() < 1e-5);
+    let r = post(auth(&worker), photo.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["existed"], true);
+
+    // referred to by a report, downloaded by those who see the case
+    let mut rep = report(GRID, "0501", "HTTP 上传的照片");
+    rep.attachments = vec![v1::Attachment {
+        content_hash: hash.clone(),
+        media_type: "image/jpeg".into(),
+        size: photo.len() as u64,
+        ..Default::default()
+    }];
+    let case = s
+        .worker(GRID)
+        .report_event(rep)
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    let path = format!("/media/{}/{hash}", case.case_id);
+    for who in [
+        worker.clone(),
+        TestServer::bearer(Role::Dispatcher, COUNTY).header(),
+    ] {
+        let r = http(s.addr, "GET", &path, &[("Authorization", &who)], b"").await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.body, photo);
+        assert_eq!(r.header("content-type"), Some("image/jpeg"));
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(r.header("etag"), Some(format!("\"{hash}\"").as_str()));
+    }
+    // another grid: as if the case did not exist; no token: who are you
+    let other = TestServer::bearer(Role::GridWorker, OTHER_GRID).header();
+    let r = http(s.addr, "GET", &path, &[("Authorization", &other)], b"").await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(r.json()["code"], "NOT_FOUND");
+    let r = http(s.addr, "GET", &path, &[], b"").await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    let bad = format!("/media/{}/xyz", case.case_id);
+    let r = http(s.addr, "GET", &bad, &[("Authorization", &worker)], b"").await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    s.stop().await;
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn a_photos_exif_time_and_place_stand_beside_the_report(pool: PgPool) {
+    let s = TestServer::start(pool).await;
+    let worker = || TestServer::bearer(Role::GridWorker, GRID);
+    let with = s
+        .upload(
+            worker(),
+            &jpeg_with_exif(2, "2026:12:02 18:05:30", TAKEN_LAT, TAKEN_LON),
+        )
+        .await
+        .unwrap();
+    let taken_at = with.taken_at.expect("the EXIF time");
+    assert_eq!(
+        chrono::DateTime::from_timestamp(taken_at.seconds, 0)
+            .unwrap()
+            .to_rfc3339(),
+        "2026-12-02T10:05:30+00:00"
+    );
+    let at = with.taken_location.expect("the EXIF point");
+    assert!((at.lat - TAKEN_LAT).abs() < 1e-5 && (at.lon - TAKEN_LON).abs() < 1e-5);
+    // a photo without EXIF says nothing of itself
+    let without = s.upload(worker(), &jpeg(3, 300)).await.unwrap();
+    assert!(without.taken_at.is_none() && without.taken_location.is_none());
+
+    let mut rep = report(GRID, "0501", "现场照片");
+    rep.attachments = [&with, &without]
+        .iter()
+        .map(|a| v1::Attachment {
+            content_hash: a.content_hash.clone(),
+            media_type: a.media_type.clone(),
+            size: a.size,
+            // a client's own say of when and where is not taken
+            taken_location: Some(v1::Location {
+                lat: 1.0,
+                lon: 2.0,
+                crs: v1::Crs::Wgs84.into(),
+            }),
+            ..Default::default()
+        })
+        .collect();
+    let case = s
+        .worker(GRID)
+        .report_event(rep)
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    // kept on the case file, beside the report's own time and point
+    let file = s.get_case(&case.case_id).await.case.unwrap();
+    assert_eq!(file.attachments, vec![with, without]);
+    assert!(file.occurred_at.is_some() && file.location.is_some());
     s.stop().await;
 }

@@ -36,12 +36,18 @@ impl FieldViolation {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Attachment {
     pub content_hash: String,
     pub media_type: String,
     pub size: u64,
     pub url: String,
+    /// When the photo's EXIF says it was taken (gridd reads it at upload; ADR 0035).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taken_at: Option<DateTime<Utc>>,
+    /// Where the photo's EXIF GPS says it was taken, WGS-84.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taken_location: Option<LatLon>,
 }
 
 /// The report as it arrives, before any check (strings and numbers from the wire).
@@ -397,6 +403,8 @@ mod tests {
                 media_type: "image/jpeg".into(),
                 size: 1000,
                 url: "https://objects.example/1.jpg".into(),
+                taken_at: None,
+                taken_location: None,
             }],
             ..RawReport::default()
         }

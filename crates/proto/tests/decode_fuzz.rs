@@ -228,6 +228,7 @@ fn attachment() -> impl Strategy<Value = v1::Attachment> {
         media_type,
         size,
         url,
+        ..Default::default()
     })
 }
 
@@ -326,6 +327,7 @@ fn seed_report() -> v1::ReportEventRequest {
             media_type: "image/jpeg".into(),
             size: 1000,
             url: "https://objects.example/1.jpg".into(),
+            ..Default::default()
         }],
         ..Default::default()
     }

@@ -273,6 +273,28 @@ fn public_path(path: &str) -> bool {
         || path.starts_with(crate::open311::PREFIX)
 }
 
+/// gridd's HTTP endpoints for staff clients (`crate::web`): each is a method of the table
+/// under another name, with the same roles, scope, tokens and limits.
+#[must_use]
+pub fn http_rule(method: &http::Method, path: &str) -> Option<&'static Rule> {
+    let name = match (method.as_str(), path) {
+        ("POST", crate::web::MEDIA) => "MediaService/Upload",
+        ("GET", p)
+            if p.starts_with(crate::web::MEDIA)
+                && p[crate::web::MEDIA.len()..].starts_with('/') =>
+        {
+            "MediaService/Download"
+        }
+        _ => return None,
+    };
+    TABLE.iter().find(|r| r.method == name)
+}
+
+/// A refusal the layer hands on to an HTTP endpoint, which answers it in HTTP's terms
+/// (`crate::web::Caller`); a gRPC call is refused by the layer itself.
+#[derive(Debug, Clone)]
+pub struct Refused(pub tonic::Status);
+
 /// The layer that authenticates every call and applies the table.
 #[derive(Clone)]
 pub struct AccessLayer {
@@ -332,7 +354,7 @@ impl<S> Access<S> {
         if public_path(path) {
             return Ok(None);
         }
-        let Some(rule) = lookup(path) else {
+        let Some(rule) = lookup(path).or_else(|| http_rule(req.method(), path)) else {
             return Err(tonic::Status::unimplemented(format!(
                 "{path} is not a method of this service"
             )));
@@ -387,6 +409,10 @@ where
                 }
                 let fut = self.inner.call(req);
                 Box::pin(fut)
+            }
+            Err(status) if http_rule(req.method(), req.uri().path()).is_some() => {
+                req.extensions_mut().insert(Refused(status));
+                Box::pin(self.inner.call(req))
             }
             Err(status) => Box::pin(async move { Ok(status.into_http()) }),
         }

@@ -389,7 +389,9 @@ pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
             .max_decoding_message_size(max_message),
         );
     let grpc = std::mem::take(routes.axum_router_mut());
-    *routes.axum_router_mut() = grpc.merge(crate::open311::router(ctx.clone(), tls_on));
+    *routes.axum_router_mut() = grpc
+        .merge(crate::open311::router(ctx.clone(), tls_on))
+        .merge(crate::web::router(ctx.clone()));
     let router = Server::builder()
         .layer(crate::access::AccessLayer::new(
             opts.verifier,

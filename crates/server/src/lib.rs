@@ -20,6 +20,7 @@ pub mod pipeline;
 pub mod telemetry;
 pub mod tls;
 pub mod trace;
+pub mod web;
 
 pub use app::{DEFAULT_MAX_MESSAGE_BYTES, RoleSet, Running, ServerOptions, WorkerOptions, start};
 pub use config::Config;

@@ -71,6 +71,92 @@ pub fn sniff(bytes: &[u8]) -> Result<&'static str, MediaError> {
     }
 }
 
+/// What a photo says of itself: when and where it was taken, from its EXIF (ADR 0035).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Taken {
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
+    pub location: Option<domain::geo::LatLon>,
+}
+
+/// The offset a camera's local time is read in when the photo does not say its own
+/// (`OffsetTimeOriginal`): China Standard Time, the whole province's clock.
+const LOCAL_OFFSET_SECS: i32 = 8 * 3600;
+
+/// When and where a photo was taken, as far as its EXIF says. Anything missing, unreadable or
+/// implausible (a date before 2000, a point off the globe or at 0°N 0°E) is left out: these
+/// are evidence beside the report, never a reason to refuse it.
+#[must_use]
+pub fn taken(bytes: &[u8]) -> Taken {
+    use exif::{In, Tag, Value};
+    let Ok(exif) = exif::Reader::new().read_from_container(&mut std::io::Cursor::new(bytes)) else {
+        return Taken::default();
+    };
+    let ascii = |tag| match exif.get_field(tag, In::PRIMARY).map(|f| &f.value) {
+        Some(Value::Ascii(v)) => v.first().cloned(),
+        _ => None,
+    };
+    let at = ascii(Tag::DateTimeOriginal)
+        .or_else(|| ascii(Tag::DateTime))
+        .and_then(|raw| {
+            let mut t = exif::DateTime::from_ascii(&raw).ok()?;
+            if let Some(off) = ascii(Tag::OffsetTimeOriginal) {
+                // an unreadable offset leaves the local clock's
+                let _ = t.parse_offset(&off);
+            }
+            let offset = chrono::FixedOffset::east_opt(
+                t.offset.map_or(LOCAL_OFFSET_SECS, |m| i32::from(m) * 60),
+            )?;
+            let local = chrono::NaiveDate::from_ymd_opt(
+                i32::from(t.year),
+                u32::from(t.month),
+                u32::from(t.day),
+            )?
+            .and_hms_opt(
+                u32::from(t.hour),
+                u32::from(t.minute),
+                u32::from(t.second),
+            )?;
+            let at = local.and_local_timezone(offset).single()?;
+            (t.year >= 2000).then(|| at.with_timezone(&chrono::Utc))
+        });
+    let degrees = |tag, reference, negative: u8| {
+        let Some(Value::Rational(v)) = exif.get_field(tag, In::PRIMARY).map(|f| &f.value) else {
+            return None;
+        };
+        if v.len() < 3 || v.iter().take(3).any(|r| r.denom == 0) {
+            return None;
+        }
+        let d = v[0].to_f64() + v[1].to_f64() / 60.0 + v[2].to_f64() / 3600.0;
+        let sign = match ascii(reference) {
+            Some(r) if r.first() == Some(&negative) => -1.0,
+            _ => 1.0,
+        };
+        Some(sign * d)
+    };
+    let location = degrees(Tag::GPSLatitude, Tag::GPSLatitudeRef, b'S')
+        .zip(degrees(Tag::GPSLongitude, Tag::GPSLongitudeRef, b'W'))
+        .filter(|&(lat, lon)| {
+            lat.abs() <= 90.0 && lon.abs() <= 180.0 && (lat.abs() > 1e-9 || lon.abs() > 1e-9)
+        })
+        // to 1e-7° (about a centimetre), finer than any phone's GPS: the point then reads
+        // back from JSON as the same number
+        .map(|(lat, lon)| domain::geo::LatLon::new(round7(lat), round7(lon)));
+    Taken { at, location }
+}
+
+fn round7(d: f64) -> f64 {
+    (d * 1e7).round() / 1e7
+}
+
+/// Bytes as they were stored.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub hash: String,
+    pub media_type: &'static str,
+    pub size: u64,
+    pub taken: Taken,
+}
+
 impl MediaStore {
     /// Media in a local folder (made if missing).
     pub fn local(dir: &Path, max_bytes: usize) -> Result<MediaStore, String> {
@@ -129,9 +215,10 @@ impl MediaStore {
         ObjectPath::from(format!("media/{}/{hash}", &hash[..2]))
     }
 
-    /// Checks and stores `bytes` under their hash; answers the hash and the type. Storing the
-    /// same bytes twice writes the same object twice, which changes nothing.
-    pub async fn put(&self, bytes: Vec<u8>) -> Result<(String, &'static str), MediaError> {
+    /// Checks and stores `bytes` under their hash; answers the hash, the type and what a
+    /// photo's EXIF says. Storing the same bytes twice writes the same object twice, which
+    /// changes nothing.
+    pub async fn put(&self, bytes: Vec<u8>) -> Result<Stored, MediaError> {
         if bytes.is_empty() {
             return Err(MediaError::Empty);
         }
@@ -140,8 +227,19 @@ impl MediaStore {
         }
         let media_type = sniff(&bytes)?;
         let hash = content_hash(&bytes);
+        let taken = if media_type.starts_with("image/") {
+            taken(&bytes)
+        } else {
+            Taken::default()
+        };
+        let size = bytes.len() as u64;
         self.objects.put(&Self::path(&hash), bytes.into()).await?;
-        Ok((hash, media_type))
+        Ok(Stored {
+            hash,
+            media_type,
+            size,
+            taken,
+        })
     }
 
     /// The bytes stored under `hash`.

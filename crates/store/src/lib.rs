@@ -35,6 +35,7 @@ pub use contacts::{SealedContact, StoredContact};
 pub use deadlines::{Arm, DueDeadline};
 pub use feed::{FeedEvent, FeedRegion};
 pub use history::History;
+pub use media::MediaInfo;
 pub use open311::{Open311Client, key_hash as open311_key_hash};
 pub use outbox::OutboxRow;
 pub use pending::{Assignment, PendingAnywhere, PendingItem, Unrouted};

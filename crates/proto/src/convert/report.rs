@@ -113,6 +113,9 @@ fn attachment_from_wire(a: v1::Attachment) -> Attachment {
         media_type: a.media_type,
         size: a.size,
         url: a.url,
+        // gridd's own reading of the file, never the client's say
+        taken_at: None,
+        taken_location: None,
     }
 }
 
@@ -122,6 +125,12 @@ fn attachment_to_wire(a: &Attachment) -> v1::Attachment {
         media_type: a.media_type.clone(),
         size: a.size,
         url: a.url.clone(),
+        taken_at: a.taken_at.map(timestamp),
+        taken_location: a.taken_location.map(|p| v1::Location {
+            lat: p.lat,
+            lon: p.lon,
+            crs: v1::Crs::Wgs84.into(),
+        }),
     }
 }
 

@@ -144,7 +144,8 @@ impl Ctx {
     }
 
     /// Every file a report names must have been uploaded (MediaService.Upload); its type and
-    /// size are taken as gridd recorded them, not as the client says.
+    /// size, and what a photo's EXIF says of when and where it was taken, are taken as gridd
+    /// recorded them, not as the client says.
     async fn known_media(&self, files: &mut [domain::report::Attachment]) -> ApiResult<()> {
         if files.is_empty() {
             return Ok(());
@@ -157,10 +158,12 @@ impl Ctx {
         let mut violations = Vec::new();
         for (i, (a, h)) in files.iter_mut().zip(&hashes).enumerate() {
             match known.get(h) {
-                Some((media_type, size)) => {
+                Some(m) => {
                     a.content_hash.clone_from(h);
-                    a.media_type.clone_from(media_type);
-                    a.size = *size;
+                    a.media_type.clone_from(&m.media_type);
+                    a.size = m.size;
+                    a.taken_at = m.taken_at;
+                    a.taken_location = m.taken_location;
                 }
                 None => violations.push(domain::report::FieldViolation::new(
                     format!("attachments[{i}].content_hash"),

@@ -13,9 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{Path, Query, RawForm, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
 use axum::routing::get;
 use chrono::{DateTime, SecondsFormat, Utc};
 use domain::CaseStatus;
@@ -30,7 +31,11 @@ use store::{CaseFilter, Open311Client};
 
 use crate::api::Ctx;
 use crate::auth::{Principal, Role};
-use crate::error::ApiError;
+
+mod format;
+mod media;
+
+use format::{Error, Format, answer, split};
 
 /// Where the facade lives on gridd's listener.
 pub const PREFIX: &str = "/open311/v2";
@@ -67,6 +72,7 @@ type KeyCache = HashMap<Vec<u8>, (Instant, Option<Open311Client>)>;
 
 /// The facade's routes, to be merged into gridd's listener.
 pub fn router(ctx: Ctx, tls: bool) -> Router {
+    let max_body = ctx.media.max_bytes.max(FORM_MAX);
     let state = Facade {
         ctx,
         tls,
@@ -75,8 +81,12 @@ pub fn router(ctx: Ctx, tls: bool) -> Router {
     Router::new()
         .route(
             &format!("{PREFIX}/{{file}}"),
-            get(top_get).post(post_request),
+            // a form is small; a photo (POST media) may be as large as a file may be
+            get(top_get)
+                .post(post_request)
+                .layer(DefaultBodyLimit::max(max_body)),
         )
+        .route(&format!("{PREFIX}/media/{{hash}}"), get(media_download))
         .route(
             &format!("{PREFIX}/services/{{file}}"),
             get(service_definition),
@@ -84,152 +94,6 @@ pub fn router(ctx: Ctx, tls: bool) -> Router {
         .route(&format!("{PREFIX}/requests/{{file}}"), get(one_request))
         .route(&format!("{PREFIX}/tokens/{{file}}"), get(token))
         .with_state(state)
-}
-
-// ---- formats and errors --------------------------------------------------------------------
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
-    Json,
-    Xml,
-}
-
-/// `requests.json` → (`requests`, JSON). An unknown suffix is answered in JSON.
-fn split(file: &str) -> Result<(&str, Format), Error> {
-    match file.rsplit_once('.') {
-        Some((stem, "json")) => Ok((stem, Format::Json)),
-        Some((stem, "xml")) => Ok((stem, Format::Xml)),
-        _ => Err(Error::new(
-            StatusCode::NOT_FOUND,
-            "name a format: .json or .xml",
-        )),
-    }
-}
-
-/// One answer in either format: `json` as it is, `xml` wrapped in the spec's root element.
-fn answer<J: Serialize, X: Serialize>(
-    f: Format,
-    status: StatusCode,
-    json: &J,
-    xml: &X,
-) -> Response {
-    match f {
-        Format::Json => match serde_json::to_vec(json) {
-            Ok(body) => (
-                status,
-                [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
-                body,
-            )
-                .into_response(),
-            Err(e) => internal(&e),
-        },
-        Format::Xml => match quick_xml::se::to_string(xml) {
-            Ok(body) => (
-                status,
-                [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
-                format!("<?xml version=\"1.0\" encoding=\"utf-8\"?>{body}"),
-            )
-                .into_response(),
-            Err(e) => internal(&e),
-        },
-    }
-}
-
-fn internal(e: &dyn std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "open311 answer could not be written");
-    (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
-}
-
-/// The spec's error: an HTTP status and a list of `{code, description}`.
-#[derive(Debug)]
-struct Error {
-    status: StatusCode,
-    description: String,
-    retry_after: Option<Duration>,
-}
-
-#[derive(Serialize)]
-struct ErrorItem<'a> {
-    code: u16,
-    description: &'a str,
-}
-
-#[derive(Serialize)]
-#[serde(rename = "errors")]
-struct ErrorsXml<'a> {
-    error: [ErrorItem<'a>; 1],
-}
-
-impl Error {
-    fn new(status: StatusCode, description: impl Into<String>) -> Error {
-        Error {
-            status,
-            description: description.into(),
-            retry_after: None,
-        }
-    }
-
-    fn in_format(self, f: Format) -> Response {
-        let item = || ErrorItem {
-            code: self.status.as_u16(),
-            description: &self.description,
-        };
-        let mut r = answer(f, self.status, &[item()], &ErrorsXml { error: [item()] });
-        if let Some(wait) = self.retry_after
-            && let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string())
-        {
-            r.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        r
-    }
-}
-
-/// gridd's errors in the spec's terms; a request's own fields are named as the spec names
-/// them.
-impl From<ApiError> for Error {
-    fn from(e: ApiError) -> Error {
-        match e {
-            ApiError::Invalid(v) => Error::new(
-                StatusCode::BAD_REQUEST,
-                v.iter()
-                    .map(|f| format!("{}: {}", spec_field(&f.field), f.description))
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            ),
-            ApiError::NotFound(m) => Error::new(StatusCode::NOT_FOUND, m),
-            ApiError::FailedPrecondition(m) | ApiError::AlreadyExists(m) | ApiError::Aborted(m) => {
-                Error::new(StatusCode::BAD_REQUEST, m)
-            }
-            ApiError::Unauthenticated(m) | ApiError::PermissionDenied(m) => {
-                Error::new(StatusCode::FORBIDDEN, m)
-            }
-            ApiError::ResourceExhausted(m) => Error::new(StatusCode::TOO_MANY_REQUESTS, m),
-            ApiError::Unavailable(_) => {
-                Error::new(StatusCode::SERVICE_UNAVAILABLE, "try again shortly")
-            }
-            ApiError::Internal(_) => {
-                Error::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-            }
-        }
-    }
-}
-
-impl From<store::StoreError> for Error {
-    fn from(e: store::StoreError) -> Error {
-        Error::from(ApiError::from(e))
-    }
-}
-
-fn spec_field(ours: &str) -> &str {
-    match ours {
-        "category" => "service_code",
-        "location" | "location.lat" | "location.lon" | "location.crs" | "grid_code" => "lat/long",
-        "title" | "description" => "description",
-        "reporter.phone" => "phone",
-        "reporter.email" => "email",
-        "reporter.name" => "first_name/last_name",
-        other => other,
-    }
 }
 
 // ---- keys -----------------------------------------------------------------------------------
@@ -436,7 +300,7 @@ async fn top_get(
             Ok(s) => answer(fmt, StatusCode::OK, &s, &ServicesXml { service: &s }),
             Err(e) => e.in_format(fmt),
         },
-        "requests" => list_requests(&f, fmt, &q).await,
+        "requests" => list_requests(&f, fmt, &q, &headers).await,
         _ => Error::new(StatusCode::NOT_FOUND, "no such endpoint").in_format(fmt),
     }
 }
@@ -507,6 +371,9 @@ struct FiledXml<'a> {
     request: [&'a Filed; 1],
 }
 
+/// The largest form `POST requests` takes.
+const FORM_MAX: usize = 64 * 1024;
+
 /// Most characters of a description the facade turns into a case's title.
 const TITLE_CHARS: usize = 40;
 
@@ -514,16 +381,37 @@ async fn post_request(
     State(f): State<Facade>,
     Path(file): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-    RawForm(body): RawForm,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Response {
     let fmt = match split(&file) {
         Ok(("requests", fmt)) => fmt,
+        Ok(("media", fmt)) => {
+            return media::upload(
+                &f,
+                fmt,
+                &headers,
+                q.get("api_key").map(String::as_str),
+                body,
+            )
+            .await;
+        }
         Ok((_, fmt)) => {
-            return Error::new(StatusCode::METHOD_NOT_ALLOWED, "only requests takes a POST")
-                .in_format(fmt);
+            return Error::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "only requests and media take a POST",
+            )
+            .in_format(fmt);
         }
         Err(e) => return e.in_format(Format::Json),
     };
+    if body.len() > FORM_MAX {
+        return Error::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("a request's form is at most {FORM_MAX} bytes (photos go to POST media)"),
+        )
+        .in_format(fmt);
+    }
     let form: PostForm = match serde_urlencoded::from_bytes(&body) {
         Ok(form) => form,
         Err(e) => {
@@ -577,14 +465,12 @@ async fn file_request(ctx: &Ctx, client: &Open311Client, form: PostForm) -> Resu
             "service_code: required",
         ));
     }
-    if !form.media_url.trim().is_empty() {
-        // photos arrive through the upload endpoints and are named by hash; a bare URL is not
-        // fetched (it could point anywhere)
-        return Err(Error::new(
-            StatusCode::BAD_REQUEST,
-            "media_url: not taken yet; send the request without it",
-        ));
-    }
+    // a photo the client uploaded here first (POST media); a URL elsewhere is not fetched
+    let attachments = if form.media_url.trim().is_empty() {
+        Vec::new()
+    } else {
+        vec![media::uploaded(ctx, &form.media_url).await?]
+    };
     let description = form.description.trim().to_owned();
     let title: String = if description.is_empty() {
         let code = CategoryCode::parse(form.service_code.trim())
@@ -623,6 +509,7 @@ async fn file_request(ctx: &Ctx, client: &Open311Client, form: PostForm) -> Resu
         occurred_at: Some(proto::convert::timestamp(now)),
         source: v1::ReportSource::Resident.into(),
         reporter,
+        attachments,
         ..Default::default()
     };
     let who = Principal {
@@ -640,6 +527,14 @@ async fn file_request(ctx: &Ctx, client: &Open311Client, form: PostForm) -> Resu
         service_notice: format!("已受理，编号 {}", case.case_number),
         account_id: String::new(),
     })
+}
+
+async fn media_download(
+    State(f): State<Facade>,
+    Path(hash): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    media::download(&f, &hash, &q).await
 }
 
 // ---- following requests --------------------------------------------------------------------
@@ -705,7 +600,7 @@ fn status_notes(c: &CaseRecord) -> String {
     }
 }
 
-fn request_out(c: &CaseRecord, names: &HashMap<String, String>) -> RequestOut {
+fn request_out(c: &CaseRecord, names: &HashMap<String, String>, base: &str) -> RequestOut {
     let s = &c.state;
     let closed = s.status.is_terminal();
     RequestOut {
@@ -739,7 +634,7 @@ fn request_out(c: &CaseRecord, names: &HashMap<String, String>) -> RequestOut {
         zipcode: String::new(),
         lat: c.location.lat,
         long: c.location.lon,
-        media_url: String::new(),
+        media_url: media::media_url(base, c),
     }
 }
 
@@ -775,12 +670,17 @@ fn date(q: &HashMap<String, String>, field: &str) -> Result<Option<DateTime<Utc>
         .transpose()
 }
 
-async fn list_requests(f: &Facade, fmt: Format, q: &HashMap<String, String>) -> Response {
+async fn list_requests(
+    f: &Facade,
+    fmt: Format,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Response {
     let client = match f.client(q.get("api_key").map(String::as_str)).await {
         Ok(c) => c,
         Err(e) => return e.in_format(fmt),
     };
-    match list(f, &client, q).await {
+    match list(f, &client, q, &f.base_url(headers)).await {
         Ok(out) => answer(fmt, StatusCode::OK, &out, &RequestsXml { request: &out }),
         Err(e) => e.in_format(fmt),
     }
@@ -790,6 +690,7 @@ async fn list(
     f: &Facade,
     client: &Open311Client,
     q: &HashMap<String, String>,
+    base: &str,
 ) -> Result<Vec<RequestOut>, Error> {
     let names = category_names(&f.ctx).await?;
     // ids, when given, answer alone (the spec: other filters are then ignored)
@@ -819,7 +720,7 @@ async fn list(
             .iter()
             .filter_map(|id| found.get(id))
             .filter(|c| visible(client, c))
-            .map(|c| request_out(c, &names))
+            .map(|c| request_out(c, &names, base))
             .collect());
     }
     let now = f.ctx.clock.now();
@@ -864,7 +765,7 @@ async fn list(
         .list_cases(&filter, None, MAX_LIST)
         .await
         .map_err(Error::from)?;
-    Ok(cases.iter().map(|c| request_out(c, &names)).collect())
+    Ok(cases.iter().map(|c| request_out(c, &names, base)).collect())
 }
 
 /// A keyed GET of one object: the object's name and format from the path, the client from
@@ -886,6 +787,7 @@ async fn one_request(
     State(f): State<Facade>,
     Path(file): Path<String>,
     Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
 ) -> Response {
     let (id, fmt, client) = match keyed(&f, &file, &q).await {
         Ok(k) => k,
@@ -909,7 +811,7 @@ async fn one_request(
     };
     match category_names(&f.ctx).await {
         Ok(names) => {
-            let out = [request_out(&case, &names)];
+            let out = [request_out(&case, &names, &f.base_url(&headers))];
             answer(fmt, StatusCode::OK, &out, &RequestsXml { request: &out })
         }
         Err(e) => e.in_format(fmt),
