@@ -70,6 +70,8 @@ pub struct TestServer {
     pub channel: Channel,
     /// Where this server keeps uploaded media.
     pub media_dir: std::path::PathBuf,
+    /// Where it serves `GET /metrics`.
+    pub metrics_addr: SocketAddr,
     running: Option<server::Running>,
 }
 
@@ -299,6 +301,8 @@ impl TestServer {
             .unwrap();
         let queue = queue::Queue::connect(&redis_url(), prefix).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let metrics_addr = metrics.local_addr().unwrap();
         // media of its own, removed when the server stops
         let media_dir = std::env::temp_dir().join(format!("gd-media-{prefix}"));
         let running = server::start(server::ServerOptions {
@@ -332,6 +336,7 @@ impl TestServer {
             media: media.unwrap_or_else(|| {
                 server::media::MediaStore::local(&media_dir, 1024 * 1024).unwrap()
             }),
+            metrics: Some(metrics),
         })
         .await
         .unwrap();
@@ -354,6 +359,7 @@ impl TestServer {
             clock,
             channel,
             media_dir,
+            metrics_addr,
             running: Some(running),
         }
     }

@@ -364,6 +364,12 @@ async fn photos_go_up_and_down_over_http_with_the_same_rules(pool: PgPool) {
     assert_eq!(r.json()["code"], "NOT_FOUND");
     let r = http(s.addr, "GET", &path, &[], b"").await;
     assert_eq!(r.status, 401, "{}", r.text());
+    // a path of nothing here answers an HTTP client in HTTP's terms; the public listener has
+    // no metrics (they have a listener of their own)
+    for path in ["/metrics", "/nothing/here"] {
+        let r = http(s.addr, "GET", path, &[], b"").await;
+        assert_eq!(r.status, 404, "{path}: {}", r.text());
+    }
     let bad = format!("/media/{}/xyz", case.case_id);
     let r = http(s.addr, "GET", &bad, &[("Authorization", &worker)], b"").await;
     assert_eq!(r.status, 400, "{}", r.text());

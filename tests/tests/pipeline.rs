@@ -248,7 +248,200 @@ async fn one_case_through_all_four_stages(pool: PgPool) {
             .iter()
             .all(|a| a.status() != v1::AssignmentStatus::AssignmentPendingAccept)
     );
+
+    // an operator's view of the same: a second case that nobody accepts escalates on its
+    // clock, then the metrics endpoint shows each series with a plausible value
+    let late = s
+        .worker(GRID)
+        .report_event(report(GRID, "0501", "无人受理的案件"))
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap()
+        .case_id;
+    s.eventually(10, "the second case routed", || async {
+        s.case_row(&late).await.1.as_deref() == Some(COMMUNITY)
+    })
+    .await;
+    s.advance(chrono::Duration::days(40));
+    s.eventually(10, "the second case called up on its clock", || async {
+        s.case_row(&late).await.1.as_deref() == Some(TOWNSHIP)
+    })
+    .await;
+    let m = scrape(&s).await;
+    let at_least = |series: &str, min: f64| {
+        let v = m.value(series);
+        assert!(v >= min, "{series} = {v}, expected at least {min}");
+    };
+    for method in [
+        "ReportEvent",
+        "Accept",
+        "CallUp",
+        "Dispatch",
+        "SubmitResult",
+    ] {
+        at_least(
+            &format!(
+                "grpc_server_handled_total{{service=\"griddispatch.v1.{}\",method=\"{method}\",code=\"OK\"}}",
+                service_of(method)
+            ),
+            1.0,
+        );
+    }
+    // the refused rating above, by its code
+    at_least(
+        "grpc_server_handled_total{service=\"griddispatch.v1.ReportingService\",method=\"RateCase\",code=\"FAILED_PRECONDITION\"}",
+        1.0,
+    );
+    at_least(
+        "grpc_server_handling_seconds_count{service=\"griddispatch.v1.ReportingService\",method=\"ReportEvent\"}",
+        1.0,
+    );
+    at_least(
+        "gd_queue_depth{status=\"pending_accept\",tier=\"township\",unit_kind=\"tier_unit\"}",
+        1.0,
+    );
+    at_least(
+        "gd_queue_oldest_age_seconds{status=\"pending_accept\",tier=\"township\",unit_kind=\"tier_unit\"}",
+        0.0,
+    );
+    at_least(
+        "gd_cases_overdue{status=\"pending_accept\",tier=\"township\",unit_kind=\"tier_unit\"}",
+        0.0,
+    );
+    at_least("gd_deadlines_armed", 1.0);
+    at_least("gd_deadlines_fired_total{outcome=\"escalated\"}", 1.0);
+    at_least("gd_deadline_lateness_seconds_count", 1.0);
+    at_least("gd_outbox_pending", 0.0);
+    at_least("gd_outbox_lag_seconds", 0.0);
+    at_least("gd_dead_letters_total", 0.0);
+    for batch in ["reports", "commands", "deadlines", "outbox"] {
+        at_least(&format!("gd_batch_size_count{{batch=\"{batch}\"}}"), 1.0);
+    }
+    at_least("gd_db_pool_connections{state=\"max\"}", 2.0);
+    at_least("gd_db_pool_connections{state=\"open\"}", 1.0);
+    assert_eq!(m.value("gd_redis_up"), 1.0);
+    // counters with nothing to count yet are there, at 0
+    for kind in ["inbox_rebuilt", "intake_rebuilt", "resent"] {
+        at_least(
+            &format!("gd_reconciler_repairs_total{{kind=\"{kind}\"}}"),
+            0.0,
+        );
+    }
+    at_least("gd_deadlines_fired_total{outcome=\"overdue\"}", 0.0);
+    // every series the alerts and the dashboard query is one this server exports, and every
+    // alert's runbook entry exists
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let ops = std::fs::read_to_string(root.join("docs/operations.md")).unwrap();
+    for file in [
+        "deploy/prometheus/alerts.yml",
+        "deploy/grafana/griddispatch.json",
+    ] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        for name in series_names(&text) {
+            assert!(
+                m.declares(&name),
+                "{file} queries {name}, which /metrics does not export"
+            );
+        }
+        for anchor in text.split("docs/operations.md#").skip(1) {
+            let anchor: String = anchor
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect();
+            let heading = ops.lines().any(|l| {
+                l.starts_with('#')
+                    && l.trim_start_matches('#')
+                        .trim()
+                        .to_lowercase()
+                        .replace(' ', "-")
+                        == anchor
+            });
+            assert!(
+                heading,
+                "{file} names the runbook entry #{anchor}: not in docs/operations.md"
+            );
+        }
+    }
     s.stop().await;
+}
+
+/// The metric names a file of queries uses: ours (`gd_…`) and the RPC series.
+fn series_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let bytes = text.as_bytes();
+    for prefix in ["gd_", "grpc_server_"] {
+        let mut from = 0;
+        while let Some(i) = text[from..].find(prefix) {
+            let start = from + i;
+            let boundary = start == 0
+                || !(bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_');
+            let end = text[start..]
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .map_or(text.len(), |n| start + n);
+            if boundary {
+                out.insert(text[start..end].to_owned());
+            }
+            from = end;
+        }
+    }
+    out
+}
+
+fn service_of(method: &str) -> &'static str {
+    match method {
+        "ReportEvent" => "ReportingService",
+        "SubmitResult" => "HandlingService",
+        _ => "EscalationService",
+    }
+}
+
+struct Scrape {
+    text: String,
+}
+
+impl Scrape {
+    /// Whether the scrape declares `name`: a sample of it, or its family's TYPE line (a
+    /// family with no labels set yet has no samples).
+    fn declares(&self, name: &str) -> bool {
+        let base = ["_total", "_bucket", "_count", "_sum"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(name);
+        self.text.lines().any(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
+                || l.strip_prefix("# TYPE ")
+                    .and_then(|r| r.split(' ').next())
+                    .is_some_and(|n| n == base || n == name)
+        })
+    }
+
+    /// The value of one series as the scrape printed it (labels in the order the server
+    /// declares them).
+    fn value(&self, series: &str) -> f64 {
+        self.text
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.split(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no series {series} in:\n{}", self.text))
+    }
+}
+
+async fn scrape(s: &TestServer) -> Scrape {
+    let r = griddispatch_tests::plain_http::http(s.metrics_addr, "GET", "/metrics", &[], b"").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.header("content-type")
+            .unwrap_or_default()
+            .starts_with("application/openmetrics-text"),
+        "{:?}",
+        r.headers
+    );
+    let text = r.text();
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    Scrape { text }
 }
 
 #[sqlx::test(migrator = "store::MIGRATOR")]

@@ -239,6 +239,14 @@ async fn serve(cfg: Config, no_migrate: bool, roles: server::RoleSet) -> anyhow:
     } else {
         None
     };
+    let metrics = match cfg.metrics_listen {
+        Some(a) => Some(
+            tokio::net::TcpListener::bind(a)
+                .await
+                .with_context(|| format!("binding the metrics listener {a}"))?,
+        ),
+        None => None,
+    };
     let running = server::start(server::ServerOptions {
         store,
         queue,
@@ -253,6 +261,7 @@ async fn serve(cfg: Config, no_migrate: bool, roles: server::RoleSet) -> anyhow:
         tls,
         contacts,
         media,
+        metrics,
     })
     .await
     .context("starting the server")?;

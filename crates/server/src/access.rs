@@ -414,7 +414,21 @@ where
                 req.extensions_mut().insert(Refused(status));
                 Box::pin(self.inner.call(req))
             }
-            Err(status) => Box::pin(async move { Ok(status.into_http()) }),
+            Err(status) => {
+                let grpc = req
+                    .headers()
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|t| t.starts_with("application/grpc"));
+                let code = status.code();
+                let mut res = status.into_http();
+                if !grpc {
+                    // a plain HTTP client (a browser, a scanner) gets an HTTP status, not a
+                    // 200 carrying a gRPC one
+                    *res.status_mut() = crate::web::http_status(code);
+                }
+                Box::pin(async move { Ok(res) })
+            }
         }
     }
 }

@@ -138,6 +138,8 @@ pub struct ServerOptions {
     pub contacts: crate::contacts::ContactPolicy,
     /// Where photos, videos and voice notes are kept (`crate::media`).
     pub media: crate::media::MediaStore,
+    /// Where `GET /metrics` is served (`crate::metrics`), whatever the roles; `None`: nowhere.
+    pub metrics: Option<TcpListener>,
 }
 
 /// The largest request message by default: a report with its attachment references is a few
@@ -267,6 +269,15 @@ pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
         };
         workers.push(tokio::spawn(sweeper.run(shutdown.clone())));
     }
+    if let Some(l) = opts.metrics {
+        workers.push(crate::metrics::serve(
+            l,
+            opts.store.clone(),
+            opts.queue.clone(),
+            opts.clock.clone(),
+            shutdown.clone(),
+        ));
+    }
     let Some(listener) = opts.listener.filter(|_| roles.has(|api, _, _, _, _| api)) else {
         return Ok(Running {
             addr: None,
@@ -393,6 +404,8 @@ pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
         .merge(crate::open311::router(ctx.clone(), tls_on))
         .merge(crate::web::router(ctx.clone()));
     let router = Server::builder()
+        // outermost: every call counted and timed, refusals among them
+        .layer(crate::metrics::CallMetricsLayer)
         .layer(crate::access::AccessLayer::new(
             opts.verifier,
             limiter,

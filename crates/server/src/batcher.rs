@@ -127,6 +127,7 @@ impl Batcher {
                     };
                     let results = store.report_batch(&items, now, &mut route).await;
                     debug!(reports = items.len(), "report batch committed");
+                    crate::metrics::global().batch("reports", items.len());
                     if let Some(i) = &inline
                         && results.iter().any(Result::is_ok)
                     {

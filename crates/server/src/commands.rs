@@ -209,9 +209,13 @@ impl Writer {
             Ok(out) => tx.commit().await.map(|()| out),
             Err(e) => Err(e),
         };
+        let n = items.len();
         drop(items);
         let out = match written {
-            Ok(out) => out,
+            Ok(out) => {
+                crate::metrics::global().batch("commands", n);
+                out
+            }
             Err(e) => return fail_all(decided.into_iter().map(|d| d.reply), e),
         };
         self.wake.armed(

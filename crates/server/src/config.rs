@@ -16,6 +16,9 @@ pub struct Config {
     pub redis_url: String,
     /// `GRIDD_LISTEN`, default `127.0.0.1:50051`.
     pub listen: SocketAddr,
+    /// `GRIDD_METRICS_LISTEN`, e.g. `0.0.0.0:9464`: where `GET /metrics` is served, for any
+    /// role; unset: nowhere. Keep it off the public network: it takes no token.
+    pub metrics_listen: Option<SocketAddr>,
     /// `GRIDD_JWT_SECRET`: HS256 secret for development tokens.
     pub jwt_secret: Option<String>,
     /// `GRIDD_JWT_PUBLIC_KEY_FILE`: the RS256 or ES256 public key (PEM) of production tokens;
@@ -111,6 +114,7 @@ impl Default for Config {
             database_url: "postgres://postgres:postgres@127.0.0.1:5432/griddispatch".into(),
             redis_url: "redis://127.0.0.1:6379".into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            metrics_listen: None,
             jwt_secret: None,
             jwt_public_key_file: None,
             jwt_jwks_file: None,
@@ -156,6 +160,7 @@ impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
             .field("listen", &self.listen)
+            .field("metrics_listen", &self.metrics_listen)
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<set>"))
             .field("jwt_public_key_file", &self.jwt_public_key_file)
             .field("jwt_jwks_file", &self.jwt_jwks_file)
@@ -237,6 +242,9 @@ impl Config {
             .is_some_and(|s| !s.is_empty() && s.len() < 16)
         {
             return bad("JWT_SECRET", "at least 16 bytes");
+        }
+        if self.metrics_listen == Some(self.listen) {
+            return bad("METRICS_LISTEN", "another address than GRIDD_LISTEN");
         }
         if self.jwt_reload_secs == 0 {
             return bad("JWT_RELOAD_SECS", "at least 1");

@@ -15,6 +15,7 @@ pub mod error;
 pub mod failpoint;
 pub mod limits;
 pub mod media;
+pub mod metrics;
 pub mod open311;
 pub mod pipeline;
 pub mod telemetry;

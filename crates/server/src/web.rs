@@ -54,7 +54,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 }
 
 /// The HTTP status that fits a gRPC code.
-fn http_status(code: tonic::Code) -> StatusCode {
+pub(crate) fn http_status(code: tonic::Code) -> StatusCode {
     use tonic::Code;
     match code {
         Code::Ok => StatusCode::OK,
@@ -92,19 +92,10 @@ fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
 }
 
 fn status_response(s: &tonic::Status) -> Response {
-    // the code as gRPC spells it: PERMISSION_DENIED, NOT_FOUND, …
-    let code = format!("{:?}", s.code());
-    let mut snake = String::new();
-    for (i, ch) in code.chars().enumerate() {
-        if ch.is_uppercase() && i > 0 {
-            snake.push('_');
-        }
-        snake.push(ch.to_ascii_uppercase());
-    }
     let mut r = json(
         http_status(s.code()),
         &ErrorOut {
-            code: snake,
+            code: crate::metrics::code_name(s.code()),
             message: s.message(),
         },
     );

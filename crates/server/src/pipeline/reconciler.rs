@@ -53,6 +53,9 @@ impl Reconciler {
         let (inbox, intake) = self.rebuild().await?;
         self.queue.set_marker().await?;
         info!(inbox, intake, "queues rebuilt from postgres");
+        let m = crate::metrics::global();
+        m.repaired("inbox_rebuilt", inbox);
+        m.repaired("intake_rebuilt", intake);
         Ok(true)
     }
 
@@ -122,6 +125,7 @@ impl Reconciler {
         }
         let messages: Vec<Message> = stale.iter().map(store::Unrouted::message).collect();
         self.queue.publish(&messages).await?;
+        crate::metrics::global().repaired("resent", messages.len());
         warn!(
             cases = messages.len(),
             "cases waiting for the router too long were sent again"

@@ -52,6 +52,7 @@ impl Relay {
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         tx.mark_published(&ids, Utc::now()).await?;
         tx.commit().await?;
+        crate::metrics::global().batch("outbox", rows.len());
         Ok(rows.len())
     }
 

@@ -115,7 +115,8 @@ impl Router {
                 let reason = format!("not routed after {} deliveries", e.deliveries);
                 match self.queue.dead_letter(e, GROUP, &reason).await {
                     Ok(()) => {
-                        warn!(key = %e.key, id = %e.id, deliveries = e.deliveries, "intake entry dead-lettered")
+                        crate::metrics::global().dead_letters.inc();
+                        warn!(key = %e.key, id = %e.id, deliveries = e.deliveries, "intake entry dead-lettered");
                     }
                     Err(err) => warn!(error = %err, "dead-lettering failed"),
                 }

@@ -85,6 +85,7 @@ impl Timers {
                 .map(|r| (r.case_id, r))
                 .collect();
             let mut fired = Vec::with_capacity(n);
+            let mut late = Vec::with_capacity(n);
             for d in &due {
                 // a defect the fault checker must see (test builds only): a deadline marked
                 // as taken effect that never did
@@ -94,10 +95,16 @@ impl Timers {
                 }
                 let outcome = self.fire_one(&mut tx, d, &mut recs, now).await?;
                 fired.push((d.id, outcome.as_str()));
+                late.push((outcome.as_str(), (now - d.fire_at).as_seconds_f64()));
                 debug!(case_id = %d.case_id, unit = %d.unit, outcome = outcome.as_str(), "deadline fired");
             }
             tx.mark_fired_many(&fired, now).await?;
             tx.commit().await?;
+            let m = crate::metrics::global();
+            m.batch("deadlines", n);
+            for (outcome, secs) in late {
+                m.fired(outcome, secs);
+            }
             self.wake.relay.notify_one();
             total += n;
             if n < usize::try_from(BATCH).unwrap_or(usize::MAX) {
