@@ -1,7 +1,7 @@
 //! Two real `gridd` processes (every role) on one PostgreSQL database and one Redis prefix:
 //! a case handled through both, and accept deadlines on a one-minute clock that must fire
-//! exactly once between the two timer workers. Real time: this test takes a little over a
-//! minute.
+//! exactly once between the two timer workers (a little over a minute of real time); and the
+//! main job's county day, short, against a gridd on a demo clock.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -18,10 +18,19 @@ struct Gridd {
 }
 
 async fn spawn(db_url: &str, prefix: &str) -> Gridd {
+    spawn_with(db_url, prefix, &[]).await.0
+}
+
+async fn spawn_with(
+    db_url: &str,
+    prefix: &str,
+    env: &[(&str, String)],
+) -> (Gridd, std::net::SocketAddr) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
     let child = Command::new(cluster::gridd_binary())
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .arg("serve")
         .env("GRIDD_DATABASE_URL", db_url)
         .env("GRIDD_REDIS_URL", redis_url())
@@ -37,7 +46,7 @@ async fn spawn(db_url: &str, prefix: &str) -> Gridd {
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap();
     for _ in 0..200 {
         if let Ok(channel) = endpoint.connect().await {
-            return Gridd { child, channel };
+            return (Gridd { child, channel }, addr);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -218,6 +227,95 @@ async fn two_gridd_processes_share_the_work_and_fire_each_deadline_once(pool: Pg
     for mut p in [p1, p2] {
         let _ = p.child.kill().await;
     }
+    let q = queue::Queue::connect(&redis_url(), &prefix).await.unwrap();
+    delete_prefix(&q).await;
+}
+
+/// The README's main job in short: a county's day (`gridctl day`) against a gridd process on
+/// an accelerated clock, 16 hours in about 10 seconds. Through the real API the day files its
+/// reports from each source, units accept, call up and dispatch, unaccepted cases escalate on
+/// their clocks, results are checked (some sent back) and rated, and the indicators close it.
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn a_county_day_runs_through_the_real_api(pool: PgPool) {
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL names the test server");
+    let db = pool.connect_options().get_database().unwrap().to_owned();
+    let db_url = format!("{}/{db}", base.rsplit_once('/').unwrap().0);
+    let prefix = format!("gdtest-{}", uuid::Uuid::now_v7());
+    let anchor = (chrono::Utc::now() + chrono::Duration::seconds(4)).to_rfc3339();
+    let clock = [
+        ("GRIDD_DEMO_CLOCK_SPEED", "6000".to_owned()),
+        (
+            "GRIDD_DEMO_CLOCK_START",
+            "2026-12-03T06:00:00+08:00".to_owned(),
+        ),
+        ("GRIDD_DEMO_CLOCK_ANCHOR", anchor),
+    ];
+    let (mut gridd, addr) = spawn_with(&db_url, &prefix, &clock).await;
+    let gridctl = cluster::gridd_binary().with_file_name("gridctl");
+    let out = Command::new(&gridctl)
+        .args(["day", "--seed", "7", "--volume", "80", "--plain"])
+        .envs(clock.iter().map(|(k, v)| (k, v)))
+        .env("GRIDD_SERVER", format!("http://{addr}"))
+        .env("GRIDD_JWT_SECRET", std::str::from_utf8(SECRET).unwrap())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("gridctl runs (./scripts/test builds it first)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "80 reports planned from seed 7",
+        "-- 09:",
+        "== the day ends at 22:00",
+        "the day's indicators per township",
+        "360102011 扬子洲镇",
+        "where to look next",
+    ] {
+        assert!(stdout.contains(expected), "{expected:?} in:\n{stdout}");
+    }
+    // what the day did, from the database
+    let n = |sql: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let cases = n("SELECT count(*) FROM cases").await;
+    assert!((70..=80).contains(&cases), "{cases} cases of 80 planned");
+    for source in ["GRID_WORKER", "RESIDENT", "HOTLINE_12345"] {
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM cases WHERE source = $1")
+            .bind(source)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert!(count > 0, "no case from {source}");
+    }
+    for (event, what) in [
+        ("accepted", "acceptances"),
+        ("called_up", "calls up"),
+        ("escalated", "escalations on the clock"),
+        ("dispatched", "dispatches to departments"),
+        ("result_submitted", "results"),
+        ("verified", "checks"),
+        ("rated", "ratings"),
+    ] {
+        let count: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM case_events WHERE event_type = $1")
+                .bind(event)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert!(count > 0, "the day had no {what}:\n{stdout}");
+    }
+    assert!(n("SELECT count(*) FROM cases WHERE status = 'CLOSED'").await > 0);
+    let _ = gridd.child.kill().await;
     let q = queue::Queue::connect(&redis_url(), &prefix).await.unwrap();
     delete_prefix(&q).await;
 }

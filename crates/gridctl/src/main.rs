@@ -5,6 +5,7 @@ mod audit;
 mod bench;
 mod console;
 mod console_bench;
+mod day;
 mod deadletters;
 mod demo;
 mod grids;
@@ -138,6 +139,10 @@ enum Command {
     /// The demo pipeline: seed the sample county and report a handful of events through the
     /// real API, printing what happened.
     Demo,
+    /// A working day of the sample county through the real API, against a gridd on a demo
+    /// clock (GRIDD_DEMO_CLOCK_*): reports, acceptances, calls up, escalations, joint
+    /// handling, checks and ratings, live; the day's indicators at the end.
+    Day(day::DayArgs),
 }
 
 pub(crate) type Intercepted = InterceptedService<Channel, Auth>;
@@ -524,6 +529,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cases(args) => {
             let conn = Conn::open(&cli.server, cli.token).await?;
             console::cases(&conn, args).await?;
+        }
+        Command::Day(args) => {
+            let conn = Conn::open(&cli.server, cli.token).await?;
+            day::run(conn, args).await?;
         }
         Command::Stats(args) => {
             let conn = Conn::open(&cli.server, cli.token).await?;

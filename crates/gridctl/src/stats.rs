@@ -6,6 +6,8 @@ use chrono::{DateTime, Duration, FixedOffset, NaiveDate, TimeZone as _, Utc};
 use proto::{convert, v1};
 use server::auth::Role;
 
+use unicode_width::UnicodeWidthStr as _;
+
 use crate::Conn;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -162,7 +164,7 @@ const RATES: &[Column] = &[
 
 /// The counts table, then the rates table: one row per line of `rows`, names left, figures
 /// right-aligned.
-fn render(rows: &[(String, v1::Indicators)]) -> String {
+pub(crate) fn render(rows: &[(String, v1::Indicators)]) -> String {
     let mut out = String::new();
     for (title, columns) in [("counts", COUNTS), ("rates", RATES)] {
         let cells: Vec<Vec<String>> = rows
@@ -171,7 +173,7 @@ fn render(rows: &[(String, v1::Indicators)]) -> String {
             .collect();
         let name_width = rows
             .iter()
-            .map(|(name, _)| name.chars().count())
+            .map(|(name, _)| name.width())
             .chain([title.len()])
             .max()
             .unwrap_or(0);
@@ -193,7 +195,8 @@ fn render(rows: &[(String, v1::Indicators)]) -> String {
         }
         out.push('\n');
         for ((name, _), row) in rows.iter().zip(&cells) {
-            let pad = name_width - name.chars().count();
+            // Chinese names take two columns a character
+            let pad = name_width - name.width();
             out.push_str(name);
             out.push_str(&" ".repeat(pad));
             for (cell, w) in row.iter().zip(&widths) {

@@ -4,7 +4,6 @@
 //! migrates. Configuration: `--config FILE`, then `GRIDD_*` environment variables.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
@@ -250,7 +249,7 @@ async fn serve(cfg: Config, no_migrate: bool, roles: server::RoleSet) -> anyhow:
     let running = server::start(server::ServerOptions {
         store,
         queue,
-        clock: Arc::new(server::clock::SystemClock),
+        clock: cfg.clock().map_err(anyhow::Error::msg)?,
         verifier,
         listener,
         max_sync_batch: cfg.max_sync_batch,

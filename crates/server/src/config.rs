@@ -19,6 +19,15 @@ pub struct Config {
     /// `GRIDD_METRICS_LISTEN`, e.g. `0.0.0.0:9464`: where `GET /metrics` is served, for any
     /// role; unset: nowhere. Keep it off the public network: it takes no token.
     pub metrics_listen: Option<SocketAddr>,
+    /// `GRIDD_DEMO_CLOCK_SPEED`: a demo's accelerated clock, this many times the wall
+    /// clock's pace (1: the wall clock). Loopback only.
+    pub demo_clock_speed: f64,
+    /// `GRIDD_DEMO_CLOCK_START`: what the demo clock reads at `GRIDD_DEMO_CLOCK_ANCHOR`
+    /// (RFC 3339).
+    pub demo_clock_start: Option<String>,
+    /// `GRIDD_DEMO_CLOCK_ANCHOR`: the real instant (RFC 3339) the demo clock reads its start;
+    /// unset: when gridd starts.
+    pub demo_clock_anchor: Option<String>,
     /// `GRIDD_JWT_SECRET`: HS256 secret for development tokens.
     pub jwt_secret: Option<String>,
     /// `GRIDD_JWT_PUBLIC_KEY_FILE`: the RS256 or ES256 public key (PEM) of production tokens;
@@ -115,6 +124,9 @@ impl Default for Config {
             redis_url: "redis://127.0.0.1:6379".into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             metrics_listen: None,
+            demo_clock_speed: 1.0,
+            demo_clock_start: None,
+            demo_clock_anchor: None,
             jwt_secret: None,
             jwt_public_key_file: None,
             jwt_jwks_file: None,
@@ -161,6 +173,9 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("listen", &self.listen)
             .field("metrics_listen", &self.metrics_listen)
+            .field("demo_clock_speed", &self.demo_clock_speed)
+            .field("demo_clock_start", &self.demo_clock_start)
+            .field("demo_clock_anchor", &self.demo_clock_anchor)
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<set>"))
             .field("jwt_public_key_file", &self.jwt_public_key_file)
             .field("jwt_jwks_file", &self.jwt_jwks_file)
@@ -243,6 +258,7 @@ impl Config {
         {
             return bad("JWT_SECRET", "at least 16 bytes");
         }
+        self.clock()?;
         if self.metrics_listen == Some(self.listen) {
             return bad("METRICS_LISTEN", "another address than GRIDD_LISTEN");
         }
@@ -403,6 +419,45 @@ impl Config {
             client_ca_file: self.tls_client_ca_file.clone(),
             client_cert_roles: roles,
             reload_every: Duration::from_secs(self.tls_reload_secs.max(1)),
+        }))
+    }
+
+    /// The server's clock: the wall clock, or a demo's accelerated one.
+    pub fn clock(&self) -> Result<crate::clock::SharedClock, String> {
+        let time = |name: &str, v: &str| {
+            chrono::DateTime::parse_from_rfc3339(v)
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .map_err(|_| {
+                    format!("GRIDD_{name}: an RFC 3339 time such as 2026-12-03T06:00:00+08:00")
+                })
+        };
+        let speed = self.demo_clock_speed;
+        if !speed.is_finite() || !(1.0..=100_000.0).contains(&speed) {
+            return Err("GRIDD_DEMO_CLOCK_SPEED: from 1 (the wall clock) to 100000".into());
+        }
+        let start = self.demo_clock_start.as_deref().filter(|s| !s.is_empty());
+        if speed == 1.0 && start.is_none() {
+            return Ok(std::sync::Arc::new(crate::clock::SystemClock));
+        }
+        if !self.listen.ip().is_loopback() {
+            return Err(format!(
+                "GRIDD_DEMO_CLOCK_SPEED: a demo's clock runs on a loopback listener only, not {}",
+                self.listen
+            ));
+        }
+        let now = chrono::Utc::now();
+        let anchor = match self.demo_clock_anchor.as_deref().filter(|s| !s.is_empty()) {
+            Some(a) => time("DEMO_CLOCK_ANCHOR", a)?,
+            None => now,
+        };
+        let start = match start {
+            Some(s) => time("DEMO_CLOCK_START", s)?,
+            None => anchor,
+        };
+        Ok(std::sync::Arc::new(crate::clock::ScaledClock {
+            start,
+            anchor,
+            speed,
         }))
     }
 

@@ -244,25 +244,25 @@ impl Timers {
             let next = super::bounded("reading the next deadline", async {
                 Ok(self.store.next_deadline().await?)
             });
-            let wait = match next.await {
-                Ok(Some(at)) => (at - self.clock.now())
-                    .to_std()
-                    .unwrap_or(Duration::ZERO)
-                    .clamp(MIN_SLEEP, self.reread),
-                Ok(None) => self.reread,
+            let next = match next.await {
+                Ok(at) => at,
                 Err(e) => {
                     warn!(error = %e, "reading the next deadline failed");
-                    self.reread
+                    None
                 }
             };
-            // sooner if a deadline armed here while the table was read fires before then
+            // at the next deadline, or after the re-read interval (real time: under a demo's
+            // accelerated clock, the clock's time passes faster), whichever comes first
             let now = self.clock.now();
-            let wait = (self
-                .wake
-                .timers_sleep_until(now + chrono::TimeDelta::from_std(wait).unwrap_or_default())
-                - now)
-                .to_std()
-                .unwrap_or(Duration::ZERO);
+            let reread =
+                chrono::TimeDelta::from_std(self.clock.scaled(self.reread)).unwrap_or_default();
+            let at = next.map_or(now + reread, |at| at.min(now + reread));
+            // sooner if a deadline armed here while the table was read fires before then
+            let at = self.wake.timers_sleep_until(at);
+            let wait = self
+                .clock
+                .real((at - now).to_std().unwrap_or(Duration::ZERO))
+                .clamp(MIN_SLEEP, self.reread);
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = self.wake.timers.notified() => {}
