@@ -322,6 +322,8 @@ async fn one_case_through_all_four_stages(pool: PgPool) {
     at_least("gd_db_pool_connections{state=\"max\"}", 2.0);
     at_least("gd_db_pool_connections{state=\"open\"}", 1.0);
     assert_eq!(m.value("gd_redis_up"), 1.0);
+    // the router's and the relay's loops hold theirs
+    at_least("gd_redis_blocking_connections", 1.0);
     // counters with nothing to count yet are there, at 0
     for kind in ["inbox_rebuilt", "intake_rebuilt", "resent"] {
         at_least(

@@ -132,6 +132,22 @@ pub struct BlockingConn {
     conn: ConnectionManager,
 }
 
+/// Dedicated blocking connections open in this process (the metrics' Redis pool use).
+static BLOCKING_OPEN: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// How many dedicated blocking connections this process holds open: one per worker loop and
+/// per open queue watch, beside the one shared multiplexed connection.
+#[must_use]
+pub fn blocking_connections() -> i64 {
+    BLOCKING_OPEN.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+impl Drop for BlockingConn {
+    fn drop(&mut self) {
+        BLOCKING_OPEN.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 impl std::fmt::Debug for BlockingConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BlockingConn").finish_non_exhaustive()
@@ -246,6 +262,7 @@ impl Queue {
     pub async fn blocking_conn(&self) -> Result<BlockingConn, QueueError> {
         let config = manager_config(BLOCKING_RESPONSE_TIMEOUT);
         let conn = ConnectionManager::new_with_config(self.client.clone(), config).await?;
+        BLOCKING_OPEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(BlockingConn { conn })
     }
 

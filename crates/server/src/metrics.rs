@@ -16,7 +16,8 @@
 //! - `gd_deadlines_armed`, `gd_deadlines_fired_total{outcome}`,
 //!   `gd_deadline_lateness_seconds`: the timers;
 //! - `gd_dead_letters_total`, `gd_reconciler_repairs_total{kind}`;
-//! - `gd_db_pool_connections{state}`, `gd_redis_up`, `gd_redis_ping_seconds`;
+//! - `gd_db_pool_connections{state}`, `gd_redis_up`, `gd_redis_ping_seconds`,
+//!   `gd_redis_blocking_connections`;
 //! - `gd_batch_size{batch}`: reports, commands, deadlines and outbox rows per commit.
 
 use std::sync::OnceLock;
@@ -102,6 +103,7 @@ pub struct Metrics {
     pool: Family<PoolLabels, Gauge>,
     redis_up: Gauge,
     redis_ping: Gauge<f64, AtomicU64>,
+    redis_blocking: Gauge,
     scrape_errors: Counter,
 }
 
@@ -204,6 +206,12 @@ impl Metrics {
             "How long Redis took to answer the scrape's ping",
             redis_ping.clone(),
         );
+        let redis_blocking = Gauge::default();
+        r.register(
+            "gd_redis_blocking_connections",
+            "Dedicated Redis connections this process holds for blocking reads (worker loops, queue watches), beside its one shared connection",
+            redis_blocking.clone(),
+        );
         let scrape_errors = Counter::default();
         r.register(
             "gd_scrape_errors",
@@ -246,6 +254,7 @@ impl Metrics {
             pool,
             redis_up,
             redis_ping,
+            redis_blocking,
             scrape_errors,
         }
     }
@@ -294,6 +303,7 @@ impl Metrics {
                 tracing::warn!(error = %e, "metrics: the Postgres sample failed");
             }
         }
+        self.redis_blocking.set(queue::blocking_connections());
         let started = Instant::now();
         match queue.ping().await {
             Ok(()) => {
