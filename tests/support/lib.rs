@@ -27,6 +27,9 @@ pub use fixtures::{
 
 pub const SECRET: &[u8] = b"test-secret-not-for-production";
 
+/// The one web origin a test server lets browsers call it from.
+pub const BOARD_ORIGIN: &str = "https://board.test";
+
 pub use proto::v1 as wire;
 
 /// Adds a bearer token to every call.
@@ -337,6 +340,7 @@ impl TestServer {
                 server::media::MediaStore::local(&media_dir, 1024 * 1024).unwrap()
             }),
             metrics: Some(metrics),
+            cors_origins: vec![BOARD_ORIGIN.to_owned()],
         })
         .await
         .unwrap();

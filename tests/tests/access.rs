@@ -402,3 +402,128 @@ async fn every_service_answers_and_health_and_reflection_answer(pool: PgPool) {
     }
     s.stop().await;
 }
+
+/// One gRPC-Web call as a browser makes it (HTTP/1.1, a framed protobuf body), from `origin`.
+async fn grpc_web(
+    s: &TestServer,
+    path: &str,
+    message: &[u8],
+    token: &str,
+    origin: &str,
+) -> griddispatch_tests::plain_http::HttpReply {
+    let mut body = vec![0u8];
+    body.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+    body.extend_from_slice(message);
+    let mut headers = vec![
+        ("Content-Type", "application/grpc-web+proto"),
+        ("X-Grpc-Web", "1"),
+        ("Origin", origin),
+    ];
+    if !token.is_empty() {
+        headers.push(("Authorization", token));
+    }
+    griddispatch_tests::plain_http::http(s.addr, "POST", path, &headers, &body).await
+}
+
+/// The frames of a gRPC-Web answer: its messages, and its trailers as text.
+fn frames(body: &[u8]) -> (Vec<Vec<u8>>, String) {
+    let (mut messages, mut trailers, mut at) = (Vec::new(), String::new(), 0);
+    while at + 5 <= body.len() {
+        let flag = body[at];
+        let n = u32::from_be_bytes(body[at + 1..at + 5].try_into().unwrap()) as usize;
+        let data = &body[at + 5..at + 5 + n];
+        if flag & 0x80 == 0 {
+            messages.push(data.to_vec());
+        } else {
+            trailers.push_str(&String::from_utf8_lossy(data));
+        }
+        at += 5 + n;
+    }
+    (messages, trailers)
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn browsers_call_over_grpc_web_from_configured_origins_only(pool: PgPool) {
+    use prost::Message as _;
+    let s = TestServer::start(pool).await;
+    let path = "/griddispatch.v1.ReportingService/ListCategories";
+    let worker = TestServer::bearer(Role::GridWorker, GRID).header();
+    let request = v1::ListCategoriesRequest::default().encode_to_vec();
+
+    // the board's origin, with a token: the answer, and the status readable by the page
+    let r = grpc_web(&s, path, &request, &worker, BOARD_ORIGIN).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.header("content-type")
+            .unwrap_or_default()
+            .starts_with("application/grpc-web"),
+        "{:?}",
+        r.headers
+    );
+    assert_eq!(r.header("access-control-allow-origin"), Some(BOARD_ORIGIN));
+    assert!(
+        r.header("access-control-expose-headers")
+            .unwrap_or_default()
+            .contains("grpc-status"),
+        "{:?}",
+        r.headers
+    );
+    let (messages, trailers) = frames(&r.body);
+    assert!(trailers.contains("grpc-status:0"), "{trailers}");
+    let listed = v1::ListCategoriesResponse::decode(messages[0].as_slice()).unwrap();
+    assert!(!listed.categories.is_empty());
+
+    // the same tokens and scopes as any client: none is UNAUTHENTICATED, a role the method
+    // does not list is PERMISSION_DENIED
+    let r = grpc_web(&s, path, &request, "", BOARD_ORIGIN).await;
+    let status = r
+        .header("grpc-status")
+        .map(str::to_owned)
+        .unwrap_or_else(|| frames(&r.body).1);
+    assert!(status.contains("16"), "{status} {:?}", r.headers);
+    let platform = TestServer::bearer(Role::Platform, "").header();
+    let r = grpc_web(&s, path, &request, &platform, BOARD_ORIGIN).await;
+    let status = r
+        .header("grpc-status")
+        .map(str::to_owned)
+        .unwrap_or_else(|| frames(&r.body).1);
+    assert!(status.contains('7'), "{status} {:?}", r.headers);
+
+    // a preflight from the board's origin is answered; from any other origin it is not
+    let preflight = |origin: &'static str| {
+        let addr = s.addr;
+        async move {
+            griddispatch_tests::plain_http::http(
+                addr,
+                "OPTIONS",
+                path,
+                &[
+                    ("Origin", origin),
+                    ("Access-Control-Request-Method", "POST"),
+                    (
+                        "Access-Control-Request-Headers",
+                        "authorization,content-type,x-grpc-web",
+                    ),
+                ],
+                b"",
+            )
+            .await
+        }
+    };
+    let ok = preflight(BOARD_ORIGIN).await;
+    assert_eq!(ok.status, 200, "{:?}", ok.headers);
+    assert_eq!(ok.header("access-control-allow-origin"), Some(BOARD_ORIGIN));
+    assert!(
+        ok.header("access-control-allow-headers")
+            .unwrap_or_default()
+            .contains("authorization"),
+        "{:?}",
+        ok.headers
+    );
+    let other = preflight("https://elsewhere.example").await;
+    assert_eq!(other.header("access-control-allow-origin"), None);
+    // and a real call from another origin carries no permission for the page to read it
+    let r = grpc_web(&s, path, &request, &worker, "https://elsewhere.example").await;
+    assert_eq!(r.header("access-control-allow-origin"), None);
+    s.stop().await;
+}

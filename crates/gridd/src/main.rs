@@ -261,6 +261,7 @@ async fn serve(cfg: Config, no_migrate: bool, roles: server::RoleSet) -> anyhow:
         contacts,
         media,
         metrics,
+        cors_origins: cfg.cors_origin_list().map_err(anyhow::Error::msg)?,
     })
     .await
     .context("starting the server")?;

@@ -140,6 +140,8 @@ pub struct ServerOptions {
     pub media: crate::media::MediaStore,
     /// Where `GET /metrics` is served (`crate::metrics`), whatever the roles; `None`: nowhere.
     pub metrics: Option<TcpListener>,
+    /// Web origins whose pages may call the API from a browser (CORS); empty: none.
+    pub cors_origins: Vec<String>,
 }
 
 /// The largest request message by default: a report with its attachment references is a few
@@ -200,6 +202,29 @@ impl Running {
         }
         result
     }
+}
+
+/// CORS for browsers on `origins`: the methods and headers gRPC-Web and the HTTP endpoints
+/// use, the gRPC status headers readable by the page. No origin, no CORS headers.
+fn cors_layer(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use tonic::codegen::http::{HeaderName, HeaderValue, Method, header};
+    let origins: Vec<HeaderValue> = origins.iter().filter_map(|o| o.parse().ok()).collect();
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("x-grpc-web"),
+            HeaderName::from_static("x-user-agent"),
+            HeaderName::from_static("grpc-timeout"),
+        ])
+        .expose_headers([
+            HeaderName::from_static("grpc-status"),
+            HeaderName::from_static("grpc-message"),
+            HeaderName::from_static("grpc-status-details-bin"),
+        ])
+        .max_age(Duration::from_secs(3600))
 }
 
 /// Starts the configured roles (bind port 0 in tests to get a free port).
@@ -404,7 +429,11 @@ pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
         .merge(crate::open311::router(ctx.clone(), tls_on))
         .merge(crate::web::router(ctx.clone()));
     let router = Server::builder()
-        // outermost: every call counted and timed, refusals among them
+        // browsers: CORS for the configured origins only (a preflight is answered here), then
+        // gRPC-Web translated to gRPC, so that every layer below sees the same calls
+        .layer(cors_layer(&opts.cors_origins))
+        .layer(crate::web::GrpcWebLayer)
+        // every call counted and timed, refusals among them
         .layer(crate::metrics::CallMetricsLayer)
         .layer(crate::access::AccessLayer::new(
             opts.verifier,

@@ -16,6 +16,9 @@ pub struct Config {
     pub redis_url: String,
     /// `GRIDD_LISTEN`, default `127.0.0.1:50051`.
     pub listen: SocketAddr,
+    /// `GRIDD_CORS_ORIGINS`: the web origins (`https://board.example.gov.cn`, comma separated)
+    /// whose pages may call gridd from a browser; empty: none but gridd's own.
+    pub cors_origins: String,
     /// `GRIDD_METRICS_LISTEN`, e.g. `0.0.0.0:9464`: where `GET /metrics` is served, for any
     /// role; unset: nowhere. Keep it off the public network: it takes no token.
     pub metrics_listen: Option<SocketAddr>,
@@ -124,6 +127,7 @@ impl Default for Config {
             redis_url: "redis://127.0.0.1:6379".into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             metrics_listen: None,
+            cors_origins: String::new(),
             demo_clock_speed: 1.0,
             demo_clock_start: None,
             demo_clock_anchor: None,
@@ -173,6 +177,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("listen", &self.listen)
             .field("metrics_listen", &self.metrics_listen)
+            .field("cors_origins", &self.cors_origins)
             .field("demo_clock_speed", &self.demo_clock_speed)
             .field("demo_clock_start", &self.demo_clock_start)
             .field("demo_clock_anchor", &self.demo_clock_anchor)
@@ -259,6 +264,7 @@ impl Config {
             return bad("JWT_SECRET", "at least 16 bytes");
         }
         self.clock()?;
+        self.cors_origin_list()?;
         if self.metrics_listen == Some(self.listen) {
             return bad("METRICS_LISTEN", "another address than GRIDD_LISTEN");
         }
@@ -422,6 +428,33 @@ impl Config {
         }))
     }
 
+    /// The origins `GRIDD_CORS_ORIGINS` names: each `http(s)://host[:port]`, no path, no
+    /// wildcard (the API carries bearer tokens: it is never open to every origin).
+    pub fn cors_origin_list(&self) -> Result<Vec<String>, String> {
+        self.cors_origins
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(|o| {
+                let rest = o
+                    .strip_prefix("https://")
+                    .or_else(|| o.strip_prefix("http://"));
+                match rest {
+                    Some(host)
+                        if !host.is_empty()
+                            && !host.contains(['/', '*', ' '])
+                            && axum::http::HeaderValue::from_str(o).is_ok() =>
+                    {
+                        Ok(o.to_owned())
+                    }
+                    _ => Err(format!(
+                        "GRIDD_CORS_ORIGINS: {o:?} is not an origin such as https://board.example.gov.cn (no path, no wildcard)"
+                    )),
+                }
+            })
+            .collect()
+    }
+
     /// The server's clock: the wall clock, or a demo's accelerated one.
     pub fn clock(&self) -> Result<crate::clock::SharedClock, String> {
         let time = |name: &str, v: &str| {
@@ -493,7 +526,7 @@ mod check_tests {
     fn the_defaults_pass_and_each_bad_setting_is_named() {
         Config::default().check().unwrap();
         type Case = (fn(&mut Config), &'static str);
-        let cases: [Case; 8] = [
+        let cases: [Case; 13] = [
             (
                 |c| c.database_url = "mysql://x".into(),
                 "GRIDD_DATABASE_URL",
@@ -513,6 +546,23 @@ mod check_tests {
             (
                 |c| c.jwt_jwks_file = Some("/nonexistent/jwks.json".into()),
                 "GRIDD_JWT_JWKS_FILE",
+            ),
+            (|c| c.cors_origins = "*".into(), "GRIDD_CORS_ORIGINS"),
+            (
+                |c| c.cors_origins = "https://board.example.gov.cn/page".into(),
+                "GRIDD_CORS_ORIGINS",
+            ),
+            (|c| c.demo_clock_speed = 0.5, "GRIDD_DEMO_CLOCK_SPEED"),
+            (
+                |c| {
+                    c.demo_clock_speed = 480.0;
+                    c.listen = "0.0.0.0:50051".parse().unwrap();
+                },
+                "GRIDD_DEMO_CLOCK_SPEED",
+            ),
+            (
+                |c| c.metrics_listen = Some(c.listen),
+                "GRIDD_METRICS_LISTEN",
             ),
         ];
         for (set, name) in cases {

@@ -207,3 +207,74 @@ pub(crate) fn file_response(hash: &str, media_type: &str, bytes: bytes::Bytes) -
     );
     r
 }
+
+/// gRPC-Web for browsers (ADR 0039), and only for them: `tonic-web` answers every other
+/// HTTP/1.1 request with 400, which would shut out the Open311 facade and the media endpoints
+/// on the same listener. This layer hands a request to `tonic-web` when it is gRPC-Web and
+/// straight to the services otherwise.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GrpcWebLayer;
+
+impl<S: Clone> tower_layer::Layer<S> for GrpcWebLayer {
+    type Service = GrpcWeb<S>;
+
+    fn layer(&self, inner: S) -> GrpcWeb<S> {
+        GrpcWeb { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct GrpcWeb<S> {
+    inner: S,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+fn is_grpc_web(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/grpc-web"))
+}
+
+impl<S, ReqBody, ResBody> tonic::codegen::Service<axum::http::Request<ReqBody>> for GrpcWeb<S>
+where
+    S: tonic::codegen::Service<
+            axum::http::Request<tonic::body::Body>,
+            Response = axum::http::Response<ResBody>,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    ReqBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    ReqBody::Error: Into<BoxError> + std::fmt::Display,
+    ResBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError> + std::fmt::Display,
+{
+    type Response = axum::http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: axum::http::Request<ReqBody>) -> Self::Future {
+        use tower_layer::Layer as _;
+        // the service that was made ready answers this request; a clone waits for the next
+        let clone = self.inner.clone();
+        let ready = std::mem::replace(&mut self.inner, clone);
+        if is_grpc_web(req.headers()) {
+            let mut web = tonic_web::GrpcWebLayer::new().layer(ready);
+            Box::pin(web.call(req))
+        } else {
+            let mut plain = ready;
+            let fut = plain.call(req.map(tonic::body::Body::new));
+            Box::pin(async move { fut.await.map(|r| r.map(tonic::body::Body::new)) })
+        }
+    }
+}
