@@ -310,6 +310,7 @@ async fn photos_go_up_and_down_over_http_with_the_same_rules(pool: PgPool) {
     assert_eq!(r.json()["code"], "INVALID_ARGUMENT");
     let r = post(auth(&worker), jpeg(1, 1024 * 1024 + 1)).await;
     assert_eq!(r.status, 413, "{}", r.text());
+    assert_eq!(r.json()["code"], "INVALID_ARGUMENT");
     assert_eq!(s.count("media").await, before, "nothing refused was kept");
 
     // a grid worker's photo: its hash, its type from its bytes, its EXIF read

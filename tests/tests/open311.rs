@@ -658,11 +658,18 @@ async fn a_resident_attaches_a_photo_through_media_url(pool: PgPool) {
         r.text()
     );
 
-    // a media_url elsewhere is not fetched, an unknown one of ours is refused: no case written
+    // a media_url elsewhere is not fetched, an unknown one of ours is refused, and so is a
+    // file someone else uploaded (a hash names no one else's photo): no case written
     let cases = s.count("cases").await;
+    let theirs = s
+        .upload(TestServer::bearer(Role::GridWorker, GRID), &jpeg(78, 512))
+        .await
+        .unwrap()
+        .content_hash;
     for url in [
         "https://elsewhere.example/p.jpg".to_owned(),
         format!("http://{}/open311/v2/media/{}", s.addr, "ab".repeat(32)),
+        format!("http://{}/open311/v2/media/{theirs}", s.addr),
     ] {
         let d = post(
             &s,

@@ -792,6 +792,9 @@ pub async fn run(conn: Conn, args: DayArgs) -> anyhow::Result<()> {
     if !(args.speed.is_finite() && args.speed >= 1.0) {
         bail!("--speed: at least 1");
     }
+    if !(1..=16).contains(&args.hours) {
+        bail!("--hours: 1 to 16 (the day runs from --start, 06:00 by default, to 22:00 at most)");
+    }
     let clock = ScaledClock {
         start: time(&args.start, "--start")?,
         anchor: time(&args.anchor, "--anchor")?,

@@ -472,9 +472,14 @@ impl Config {
         if speed == 1.0 && start.is_none() {
             return Ok(std::sync::Arc::new(crate::clock::SystemClock));
         }
-        if !self.listen.ip().is_loopback() {
+        // a worker-only process binds no listener: its database and Redis say where it runs
+        if !self.listen.ip().is_loopback()
+            || !loopback_url(&self.database_url)
+            || !loopback_url(&self.redis_url)
+        {
             return Err(format!(
-                "GRIDD_DEMO_CLOCK_SPEED: a demo's clock runs on a loopback listener only, not {}",
+                "GRIDD_DEMO_CLOCK_SPEED: a demo's clock runs only with gridd's listener, its \
+                 database and its Redis all on this machine (loopback), not {}",
                 self.listen
             ));
         }
@@ -518,6 +523,23 @@ impl Config {
     }
 }
 
+/// Whether a `scheme://[user@]host[:port]/…` URL names this machine.
+fn loopback_url(url: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host_port.split(':').next().unwrap_or_default(),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod check_tests {
     use super::Config;
@@ -526,7 +548,7 @@ mod check_tests {
     fn the_defaults_pass_and_each_bad_setting_is_named() {
         Config::default().check().unwrap();
         type Case = (fn(&mut Config), &'static str);
-        let cases: [Case; 13] = [
+        let cases: [Case; 14] = [
             (
                 |c| c.database_url = "mysql://x".into(),
                 "GRIDD_DATABASE_URL",
@@ -563,6 +585,13 @@ mod check_tests {
             (
                 |c| c.metrics_listen = Some(c.listen),
                 "GRIDD_METRICS_LISTEN",
+            ),
+            (
+                |c| {
+                    c.demo_clock_speed = 480.0;
+                    c.database_url = "postgres://gridd@db.internal:5432/griddispatch".into();
+                },
+                "GRIDD_DEMO_CLOCK_SPEED",
             ),
         ];
         for (set, name) in cases {

@@ -7,8 +7,7 @@
 //! HTTP status that fits the gRPC code.
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -26,10 +25,8 @@ pub const MEDIA: &str = "/media";
 
 /// The HTTP routes, to be merged into gridd's listener.
 pub fn router(ctx: Ctx) -> Router {
-    // the body may be as large as a file may be, and no larger
-    let max = ctx.media.max_bytes;
     Router::new()
-        .route(MEDIA, post(upload).layer(DefaultBodyLimit::max(max)))
+        .route(MEDIA, post(upload))
         .route(&format!("{MEDIA}/{{case_id}}/{{hash}}"), get(download))
         .with_state(ctx)
 }
@@ -59,7 +56,7 @@ pub(crate) fn http_status(code: tonic::Code) -> StatusCode {
     match code {
         Code::Ok => StatusCode::OK,
         Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
-        Code::FailedPrecondition => StatusCode::PRECONDITION_FAILED,
+        Code::FailedPrecondition => StatusCode::BAD_REQUEST,
         Code::Unauthenticated => StatusCode::UNAUTHORIZED,
         Code::PermissionDenied => StatusCode::FORBIDDEN,
         Code::NotFound | Code::Unimplemented => StatusCode::NOT_FOUND,
@@ -130,10 +127,19 @@ struct Uploaded {
 
 /// `POST /media`: the body is the file, whatever its name or declared type; the answer is
 /// the attachment to name in a report or a result (201, or 200 when the bytes were there).
-async fn upload(State(ctx): State<Ctx>, Caller(who): Caller, body: Bytes) -> Response {
+/// The caller is admitted and holds one of its streams before a byte is read.
+async fn upload(State(ctx): State<Ctx>, Caller(who): Caller, body: axum::body::Body) -> Response {
     let _permit = match ctx.open_stream(&who) {
         Ok(p) => p,
         Err(e) => return error(e),
+    };
+    let max = ctx.media.max_bytes;
+    let Ok(body) = axum::body::to_bytes(body, max).await else {
+        let mut r = status_response(&tonic::Status::invalid_argument(format!(
+            "larger than the limit of {max} bytes"
+        )));
+        *r.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+        return r;
     };
     match ctx.take_media(&who.subject, body.to_vec()).await {
         Ok((a, existed)) => json(

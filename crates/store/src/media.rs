@@ -15,6 +15,8 @@ pub struct MediaInfo {
     pub taken_at: Option<DateTime<Utc>>,
     /// Where its EXIF GPS says, WGS-84.
     pub taken_location: Option<LatLon>,
+    /// Who sent these bytes first (answered by [`Store::media`]; ignored when recording).
+    pub uploaded_by: String,
 }
 
 impl Store {
@@ -57,22 +59,24 @@ impl Store {
             Option<DateTime<Utc>>,
             Option<f64>,
             Option<f64>,
+            String,
         );
         let rows: Vec<Row> = sqlx::query_as(
-            "SELECT content_hash, media_type, size, taken_at, taken_lat, taken_lon FROM media \
-             WHERE content_hash = ANY($1)",
+            "SELECT content_hash, media_type, size, taken_at, taken_lat, taken_lon, uploaded_by \
+             FROM media WHERE content_hash = ANY($1)",
         )
         .bind(hashes)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(h, media_type, size, taken_at, lat, lon)| {
+            .map(|(h, media_type, size, taken_at, lat, lon, uploaded_by)| {
                 let info = MediaInfo {
                     media_type,
                     size: u64::try_from(size).unwrap_or(0),
                     taken_at,
                     taken_location: lat.zip(lon).map(|(lat, lon)| LatLon::new(lat, lon)),
+                    uploaded_by,
                 };
                 (h, info)
             })

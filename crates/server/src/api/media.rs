@@ -67,6 +67,7 @@ impl Ctx {
             size: stored.size,
             taken_at: stored.taken.at,
             taken_location: stored.taken.location,
+            uploaded_by: uploaded_by.to_owned(),
         };
         let existed = self
             .store

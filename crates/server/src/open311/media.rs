@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 
-use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Serialize;
@@ -16,6 +15,7 @@ use super::{Facade, PREFIX, visible};
 use crate::api::media::content_hash_arg;
 use domain::record::CaseRecord;
 use proto::v1;
+use store::Open311Client;
 
 /// Where a photo lives on the facade, below its prefix.
 const MEDIA: &str = "media";
@@ -40,13 +40,21 @@ pub(super) async fn upload(
     fmt: Format,
     headers: &HeaderMap,
     key: Option<&str>,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Response {
     let client = match f.client(key).await {
         Ok(c) => c,
         Err(e) => return e.in_format(fmt),
     };
-    let by = format!("open311:{}", client.name);
+    let max = f.ctx.media.max_bytes;
+    let Ok(body) = axum::body::to_bytes(body, max).await else {
+        return Error::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("media: larger than the limit of {max} bytes"),
+        )
+        .in_format(fmt);
+    };
+    let by = uploader(&client);
     match f.ctx.take_media(&by, body.to_vec()).await {
         Ok((a, existed)) => {
             let out = MediaOut {
@@ -88,19 +96,30 @@ pub(super) fn hash_of(media_url: &str) -> Result<String, Error> {
     content_hash_arg(tail).map_err(|_| refuse())
 }
 
-/// The photo a `media_url` names, as the report refers to it.
+/// Who a client uploads as.
+pub(super) fn uploader(client: &Open311Client) -> String {
+    format!("open311:{}", client.name)
+}
+
+/// The photo a `media_url` names, as the report refers to it: one this client uploaded (a
+/// hash alone names no file of anyone else's: hashes travel in logs and the export feed).
 pub(super) async fn uploaded(
     ctx: &crate::api::Ctx,
+    client: &Open311Client,
     media_url: &str,
 ) -> Result<v1::Attachment, Error> {
     let hash = hash_of(media_url)?;
     let known = ctx.store.media(std::slice::from_ref(&hash)).await?;
-    let m = known.get(&hash).ok_or_else(|| {
-        Error::new(
-            StatusCode::BAD_REQUEST,
-            "media_url: no such photo here: upload it with POST media first",
-        )
-    })?;
+    let mine = uploader(client);
+    let m = known
+        .get(&hash)
+        .filter(|m| m.uploaded_by == mine)
+        .ok_or_else(|| {
+            Error::new(
+                StatusCode::BAD_REQUEST,
+                "media_url: no such photo of yours here: upload it with POST media first",
+            )
+        })?;
     Ok(v1::Attachment {
         content_hash: hash,
         media_type: m.media_type.clone(),

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use chrono::{DateTime, SecondsFormat, Utc};
 use domain::CaseStatus;
 use domain::Tier;
@@ -72,7 +72,6 @@ type KeyCache = HashMap<Vec<u8>, (Instant, Option<Open311Client>)>;
 
 /// The facade's routes, to be merged into gridd's listener.
 pub fn router(ctx: Ctx, tls: bool) -> Router {
-    let max_body = ctx.media.max_bytes.max(FORM_MAX);
     let state = Facade {
         ctx,
         tls,
@@ -81,11 +80,12 @@ pub fn router(ctx: Ctx, tls: bool) -> Router {
     Router::new()
         .route(
             &format!("{PREFIX}/{{file}}"),
-            // a form is small; a photo (POST media) may be as large as a file may be
-            get(top_get)
-                .post(post_request)
-                .layer(DefaultBodyLimit::max(max_body)),
+            get(top_get).post(post_request),
         )
+        // a photo may be as large as a file may be; its key is checked before its bytes are
+        // read
+        .route(&format!("{PREFIX}/media.json"), post(media_json))
+        .route(&format!("{PREFIX}/media.xml"), post(media_xml))
         .route(&format!("{PREFIX}/media/{{hash}}"), get(media_download))
         .route(
             &format!("{PREFIX}/services/{{file}}"),
@@ -381,21 +381,10 @@ async fn post_request(
     State(f): State<Facade>,
     Path(file): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let fmt = match split(&file) {
         Ok(("requests", fmt)) => fmt,
-        Ok(("media", fmt)) => {
-            return media::upload(
-                &f,
-                fmt,
-                &headers,
-                q.get("api_key").map(String::as_str),
-                body,
-            )
-            .await;
-        }
         Ok((_, fmt)) => {
             return Error::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -469,7 +458,7 @@ async fn file_request(ctx: &Ctx, client: &Open311Client, form: PostForm) -> Resu
     let attachments = if form.media_url.trim().is_empty() {
         Vec::new()
     } else {
-        vec![media::uploaded(ctx, &form.media_url).await?]
+        vec![media::uploaded(ctx, client, &form.media_url).await?]
     };
     let description = form.description.trim().to_owned();
     let title: String = if description.is_empty() {
@@ -527,6 +516,26 @@ async fn file_request(ctx: &Ctx, client: &Open311Client, form: PostForm) -> Resu
         service_notice: format!("已受理，编号 {}", case.case_number),
         account_id: String::new(),
     })
+}
+
+async fn media_json(
+    State(f): State<Facade>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    let key = q.get("api_key").map(String::as_str);
+    media::upload(&f, Format::Json, &headers, key, body).await
+}
+
+async fn media_xml(
+    State(f): State<Facade>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    let key = q.get("api_key").map(String::as_str);
+    media::upload(&f, Format::Xml, &headers, key, body).await
 }
 
 async fn media_download(
