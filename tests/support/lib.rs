@@ -454,6 +454,34 @@ impl TestServer {
         v1::media_service_client::MediaServiceClient::with_interceptor(self.channel.clone(), b)
     }
 
+    /// Downloads a file of a case as `b`: its type and size (from the first message) and its
+    /// bytes, or the code it was refused with.
+    pub async fn download(
+        &self,
+        b: Bearer,
+        case_id: &str,
+        hash: &str,
+    ) -> Result<(String, u64, Vec<u8>), tonic::Code> {
+        let mut stream = self
+            .media(b)
+            .download(v1::DownloadRequest {
+                case_id: case_id.into(),
+                content_hash: hash.into(),
+            })
+            .await
+            .map_err(|e| e.code())?
+            .into_inner();
+        let (mut media_type, mut size, mut bytes) = (String::new(), 0, Vec::new());
+        while let Some(m) = stream.message().await.map_err(|e| e.code())? {
+            if media_type.is_empty() {
+                media_type = m.media_type;
+                size = m.size;
+            }
+            bytes.extend_from_slice(&m.chunk);
+        }
+        Ok((media_type, size, bytes))
+    }
+
     /// Uploads `bytes` as `b` and answers the attachment to refer to them by.
     pub async fn upload(&self, b: Bearer, bytes: &[u8]) -> Result<v1::Attachment, tonic::Status> {
         let chunks: Vec<v1::UploadRequest> = bytes

@@ -9,32 +9,6 @@ use sha2::Digest as _;
 use sqlx::PgPool;
 use tonic::Code;
 
-async fn download(
-    s: &TestServer,
-    b: Bearer,
-    case_id: &str,
-    hash: &str,
-) -> Result<(String, u64, Vec<u8>), Code> {
-    let mut stream = s
-        .media(b)
-        .download(v1::DownloadRequest {
-            case_id: case_id.into(),
-            content_hash: hash.into(),
-        })
-        .await
-        .map_err(|e| e.code())?
-        .into_inner();
-    let (mut media_type, mut size, mut bytes) = (String::new(), 0, Vec::new());
-    while let Some(m) = stream.message().await.map_err(|e| e.code())? {
-        if media_type.is_empty() {
-            media_type = m.media_type;
-            size = m.size;
-        }
-        bytes.extend_from_slice(&m.chunk);
-    }
-    Ok((media_type, size, bytes))
-}
-
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn uploads_are_content_addressed_typed_by_their_bytes_and_bounded(pool: PgPool) {
     let s = TestServer::start(pool).await;
@@ -122,9 +96,8 @@ async fn a_photo_is_downloaded_only_by_those_who_may_see_its_case(pool: PgPool) 
         TestServer::staff(COMMUNITY),
         TestServer::bearer(Role::Dispatcher, COUNTY),
     ] {
-        let (media_type, size, bytes) = download(&s, b, &case.case_id, &a.content_hash)
-            .await
-            .unwrap();
+        let (media_type, size, bytes) =
+            s.download(b, &case.case_id, &a.content_hash).await.unwrap();
         assert_eq!(media_type, "image/jpeg");
         assert_eq!(size, photo.len() as u64);
         assert_eq!(bytes, photo);
@@ -135,7 +108,7 @@ async fn a_photo_is_downloaded_only_by_those_who_may_see_its_case(pool: PgPool) 
         TestServer::staff("360102-CGJ"),
     ] {
         assert_eq!(
-            download(&s, b, &case.case_id, &a.content_hash)
+            s.download(b, &case.case_id, &a.content_hash)
                 .await
                 .unwrap_err(),
             Code::NotFound
@@ -147,8 +120,7 @@ async fn a_photo_is_downloaded_only_by_those_who_may_see_its_case(pool: PgPool) 
         .await
         .unwrap();
     assert_eq!(
-        download(
-            &s,
+        s.download(
             TestServer::bearer(Role::GridWorker, GRID),
             &case.case_id,
             &other.content_hash
@@ -158,8 +130,7 @@ async fn a_photo_is_downloaded_only_by_those_who_may_see_its_case(pool: PgPool) 
         Code::NotFound
     );
     assert_eq!(
-        download(
-            &s,
+        s.download(
             TestServer::bearer(Role::GridWorker, GRID),
             &case.case_id,
             "xyz"
@@ -260,14 +231,14 @@ async fn a_result_carries_its_after_photos(pool: PgPool) {
         .unwrap();
     submit(vec![a.clone()]).await.unwrap();
     // the grid that checks the result sees the photo of it
-    let (media_type, _, bytes) = download(
-        &s,
-        TestServer::bearer(Role::GridWorker, GRID),
-        &id,
-        &a.content_hash,
-    )
-    .await
-    .unwrap();
+    let (media_type, _, bytes) = s
+        .download(
+            TestServer::bearer(Role::GridWorker, GRID),
+            &id,
+            &a.content_hash,
+        )
+        .await
+        .unwrap();
     assert_eq!(media_type, "image/jpeg");
     assert_eq!(bytes, after);
     s.stop().await;

@@ -415,11 +415,7 @@ where
                 Box::pin(self.inner.call(req))
             }
             Err(status) => {
-                let grpc = req
-                    .headers()
-                    .get("content-type")
-                    .and_then(|v| v.to_str().ok())
-                    .is_some_and(|t| t.starts_with("application/grpc"));
+                let grpc = crate::web::content_type_starts(req.headers(), "application/grpc");
                 let code = status.code();
                 let mut res = status.into_http();
                 if !grpc {

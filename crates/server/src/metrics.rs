@@ -445,11 +445,7 @@ where
     }
 
     fn call(&mut self, req: tonic::codegen::http::Request<B>) -> Self::Future {
-        let grpc = req
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|t| t.starts_with("application/grpc"));
+        let grpc = crate::web::content_type_starts(req.headers(), "application/grpc");
         let labels = call_labels(req.uri().path(), grpc);
         let started = Instant::now();
         let fut = self.inner.call(req);

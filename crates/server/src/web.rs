@@ -237,11 +237,13 @@ pub struct GrpcWeb<S> {
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
 
-fn is_grpc_web(headers: &axum::http::HeaderMap) -> bool {
+/// Whether a request's content type starts with `prefix`: `application/grpc` for gRPC (and
+/// gRPC-Web, once translated), `application/grpc-web` for a browser's call.
+pub(crate) fn content_type_starts(headers: &axum::http::HeaderMap, prefix: &str) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with("application/grpc-web"))
+        .is_some_and(|t| t.starts_with(prefix))
 }
 
 impl<S, ReqBody, ResBody> tonic::codegen::Service<axum::http::Request<ReqBody>> for GrpcWeb<S>
@@ -274,7 +276,7 @@ where
         // the service that was made ready answers this request; a clone waits for the next
         let clone = self.inner.clone();
         let ready = std::mem::replace(&mut self.inner, clone);
-        if is_grpc_web(req.headers()) {
+        if content_type_starts(req.headers(), "application/grpc-web") {
             let mut web = tonic_web::GrpcWebLayer::new().layer(ready);
             Box::pin(web.call(req))
         } else {

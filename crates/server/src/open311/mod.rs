@@ -84,8 +84,14 @@ pub fn router(ctx: Ctx, tls: bool) -> Router {
         )
         // a photo may be as large as a file may be; its key is checked before its bytes are
         // read
-        .route(&format!("{PREFIX}/media.json"), post(media_json))
-        .route(&format!("{PREFIX}/media.xml"), post(media_xml))
+        .route(
+            &format!("{PREFIX}/media.json"),
+            post(|s, q, h, b| media_post(Format::Json, s, q, h, b)),
+        )
+        .route(
+            &format!("{PREFIX}/media.xml"),
+            post(|s, q, h, b| media_post(Format::Xml, s, q, h, b)),
+        )
         .route(&format!("{PREFIX}/media/{{hash}}"), get(media_download))
         .route(
             &format!("{PREFIX}/services/{{file}}"),
@@ -518,24 +524,15 @@ async fn file_request(ctx: &Ctx, client: &Open311Client, form: PostForm) -> Resu
     })
 }
 
-async fn media_json(
+async fn media_post(
+    fmt: Format,
     State(f): State<Facade>,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
     let key = q.get("api_key").map(String::as_str);
-    media::upload(&f, Format::Json, &headers, key, body).await
-}
-
-async fn media_xml(
-    State(f): State<Facade>,
-    Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    body: axum::body::Body,
-) -> Response {
-    let key = q.get("api_key").map(String::as_str);
-    media::upload(&f, Format::Xml, &headers, key, body).await
+    media::upload(&f, fmt, &headers, key, body).await
 }
 
 async fn media_download(

@@ -1,281 +1,69 @@
-//! `gridctl day`: a working day of 东湖区 through the real API, at a demo clock's pace.
-//!
-//! gridd runs on an accelerated clock (`GRIDD_DEMO_CLOCK_*`, the same settings this command
-//! reads), so the SLA clocks, warnings and escalations of a whole day pass in minutes. The day
-//! is planned from `--seed` before it starts: when each report comes (a diurnal curve), from
-//! which grid, of which category, from whom (grid workers, residents' apps, the 12345
-//! hotline), and what each unit will do with it when it reaches them: grid workers settle some
-//! on the spot; communities accept and handle, call the township, or let the clock run out;
-//! townships handle or dispatch departments; the county dispatches a lead and assisting
-//! departments; the reporting grid checks each result and sends some back; reporters rate.
-//! The same seed plans the same day; only the timing of a busy machine varies.
-//!
-//! Units act on what their console shows (`ListCases`, `GetCase`), as people do, and every
-//! action is an API call with a token of that unit's role. At the end the day's indicators
-//! come from `GetStats`, per township.
+//! The units of the day: each acts on what its console shows (`ListCases`, `GetCase`), with a
+//! token of its own role and unit, as the plan's chances say; and the tally the display shows.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::IsTerminal as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 
-use anyhow::{Context as _, bail};
-use chrono::{DateTime, Duration, FixedOffset, Utc};
+use chrono::{DateTime, Duration, Utc};
 use proto::{convert, v1};
 use server::auth::Role;
 use server::clock::ScaledClock;
 use tokio::sync::{Mutex, Semaphore};
 
-use crate::{Conn, load_seed};
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct DayArgs {
-    /// The plan's seed: the same seed plans the same day.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// Reports over the day (a county of about 500,000 people files several hundred).
-    #[arg(long, default_value_t = 600)]
-    pub volume: u32,
-    /// How many times faster than the wall clock the day passes: gridd's own
-    /// GRIDD_DEMO_CLOCK_SPEED, which this must match (480: 16 hours in 2 minutes).
-    #[arg(long, env = "GRIDD_DEMO_CLOCK_SPEED", default_value_t = 480.0)]
-    pub speed: f64,
-    /// When the day starts (RFC 3339): gridd's GRIDD_DEMO_CLOCK_START.
-    #[arg(long, env = "GRIDD_DEMO_CLOCK_START")]
-    pub start: String,
-    /// The real instant the demo clock reads --start (RFC 3339): gridd's
-    /// GRIDD_DEMO_CLOCK_ANCHOR.
-    #[arg(long, env = "GRIDD_DEMO_CLOCK_ANCHOR")]
-    pub anchor: String,
-    /// Hours of the day to run, from --start.
-    #[arg(long, default_value_t = 16)]
-    pub hours: u32,
-    /// Plain progress lines, one per hour of the day, instead of the live display.
-    #[arg(long)]
-    pub plain: bool,
-    /// Print each action that found its case moved on (to stderr).
-    #[arg(long)]
-    pub verbose: bool,
-}
-
-const COUNTY: &str = "360102";
-
-/// China Standard Time.
-fn cst() -> FixedOffset {
-    FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset")
-}
-
-/// A number in [0, 1) from the seed and what it decides: the same inputs, the same number.
-fn chance(seed: u64, what: &str) -> f64 {
-    // SplitMix64 over FNV-1a of the key: small, fast, and well spread
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
-    for b in what.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    let mut z = h.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^= z >> 31;
-    (z >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// One of `items` by their weights.
-fn pick<T>(items: &[(T, f64)], r: f64) -> &T {
-    let total: f64 = items.iter().map(|(_, w)| w).sum();
-    let mut at = r * total;
-    for (item, w) in items {
-        if at < *w {
-            return item;
-        }
-        at -= w;
-    }
-    &items[items.len() - 1].0
-}
-
-/// Reports per hour of the day from 06:00 (relative weights): a morning peak when grid
-/// workers patrol, a lull at noon, an afternoon peak, a quiet evening.
-const DIURNAL: [f64; 16] = [
-    1.0, 3.0, 7.0, 10.0, 10.0, 8.0, 4.0, 4.0, 8.0, 9.0, 8.0, 6.0, 4.0, 3.0, 2.0, 1.5,
-];
-
-/// What residents and grid workers report most, by category (the rest share what is left).
-const COMMON: &[(&str, f64)] = &[
-    ("0501", 14.0),
-    ("0604", 9.0),
-    ("0603", 8.0),
-    ("0502", 6.0),
-    ("0303", 6.0),
-    ("0101", 5.0),
-    ("0103", 5.0),
-    ("0504", 4.0),
-    ("0602", 4.0),
-    ("0401", 3.0),
-    ("0201", 3.0),
-    ("0202", 2.0),
-    ("0601", 2.0),
-    ("0204", 2.0),
-];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Source {
-    GridWorker,
-    Resident,
-    Hotline,
-}
-
-/// One report of the plan.
-#[derive(Debug, Clone)]
-struct Planned {
-    n: usize,
-    at: DateTime<Utc>,
-    grid: String,
-    point: (f64, f64),
-    category: String,
-    title: String,
-    source: Source,
-    self_handled: bool,
-}
-
-/// The sample county as the plan needs it.
-struct County {
-    grids: Vec<(String, (f64, f64))>,
-    categories: Vec<(String, String)>,
-}
-
-fn county() -> anyhow::Result<County> {
-    let seed: serde_json::Value = serde_json::from_str(domain::seed::SAMPLE)?;
-    let mut grids = Vec::new();
-    for u in seed["units"].as_array().context("units")? {
-        if u["kind"] != "GRID" {
-            continue;
-        }
-        let code = u["code"].as_str().context("code")?.to_owned();
-        // a point inside the grid: the mean of its outline's corners
-        let ring = u["boundary"]["coordinates"][0]
-            .as_array()
-            .context("a grid without an outline")?;
-        let corners = &ring[..ring.len().saturating_sub(1)];
-        let (mut lat, mut lon) = (0.0, 0.0);
-        for c in corners {
-            lon += c[0].as_f64().unwrap_or_default();
-            lat += c[1].as_f64().unwrap_or_default();
-        }
-        let k = corners.len().max(1) as f64;
-        grids.push((code, (lat / k, lon / k)));
-    }
-    let categories = seed["categories"]
-        .as_array()
-        .context("categories")?
-        .iter()
-        .filter_map(|c| {
-            let code = c["code"].as_str().filter(|code| code.len() == 4)?;
-            Some((code.to_owned(), c["name"].as_str()?.to_owned()))
-        })
-        .collect();
-    Ok(County { grids, categories })
-}
-
-/// The day's reports, from the seed.
-fn plan(args: &DayArgs, start: DateTime<Utc>, c: &County) -> Vec<Planned> {
-    let hours = (args.hours as usize).min(DIURNAL.len());
-    let weights: Vec<(usize, f64)> = DIURNAL[..hours].iter().copied().enumerate().collect();
-    let common: f64 = COMMON.iter().map(|(_, w)| w).sum();
-    let rest = c.categories.len().saturating_sub(COMMON.len()).max(1) as f64;
-    let cats: Vec<(&(String, String), f64)> = c
-        .categories
-        .iter()
-        .map(|cat| {
-            let w = COMMON
-                .iter()
-                .find(|(code, _)| *code == cat.0)
-                .map_or(common * 0.15 / rest, |(_, w)| *w);
-            (cat, w)
-        })
-        .collect();
-    let mut out: Vec<Planned> = (0..args.volume as usize)
-        .map(|n| {
-            let r = |what: &str| chance(args.seed, &format!("{n}:{what}"));
-            let hour = *pick(&weights, r("hour"));
-            let at = start
-                + Duration::hours(hour as i64)
-                + Duration::seconds((r("second") * 3600.0) as i64);
-            let (grid, point) = c.grids[(r("grid") * c.grids.len() as f64) as usize].clone();
-            let (category, name) = (*pick(&cats, r("category"))).clone();
-            let source = *pick(
-                &[
-                    (Source::GridWorker, 0.72),
-                    (Source::Resident, 0.16),
-                    (Source::Hotline, 0.12),
-                ],
-                r("source"),
-            );
-            Planned {
-                n,
-                at,
-                grid,
-                point,
-                title: name,
-                category,
-                source,
-                self_handled: source == Source::GridWorker && r("self") < 0.22,
-            }
-        })
-        .collect();
-    out.sort_by_key(|p| (p.at, p.n));
-    out
-}
+use super::plan::{Planned, Source, chance, pick};
+use super::{COUNTY, DayArgs};
+use crate::Conn;
 
 /// What the day counted, for the display and the summary.
 #[derive(Default)]
-struct Tally {
-    reported: [AtomicU64; 3],
-    settled: AtomicU64,
-    accepted: AtomicU64,
-    called_up: AtomicU64,
-    dispatched: AtomicU64,
-    results: AtomicU64,
-    reworked: AtomicU64,
-    closed: AtomicU64,
-    rated: AtomicU64,
-    escalated_by_clock: AtomicU64,
-    calls: AtomicU64,
-    raced: AtomicU64,
-    errors: AtomicU64,
+pub(super) struct Tally {
+    pub(super) reported: [AtomicU64; 3],
+    pub(super) settled: AtomicU64,
+    pub(super) accepted: AtomicU64,
+    pub(super) called_up: AtomicU64,
+    pub(super) dispatched: AtomicU64,
+    pub(super) results: AtomicU64,
+    pub(super) reworked: AtomicU64,
+    pub(super) closed: AtomicU64,
+    pub(super) rated: AtomicU64,
+    pub(super) escalated_by_clock: AtomicU64,
+    pub(super) calls: AtomicU64,
+    pub(super) raced: AtomicU64,
+    pub(super) errors: AtomicU64,
 }
 
-fn inc(a: &AtomicU64) {
+pub(super) fn inc(a: &AtomicU64) {
     a.fetch_add(1, Ordering::Relaxed);
 }
 
-fn get(a: &AtomicU64) -> u64 {
+pub(super) fn get(a: &AtomicU64) -> u64 {
     a.load(Ordering::Relaxed)
 }
 
 /// The open cases as the last look saw them, per stage.
 #[derive(Default, Clone)]
-struct Board {
-    waiting: BTreeMap<&'static str, u64>,
-    handling: u64,
-    checking: u64,
-    overdue: u64,
+pub(super) struct Board {
+    pub(super) waiting: BTreeMap<&'static str, u64>,
+    pub(super) handling: u64,
+    pub(super) checking: u64,
+    pub(super) overdue: u64,
 }
 
-struct Day {
-    conn: Conn,
-    args: DayArgs,
-    clock: ScaledClock,
-    tally: Tally,
+pub(super) struct Day {
+    pub(super) conn: Conn,
+    pub(super) args: DayArgs,
+    pub(super) clock: ScaledClock,
+    pub(super) tally: Tally,
     /// Cases a unit is acting on, with the version it acts on.
-    acting: Mutex<HashMap<String, u64>>,
+    pub(super) acting: Mutex<HashMap<String, u64>>,
     /// Each case's tier and holder when last seen, and whether a unit moved it up.
-    seen: Mutex<HashMap<String, (i32, String)>>,
-    moved_up: Mutex<HashSet<String>>,
+    pub(super) seen: Mutex<HashMap<String, (i32, String)>>,
+    pub(super) moved_up: Mutex<HashSet<String>>,
     /// Lead and assisting departments by category, as the county's policy says.
-    routes: Mutex<HashMap<String, (String, Vec<String>)>>,
-    board: Mutex<Board>,
-    calls: Semaphore,
+    pub(super) routes: Mutex<HashMap<String, (String, Vec<String>)>>,
+    pub(super) board: Mutex<Board>,
+    pub(super) calls: Semaphore,
 }
 
 /// How a call ended, for the tally.
@@ -306,17 +94,17 @@ fn count<T>(day: &Day, r: Result<T, tonic::Status>) -> Option<T> {
 }
 
 impl Day {
-    fn now(&self) -> DateTime<Utc> {
+    pub(super) fn now(&self) -> DateTime<Utc> {
         self.clock.at(Utc::now())
     }
 
     /// Waits `minutes` of the day's time.
-    async fn pass(&self, minutes: f64) {
+    pub(super) async fn pass(&self, minutes: f64) {
         let real = std::time::Duration::from_secs_f64((minutes * 60.0 / self.clock.speed).max(0.0));
         tokio::time::sleep(real).await;
     }
 
-    fn staff(&self, unit: &str) -> anyhow::Result<crate::Auth> {
+    pub(super) fn staff(&self, unit: &str) -> anyhow::Result<crate::Auth> {
         let role = if unit.contains('-') || unit.len() == 12 {
             Role::UnitStaff
         } else {
@@ -325,7 +113,7 @@ impl Day {
         self.conn.auth_as(role, unit, &format!("staff-{unit}"))
     }
 
-    async fn report(self: Arc<Self>, p: Planned) -> anyhow::Result<()> {
+    pub(super) async fn report(self: Arc<Self>, p: Planned) -> anyhow::Result<()> {
         let _permit = self.calls.acquire().await?;
         let occurred = self.now() - Duration::minutes(5);
         let mut req = v1::ReportEventRequest {
@@ -370,7 +158,7 @@ impl Day {
     }
 
     /// One look at the county's open cases: each unit acts on what waits for it.
-    async fn look(self: &Arc<Self>) -> anyhow::Result<()> {
+    pub(super) async fn look(self: &Arc<Self>) -> anyhow::Result<()> {
         let mut console = self.conn.console(self.conn.auth_as(
             Role::Dispatcher,
             COUNTY,
@@ -443,7 +231,7 @@ impl Day {
     }
 
     /// A case that went a tier up without a unit calling it up went by its clock.
-    async fn note_escalation(&self, c: &v1::Case) {
+    pub(super) async fn note_escalation(&self, c: &v1::Case) {
         let mut seen = self.seen.lock().await;
         let now = (c.tier, c.holder_unit.clone());
         // a tier's own unit now holds it (a dispatch hands it to departments instead)
@@ -460,7 +248,7 @@ impl Day {
     }
 
     /// What the unit the case waits on does with it, as the plan says.
-    async fn act(self: Arc<Self>, c: &v1::Case) -> anyhow::Result<()> {
+    pub(super) async fn act(self: Arc<Self>, c: &v1::Case) -> anyhow::Result<()> {
         let r = |what: &str| chance(self.args.seed, &format!("{}:{what}", c.case_number));
         let id = c.case_id.clone();
         match c.status() {
@@ -545,7 +333,7 @@ impl Day {
         Ok(())
     }
 
-    async fn dispatch(&self, c: &v1::Case, unit: &str) -> anyhow::Result<()> {
+    pub(super) async fn dispatch(&self, c: &v1::Case, unit: &str) -> anyhow::Result<()> {
         let (lead, assisting) = self.route(&c.grid_code, &c.category).await?;
         if lead.is_empty() {
             return Ok(());
@@ -569,7 +357,11 @@ impl Day {
     }
 
     /// The lead and assisting departments the county's policy names for a category.
-    async fn route(&self, grid: &str, category: &str) -> anyhow::Result<(String, Vec<String>)> {
+    pub(super) async fn route(
+        &self,
+        grid: &str,
+        category: &str,
+    ) -> anyhow::Result<(String, Vec<String>)> {
         if let Some(r) = self.routes.lock().await.get(category) {
             return Ok(r.clone());
         }
@@ -585,13 +377,9 @@ impl Day {
         let route = count(self, r).map_or_else(
             || (String::new(), Vec::new()),
             |r| {
+                // no lead in the policy: nobody to dispatch to, and the case waits on its clock
                 let r = r.into_inner();
-                let lead = if r.lead_department.is_empty() {
-                    "360102-CGJ".to_owned()
-                } else {
-                    r.lead_department
-                };
-                (lead, r.assisting_departments)
+                (r.lead_department, r.assisting_departments)
             },
         );
         self.routes
@@ -601,7 +389,7 @@ impl Day {
         Ok(route)
     }
 
-    async fn file(&self, id: &str) -> anyhow::Result<Option<v1::GetCaseResponse>> {
+    pub(super) async fn file(&self, id: &str) -> anyhow::Result<Option<v1::GetCaseResponse>> {
         let r = self
             .conn
             .console(
@@ -616,7 +404,7 @@ impl Day {
     }
 
     /// Every department share of the case still to be accepted is accepted.
-    async fn accept_shares(&self, id: &str) -> anyhow::Result<()> {
+    pub(super) async fn accept_shares(&self, id: &str) -> anyhow::Result<()> {
         let Some(file) = self.file(id).await? else {
             return Ok(());
         };
@@ -641,7 +429,7 @@ impl Day {
     }
 
     /// Assisting departments report in, then the lead (or the holder) submits the result.
-    async fn handle(&self, c: &v1::Case) -> anyhow::Result<()> {
+    pub(super) async fn handle(&self, c: &v1::Case) -> anyhow::Result<()> {
         let Some(file) = self.file(&c.case_id).await? else {
             return Ok(());
         };
@@ -689,7 +477,7 @@ impl Day {
 
     /// The reporting grid checks the result on site; most pass, some go back; the reporter
     /// rates what closes.
-    async fn check(&self, c: &v1::Case) -> anyhow::Result<()> {
+    pub(super) async fn check(&self, c: &v1::Case) -> anyhow::Result<()> {
         let r = |what: &str| chance(self.args.seed, &format!("{}:{what}", c.case_number));
         let passed = c.rework_count > 0 || r("check") > 0.12;
         let grid = c.grid_code.clone();
@@ -739,7 +527,7 @@ impl Day {
         Ok(())
     }
 
-    fn lines(&self, real: f64) -> [String; 4] {
+    pub(super) fn lines(&self, real: f64) -> [String; 4] {
         let t = &self.tally;
         let board = self.board.try_lock().map(|b| b.clone()).unwrap_or_default();
         let waiting = ["community", "township", "county", "departments"]
@@ -780,200 +568,4 @@ impl Day {
             ),
         ]
     }
-}
-
-fn time(s: &str, flag: &str) -> anyhow::Result<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .with_context(|| format!("{flag}: an RFC 3339 time, got {s:?}"))
-}
-
-pub async fn run(conn: Conn, args: DayArgs) -> anyhow::Result<()> {
-    if !(args.speed.is_finite() && args.speed >= 1.0) {
-        bail!("--speed: at least 1");
-    }
-    if !(1..=16).contains(&args.hours) {
-        bail!("--hours: 1 to 16 (the day runs from --start, 06:00 by default, to 22:00 at most)");
-    }
-    let clock = ScaledClock {
-        start: time(&args.start, "--start")?,
-        anchor: time(&args.anchor, "--anchor")?,
-        speed: args.speed,
-    };
-    let start = clock.start;
-    let end = start + Duration::hours(i64::from(args.hours));
-    let county = county()?;
-    let planned = plan(&args, start, &county);
-    println!(
-        "== 东湖区 (360102), {}: {} reports planned from seed {}, the day at {}× ({} h in {:.0} s)",
-        start.with_timezone(&cst()).format("%Y-%m-%d %H:%M"),
-        planned.len(),
-        args.seed,
-        args.speed,
-        args.hours,
-        f64::from(args.hours) * 3600.0 / args.speed
-    );
-    let (units, cats, policies) = load_seed(&conn, domain::seed::SAMPLE).await?;
-    println!(
-        "   registry: {units} units, {cats} categories, {policies} policy loaded (324 grids, 54 communities, 11 townships, 15 departments)"
-    );
-    let day = Arc::new(Day {
-        conn,
-        args: args.clone(),
-        clock,
-        tally: Tally::default(),
-        acting: Mutex::new(HashMap::new()),
-        seen: Mutex::new(HashMap::new()),
-        moved_up: Mutex::new(HashSet::new()),
-        routes: Mutex::new(HashMap::new()),
-        board: Mutex::new(Board::default()),
-        calls: Semaphore::new(24),
-    });
-    let live = !args.plain && std::io::stderr().is_terminal();
-    let bars = indicatif::MultiProgress::new();
-    let hours_bar = bars.add(indicatif::ProgressBar::new(u64::from(args.hours) * 60));
-    hours_bar.set_style(
-        indicatif::ProgressStyle::with_template("{prefix} [{bar:48.cyan/blue}] {msg}")
-            .expect("a valid template")
-            .progress_chars("=> "),
-    );
-    let text: Vec<indicatif::ProgressBar> = (0..4)
-        .map(|_| {
-            let b = bars.add(indicatif::ProgressBar::new_spinner());
-            b.set_style(indicatif::ProgressStyle::with_template("  {msg}").expect("a template"));
-            b
-        })
-        .collect();
-    if !live {
-        bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-
-    let began = Instant::now();
-    let mut next = 0;
-    let mut last_look = Instant::now() - std::time::Duration::from_secs(10);
-    let mut last_hour = -1;
-    let look_every = std::time::Duration::from_millis(500);
-    loop {
-        let now = day.now();
-        if now >= end {
-            break;
-        }
-        while next < planned.len() && planned[next].at <= now {
-            let d = day.clone();
-            let p = planned[next].clone();
-            tokio::spawn(async move {
-                if let Err(e) = d.report(p).await {
-                    tracing::debug!(error = %e, "a report of the day failed");
-                }
-            });
-            next += 1;
-        }
-        if last_look.elapsed() >= look_every {
-            last_look = Instant::now();
-            day.look().await?;
-        }
-        let local = now.with_timezone(&cst());
-        let minute = (now - start).num_minutes().max(0);
-        let lines = day.lines(began.elapsed().as_secs_f64());
-        if now < start {
-            // gridd has started and the county is seeded: the day begins in a moment
-            hours_bar.set_prefix("--:--");
-            hours_bar.set_message(format!(
-                "the day begins at {}",
-                start.with_timezone(&cst()).format("%H:%M")
-            ));
-        } else if live {
-            hours_bar.set_prefix(local.format("%H:%M").to_string());
-            hours_bar.set_position(u64::try_from(minute).unwrap_or(0));
-            hours_bar.set_message(format!(
-                "{} {}",
-                end.with_timezone(&cst()).format("%H:%M"),
-                if (8..12).contains(&chrono::Timelike::hour(&local))
-                    || (14..18).contains(&chrono::Timelike::hour(&local))
-                {
-                    "working hours: the clocks run"
-                } else {
-                    "off hours: the working clocks stand still"
-                }
-            ));
-            for (b, l) in text.iter().zip(&lines) {
-                b.set_message(l.clone());
-            }
-        } else {
-            let hour = i64::from(chrono::Timelike::hour(&local));
-            if hour != last_hour {
-                last_hour = hour;
-                println!("-- {}", local.format("%H:%M"));
-                for l in &lines {
-                    println!("   {l}");
-                }
-            }
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    for b in &text {
-        b.finish();
-    }
-    hours_bar.finish();
-    let lines = day.lines(began.elapsed().as_secs_f64());
-    println!(
-        "\n== the day ends at {} ({:.0} s)",
-        end.with_timezone(&cst()).format("%H:%M"),
-        began.elapsed().as_secs_f64()
-    );
-    for l in &lines {
-        println!("   {l}");
-    }
-    summary(&day, start, end).await?;
-    Ok(())
-}
-
-/// The day's GB/T 30428 indicators per township, from GetStats.
-async fn summary(day: &Day, start: DateTime<Utc>, end: DateTime<Utc>) -> anyhow::Result<()> {
-    let mut console =
-        day.conn
-            .console(day.conn.auth_as(Role::Dispatcher, COUNTY, "county-board")?);
-    let seed: serde_json::Value = serde_json::from_str(domain::seed::SAMPLE)?;
-    let townships: Vec<(String, String)> = seed["units"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|u| u["kind"] == "TOWNSHIP")
-        .filter_map(|u| {
-            Some((
-                u["code"].as_str()?.to_owned(),
-                u["name"].as_str()?.to_owned(),
-            ))
-        })
-        .collect();
-    let mut rows = Vec::new();
-    for (region, name) in std::iter::once((COUNTY.to_owned(), "东湖区".to_owned())).chain(townships)
-    {
-        let r = console
-            .get_stats(v1::GetStatsRequest {
-                region_code: region.clone(),
-                from: Some(convert::timestamp(start)),
-                to: Some(convert::timestamp(end)),
-                ..Default::default()
-            })
-            .await
-            .map_err(|s| anyhow::anyhow!("GetStats {region}: {}", crate::demo::describe(&s)))?
-            .into_inner();
-        rows.push((format!("{region} {name}"), r.total.unwrap_or_default()));
-    }
-    println!(
-        "\n== the day's indicators per township (GetStats over the cases reported in each, GB/T 30428)\n"
-    );
-    print!("{}", crate::stats::render(&rows));
-    println!(
-        "\nwhere to look next (with gridd serving the day's database):\n\
-         \x20 gridctl cases --region 360102 --status open       the county's open cases, as its console lists them\n\
-         \x20 gridctl stats 360102001 --from {} --to {}  one township's indicators per unit\n\
-         \x20 gridctl watch-cases 360102                         every change, live\n\
-         \x20 gridctl audit --case <id>                          who did what to a case\n\
-         \x20 docs/architecture.md, docs/indicators.md, docs/operations.md",
-        start.to_rfc3339(),
-        end.to_rfc3339()
-    );
-    Ok(())
 }
