@@ -168,6 +168,7 @@ async fn the_registry_loads_idempotently_and_checks_its_input(pool: PgPool) {
                 kind: v1::UnitKind::UnitGrid.into(),
                 page_size: 2,
                 page_token: token,
+                region_code: String::new(),
             })
             .await
             .unwrap()

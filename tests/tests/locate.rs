@@ -145,6 +145,31 @@ async fn boundaries_are_checked_before_anything_is_written(pool: PgPool) {
     let stored: serde_json::Value = serde_json::from_str(&listed[0].boundary).unwrap();
     let sent: serde_json::Value = serde_json::from_str(&new.boundary).unwrap();
     assert_eq!(stored, sent);
+
+    // a region's subtree: the township, its communities and grids, nothing of its neighbours
+    let township = admin
+        .clone()
+        .list_units(v1::ListUnitsRequest {
+            region_code: "360102001".into(),
+            page_size: 500,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .units;
+    assert!(township.iter().any(|u| u.code == "360102001"));
+    assert!(township.iter().any(|u| u.code == COMMUNITY));
+    assert!(township.iter().all(|u| u.code.starts_with("360102001")));
+    let err = admin
+        .clone()
+        .list_units(v1::ListUnitsRequest {
+            region_code: "36A".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
 }
 
 #[sqlx::test(migrator = "store::MIGRATOR")]

@@ -394,6 +394,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         kind: 0,
                         page_size: 500,
                         page_token,
+                        region_code: String::new(),
                     })
                     .await?
                     .into_inner();

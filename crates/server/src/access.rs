@@ -271,6 +271,11 @@ fn public_path(path: &str) -> bool {
     path.starts_with("/grpc.health.v1.Health/")
         || path.starts_with("/grpc.reflection.")
         || path.starts_with(crate::open311::PREFIX)
+        // the board's page and its schema: no data, its calls carry the user's token
+        || path == crate::board::PREFIX
+        || path
+            .strip_prefix(crate::board::PREFIX)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// gridd's HTTP endpoints for staff clients (`crate::web`): each is a method of the table

@@ -427,7 +427,8 @@ pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
     let grpc = std::mem::take(routes.axum_router_mut());
     *routes.axum_router_mut() = grpc
         .merge(crate::open311::router(ctx.clone(), tls_on))
-        .merge(crate::web::router(ctx.clone()));
+        .merge(crate::web::router(ctx.clone()))
+        .merge(crate::board::router());
     let router = Server::builder()
         // browsers: CORS for the configured origins only (a preflight is answered here), then
         // gRPC-Web translated to gRPC, so that every layer below sees the same calls

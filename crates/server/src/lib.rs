@@ -6,6 +6,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod batcher;
+pub mod board;
 pub mod clock;
 pub mod commands;
 pub mod config;

@@ -399,7 +399,7 @@ fn call_labels(path: &str, grpc: bool) -> MethodLabels {
     }
     let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
     match first {
-        "open311" | "media" => label("http", first),
+        "open311" | "media" | "board" => label("http", first),
         _ => label("http", "other"),
     }
 }

@@ -25,6 +25,8 @@ fn invalid(field: impl Into<String>, reason: impl Into<String>) -> StoreError {
 pub struct UnitFilter {
     pub parent: Option<UnitCode>,
     pub kind: Option<UnitKind>,
+    /// Only codes that start with this region code: its subtree and its departments.
+    pub region: Option<String>,
     /// Codes strictly after this one (keyset paging).
     pub after: Option<String>,
     pub limit: u32,
@@ -138,12 +140,14 @@ impl Store {
               WHERE ($1::text IS NULL OR parent_code = $1)
                 AND ($2::text IS NULL OR kind = $2)
                 AND ($3::text IS NULL OR code > $3)
+                AND ($5::text IS NULL OR starts_with(code, $5))
               ORDER BY code LIMIT $4",
         )
         .bind(f.parent.as_ref().map(UnitCode::as_str))
         .bind(f.kind.map(UnitKind::as_str))
         .bind(f.after.as_deref())
         .bind(i64::from(f.limit))
+        .bind(f.region.as_deref())
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter().map(unit_from_row).collect()

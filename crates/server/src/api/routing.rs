@@ -96,6 +96,7 @@ impl v1::routing_service_server::RoutingService for Routing {
             )
         };
         let kind = convert::kind_from_wire(r.kind, "kind").map_err(violation)?;
+        let region = super::export::parse_region(&r.region_code, "region_code")?;
         let after = if r.page_token.is_empty() {
             None
         } else {
@@ -109,6 +110,7 @@ impl v1::routing_service_server::RoutingService for Routing {
             .list_units(&UnitFilter {
                 parent,
                 kind,
+                region: region.map(|r| r.as_str().to_owned()),
                 after,
                 limit,
             })
