@@ -104,6 +104,22 @@ impl Browser {
         }
     }
 
+    async fn click(&self, css: &str) {
+        let e = self.c().find(Locator::Css(css)).await;
+        e.unwrap_or_else(|e| panic!("no {css}: {e}"))
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("{css} cannot be clicked: {e}"));
+    }
+
+    async fn fill(&self, css: &str, text: &str) {
+        let e = self.c().find(Locator::Css(css)).await;
+        e.unwrap_or_else(|e| panic!("no {css}: {e}"))
+            .send_keys(text)
+            .await
+            .unwrap();
+    }
+
     /// Waits until the element's text holds `want`.
     async fn wait_text(&self, css: &str, want: &str) {
         let started = Instant::now();
@@ -206,18 +222,8 @@ async fn a_dispatcher_sees_a_case_arrive_live_and_dispatches_it_from_the_board(p
         .unwrap();
     b.wait_for("#sign-in:not([disabled])").await;
     let token = mint_hs256(SECRET, "dispatcher@360102", Role::Dispatcher, COUNTY, 600).unwrap();
-    c.find(Locator::Id("token"))
-        .await
-        .unwrap()
-        .send_keys(&token)
-        .await
-        .unwrap();
-    c.find(Locator::Id("sign-in"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.fill("#token", &token).await;
+    b.click("#sign-in").await;
     b.wait_for("#status.live-ok").await;
     b.wait_for("#case-table tr.case").await;
     b.wait_for("#map path.grid.heat-1").await;
@@ -277,12 +283,7 @@ async fn a_dispatcher_sees_a_case_arrive_live_and_dispatches_it_from_the_board(p
     b.wait_text(".queue[data-tier='4'] .q-count", "1").await;
 
     // the dispatcher opens it: events, assignments, the photo, and the dispatch form
-    c.find(Locator::Css(&format!("#case-table tr[data-case='{id}']")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.click(&format!("#case-table tr[data-case='{id}']")).await;
     b.wait_for(&format!("#case-file[data-case='{id}'] #dispatch-lead"))
         .await;
     b.wait_for("#case-file .photos img").await;
@@ -293,26 +294,10 @@ async fn a_dispatcher_sees_a_case_arrive_live_and_dispatches_it_from_the_board(p
         .select_by_value(LEAD)
         .await
         .unwrap();
-    c.find(Locator::Css(&format!(
-        "#dispatch-assisting input[value='{HELP}']"
-    )))
-    .await
-    .unwrap()
-    .click()
-    .await
-    .unwrap();
-    c.find(Locator::Id("dispatch-note"))
-        .await
-        .unwrap()
-        .send_keys("城管局牵头，住建局配合")
-        .await
-        .unwrap();
-    c.find(Locator::Id("dispatch-submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.click(&format!("#dispatch-assisting input[value='{HELP}']"))
+        .await;
+    b.fill("#dispatch-note", "城管局牵头，住建局配合").await;
+    b.click("#dispatch-submit").await;
 
     // the page shows the change, live and in the case file
     b.wait_text("#case-message", "已派遣").await;
@@ -337,35 +322,15 @@ async fn a_dispatcher_sees_a_case_arrive_live_and_dispatches_it_from_the_board(p
     b.wait_for(&format!("#indicators tr[data-unit='{TOWNSHIP}']"))
         .await;
     // a wall in Chinese with the case file closed; a desk in English with it open
-    c.find(Locator::Css("#case-file button.close"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.click("#case-file button.close").await;
     let wall = b.screenshot(1920, 1080, "board-1920x1080.png").await;
-    c.find(Locator::Id("lang"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.click("#lang").await;
     b.wait_text("#board h2", "Waiting to be accepted").await;
-    c.find(Locator::Css(&format!("#case-table tr[data-case='{id}']")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.click(&format!("#case-table tr[data-case='{id}']")).await;
     b.wait_for("#case-file .photos img").await;
     b.wait_text("#case-file .events", "dispatched").await;
     let desk = b.screenshot(1280, 800, "board-1280x800-case.png").await;
-    c.find(Locator::Css("#case-file button.close"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.click("#case-file button.close").await;
     let overview = b.screenshot(1280, 800, "board-1280x800.png").await;
     for p in [&wall, &desk, &overview] {
         let png = std::fs::read(p).unwrap();
