@@ -66,6 +66,7 @@ fn steps(at: DateTime<Utc>) -> Vec<(Vec<Event>, Vec<Arm>, Vec<queue::Message>)> 
                 tier: domain::Tier::Community,
                 accept_due_at: due,
                 reason: "grid's community".into(),
+                admitted: true,
             }],
             vec![arm(&community, Clock::Accept)],
             vec![],

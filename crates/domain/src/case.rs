@@ -60,6 +60,10 @@ pub enum Event {
         tier: Tier,
         accept_due_at: DateTime<Utc>,
         reason: String,
+        /// False for a matter grid staff may not be given (網格事項準入); absent in the
+        /// stored event when true, as in every event written before the rule.
+        #[serde(default = "admitted", skip_serializing_if = "is_admitted")]
+        admitted: bool,
     },
     /// 受理 by the holder, or an assisting unit reporting in (報到) for its part.
     Accepted {
@@ -146,6 +150,15 @@ pub enum Event {
     Merged { unit: UnitCode, into: CaseId },
     /// 好差評, 1 (very unsatisfied) to 5 (very satisfied).
     Rated { score: u8, comment: String },
+}
+
+fn admitted() -> bool {
+    true
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde hands a reference
+fn is_admitted(a: &bool) -> bool {
+    *a
 }
 
 impl Event {

@@ -261,6 +261,7 @@ mod tests {
             tier: Tier::Community,
             accept_due_at: t(60),
             reason: String::new(),
+            admitted: true,
         };
         let s1 = s0.apply(&routed, t(0)).unwrap();
         assert_eq!(

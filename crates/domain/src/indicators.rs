@@ -39,6 +39,8 @@ impl Period {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
     pub reported: u64,
+    /// Of `reported`: matters not admitted for grid staff (網格事項準入).
+    pub non_admitted: u64,
     pub self_handled: u64,
     pub closed: u64,
     pub closed_on_time: u64,
@@ -61,6 +63,7 @@ pub struct Counts {
 impl AddAssign<&Counts> for Counts {
     fn add_assign(&mut self, o: &Counts) {
         self.reported += o.reported;
+        self.non_admitted += o.non_admitted;
         self.self_handled += o.self_handled;
         self.closed += o.closed;
         self.closed_on_time += o.closed_on_time;
@@ -252,6 +255,7 @@ pub struct Report {
 struct Marks {
     reported: bool,
     self_handled: bool,
+    non_admitted: bool,
     closed: bool,
     closed_on_time: bool,
     overdue_unclosed: bool,
@@ -271,6 +275,7 @@ struct Marks {
 impl Marks {
     fn add_to(&self, c: &mut Counts) {
         c.reported += u64::from(self.reported);
+        c.non_admitted += u64::from(self.non_admitted);
         c.self_handled += u64::from(self.self_handled);
         c.closed += u64::from(self.closed);
         c.closed_on_time += u64::from(self.closed_on_time);
@@ -348,6 +353,8 @@ fn case_marks<'a>(period: Period, log: CaseLog<'a>) -> CaseMarks<'a> {
     let mut ended = false;
     // (dispatcher, lead) of the case's first dispatch in the period
     let mut first_dispatch: Option<(&'a UnitCode, &'a UnitCode)> = None;
+    // the grid of a case reported in the period (its matter is counted there)
+    let mut reported_in_period: Option<&'a UnitCode> = None;
 
     for (t, e) in log.events {
         let t = *t;
@@ -358,6 +365,7 @@ fn case_marks<'a>(period: Period, log: CaseLog<'a>) -> CaseMarks<'a> {
         match e {
             Event::Reported { grid, self_handled } => {
                 if inside {
+                    reported_in_period = Some(grid);
                     m.mark(grid, |k| {
                         k.reported = true;
                         k.self_handled |= *self_handled;
@@ -375,7 +383,12 @@ fn case_marks<'a>(period: Period, log: CaseLog<'a>) -> CaseMarks<'a> {
                     }
                 }
             }
-            Event::Routed { unit, .. } => handed.set(unit, t),
+            Event::Routed { unit, admitted, .. } => {
+                handed.set(unit, t);
+                if let (false, Some(grid)) = (*admitted, reported_in_period) {
+                    m.mark(grid, |k| k.non_admitted = true);
+                }
+            }
             Event::CalledUp { to_unit, .. } | Event::Escalated { to_unit, .. } => {
                 handed.set(to_unit, t);
             }

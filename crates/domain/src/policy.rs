@@ -90,6 +90,23 @@ pub struct SlaRule {
     pub handle: Option<TimeLimit>,
 }
 
+/// 網格事項準入: the matters that may be pushed down to grid staff. A matter not on the list
+/// never lands on a grid or a grid worker: it starts at `non_admitted_tier` (or higher, by its
+/// severity or category), is never settled on the spot by the grid, and is never dispatched
+/// down to a grid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Admission {
+    /// Admitted categories; a top-level code admits its sub-categories.
+    pub categories: std::collections::BTreeSet<CategoryCode>,
+    /// Where a matter not on the list starts at the earliest.
+    #[serde(default = "community")]
+    pub non_admitted_tier: Tier,
+}
+
+fn community() -> Tier {
+    Tier::Community
+}
+
 /// One county's routing policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
@@ -103,6 +120,9 @@ pub struct Policy {
     pub sla: Vec<SlaRule>,
     #[serde(default)]
     pub calendar: WorkCalendar,
+    /// The county's admitted list; `None`: the county keeps none and every matter is admitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admission: Option<Admission>,
 }
 
 /// Where a new case goes, and why.
@@ -112,6 +132,8 @@ pub struct RouteDecision {
     pub severity: Severity,
     pub lead: Option<UnitCode>,
     pub assisting: Vec<UnitCode>,
+    /// Whether grid staff may be given the matter (網格事項準入).
+    pub admitted: bool,
     pub reasons: Vec<String>,
 }
 
@@ -173,7 +195,38 @@ impl Policy {
         self.calendar
             .validate()
             .map_err(|e| perr("calendar", e.to_string()))?;
+        if self
+            .admission
+            .as_ref()
+            .is_some_and(|a| a.non_admitted_tier == Tier::Grid)
+        {
+            return Err(perr(
+                "admission.non_admitted_tier",
+                "a matter not admitted for grids cannot start at the grid",
+            ));
+        }
         Ok(())
+    }
+
+    /// Whether grid staff may be given matters of `category` (網格事項準入): always, when the
+    /// county keeps no list; else when the category or its parent is on it.
+    #[must_use]
+    pub fn admits(&self, category: &CategoryCode) -> bool {
+        self.admission
+            .as_ref()
+            .is_none_or(|a| category.lineage().iter().any(|c| a.categories.contains(c)))
+    }
+
+    /// Why a grid may not be given a matter of `category`, naming the rule; `None` when it may.
+    #[must_use]
+    pub fn refuses_for_grid(&self, category: &CategoryCode) -> Option<String> {
+        (!self.admits(category)).then(|| {
+            format!(
+                "網格事項準入: category {category} is not on county {}'s list of matters admitted \
+                 for grid staff",
+                self.county_code
+            )
+        })
     }
 
     /// The first tier and the departments of a new case. The starting tier is the more senior
@@ -211,6 +264,21 @@ impl Policy {
                 ));
             }
         }
+        let admitted = self.admits(&category.code);
+        if let (false, Some(a)) = (admitted, &self.admission) {
+            if a.non_admitted_tier > tier {
+                reasons.push(format!(
+                    "category {} is not admitted for grid staff (網格事項準入): it starts at {}",
+                    category.code, a.non_admitted_tier
+                ));
+                tier = a.non_admitted_tier;
+            } else {
+                reasons.push(format!(
+                    "category {} is not admitted for grid staff (網格事項準入)",
+                    category.code
+                ));
+            }
+        }
         let dept = category.code.lineage().into_iter().find_map(|c| {
             self.departments
                 .iter()
@@ -229,6 +297,7 @@ impl Policy {
             severity,
             lead,
             assisting,
+            admitted,
             reasons,
         }
     }
@@ -348,6 +417,52 @@ mod tests {
         let mut p = policy();
         p.departments[0].lead = UnitCode::parse("360103-CGJ").unwrap();
         assert_eq!(p.validate().unwrap_err().field, "departments[0]");
+    }
+
+    #[test]
+    fn matters_not_admitted_for_grids_start_higher_and_say_so() {
+        let mut p = policy();
+        assert!(
+            p.admits(&CategoryCode::parse("0201").unwrap()),
+            "no list: all admitted"
+        );
+        p.admission = Some(
+            serde_json::from_value(serde_json::json!({
+                "categories": ["05", "0303"], "non_admitted_tier": "TOWNSHIP"
+            }))
+            .unwrap(),
+        );
+        p.validate().unwrap();
+        // a top-level code admits its sub-categories; a sub-category only itself
+        assert!(p.admits(&CategoryCode::parse("0501").unwrap()));
+        assert!(p.admits(&CategoryCode::parse("0303").unwrap()));
+        assert!(!p.admits(&CategoryCode::parse("0301").unwrap()));
+        let admitted = p.route(&cat("0501", Severity::General), None);
+        assert!(admitted.admitted);
+        assert_eq!(admitted.tier, Tier::Community);
+        let not = p.route(&cat("0301", Severity::General), None);
+        assert!(!not.admitted);
+        assert_eq!(not.tier, Tier::Township);
+        assert!(not.reasons.iter().any(|r| r.contains("網格事項準入")));
+        // a severe matter keeps its own higher tier
+        assert_eq!(
+            p.route(&cat("0301", Severity::Major), None).tier,
+            Tier::County
+        );
+        let rule = p
+            .refuses_for_grid(&CategoryCode::parse("0301").unwrap())
+            .unwrap();
+        assert!(rule.contains("網格事項準入") && rule.contains("0301") && rule.contains("360102"));
+        assert!(
+            p.refuses_for_grid(&CategoryCode::parse("0502").unwrap())
+                .is_none()
+        );
+        // the list never sends a matter to the grid itself
+        p.admission.as_mut().unwrap().non_admitted_tier = Tier::Grid;
+        assert_eq!(
+            p.validate().unwrap_err().field,
+            "admission.non_admitted_tier"
+        );
     }
 
     #[test]

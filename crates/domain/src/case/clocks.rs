@@ -83,6 +83,7 @@ mod tests {
                 tier: Tier::Community,
                 accept_due_at: due,
                 reason: String::new(),
+                admitted: true,
             },
             t0,
         )

@@ -47,6 +47,7 @@ fn pending() -> CaseState {
             tier: Tier::Community,
             accept_due_at: at(60),
             reason: "severity GENERAL starts at COMMUNITY".into(),
+            admitted: true,
         },
     )
 }
@@ -140,6 +141,7 @@ fn event_of_each_kind(s: &CaseState) -> Vec<Event> {
             tier: Tier::Community,
             accept_due_at: at(60),
             reason: "policy".into(),
+            admitted: true,
         },
         Event::Accepted {
             unit: holder.clone(),

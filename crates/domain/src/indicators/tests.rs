@@ -45,6 +45,7 @@ fn routed(unit: &str) -> Event {
         tier: u(unit).tier().unwrap(),
         accept_due_at: at(12, 31, 0, 0),
         reason: "policy".into(),
+        admitted: true,
     }
 }
 fn accepted(unit: &str) -> Event {
@@ -527,4 +528,54 @@ fn the_score_leaves_out_what_has_no_denominator() {
     ] {
         assert_eq!(Grade::of(s), g, "{s}");
     }
+}
+
+#[test]
+fn matters_not_admitted_for_grids_are_counted_apart_where_they_were_reported() {
+    let not_admitted = |unit: &str| match routed(unit) {
+        Event::Routed {
+            unit,
+            tier,
+            accept_due_at,
+            reason,
+            ..
+        } => Event::Routed {
+            unit,
+            tier,
+            accept_due_at,
+            reason,
+            admitted: false,
+        },
+        _ => unreachable!(),
+    };
+    let r = run(
+        week(),
+        &[
+            (
+                G1,
+                vec![
+                    (at(3, 2, 9, 0), reported(G1, false)),
+                    (at(3, 2, 9, 0), not_admitted(T1)),
+                ],
+            ),
+            (
+                G1,
+                vec![
+                    (at(3, 2, 10, 0), reported(G1, false)),
+                    (at(3, 2, 10, 0), routed(C1)),
+                ],
+            ),
+            // reported before the period: not a matter of this one
+            (
+                G2,
+                vec![
+                    (at(2, 26, 9, 0), reported(G2, false)),
+                    (at(2, 26, 9, 0), not_admitted(T1)),
+                ],
+            ),
+        ],
+    );
+    let c = r.total.counts;
+    assert_eq!((c.reported, c.non_admitted), (2, 1));
+    assert_eq!(unit(&r, G1).counts.non_admitted, 1);
 }

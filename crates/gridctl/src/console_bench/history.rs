@@ -137,6 +137,7 @@ fn life(
                 tier: Tier::Community,
                 accept_due_at: at + h(2),
                 reason: "按类别和级别".into(),
+                admitted: true,
             },
             m(1),
             &mut t,

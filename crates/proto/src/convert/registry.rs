@@ -192,6 +192,10 @@ pub fn policy_to_wire(p: &Policy, version: u64, updated_at: DateTime<Utc>) -> v1
         }),
         version,
         updated_at: Some(timestamp(updated_at)),
+        admission: p.admission.as_ref().map(|a| v1::MatterAdmission {
+            categories: a.categories.iter().map(ToString::to_string).collect(),
+            non_admitted_tier: tier_to_wire(a.non_admitted_tier).into(),
+        }),
     }
 }
 
@@ -301,6 +305,22 @@ pub fn policy_from_wire(p: v1::Policy) -> Result<Policy, FieldViolation> {
                 .collect::<Result<_, _>>()?,
         },
     };
+    let admission = match p.admission {
+        None => None,
+        Some(a) => Some(domain::policy::Admission {
+            categories: a
+                .categories
+                .iter()
+                .enumerate()
+                .map(|(i, c)| category_code(c, &format!("policy.admission.categories[{i}]")))
+                .collect::<Result<_, _>>()?,
+            non_admitted_tier: if a.non_admitted_tier == 0 {
+                Tier::Community
+            } else {
+                req_tier(a.non_admitted_tier, "policy.admission.non_admitted_tier")?
+            },
+        }),
+    };
     Ok(Policy {
         county_code,
         severity_tiers,
@@ -308,5 +328,6 @@ pub fn policy_from_wire(p: v1::Policy) -> Result<Policy, FieldViolation> {
         departments,
         sla,
         calendar,
+        admission,
     })
 }

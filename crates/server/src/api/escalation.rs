@@ -374,6 +374,17 @@ impl v1::escalation_service_server::EscalationService for Escalation {
                     let lead_tier = lead.tier().ok_or_else(|| {
                         ApiError::invalid("lead_unit", "not a unit that handles cases")
                     })?;
+                    // 網格事項準入: a matter not admitted for grid staff is never handed down
+                    let to_grid = std::iter::once(&lead)
+                        .chain(&assisting)
+                        .find(|u| u.tier() == Some(domain::Tier::Grid));
+                    if let (Some(grid), Some(rule)) =
+                        (to_grid, env.policy.refuses_for_grid(&env.category.code))
+                    {
+                        return Err(ApiError::FailedPrecondition(format!(
+                            "{rule}: it cannot be dispatched down to grid {grid}"
+                        )));
+                    }
                     let (due, warn) = env.start(env.limits(rec, lead_tier).accept);
                     plan.push(Event::Dispatched {
                         unit: unit.clone(),

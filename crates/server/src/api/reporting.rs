@@ -3,7 +3,7 @@
 use std::pin::Pin;
 
 use chrono::DateTime;
-use domain::region::UnitCode;
+use domain::region::{RegionCode, UnitCode};
 use domain::report::NewReport;
 use futures::{Stream, StreamExt as _};
 use proto::convert;
@@ -33,6 +33,30 @@ impl Reporting {
 impl Ctx {
     /// Files one report: parse and check it, check the caller's area and the registry, then
     /// one transaction in the store. Used by `ReportEvent` and by each item of `SyncReports`.
+    /// 網格事項準入: a grid worker settles on the spot only matters its county admits for grid
+    /// staff. A county without a policy has no list to keep.
+    async fn admitted_for_grid(
+        &self,
+        grid: &RegionCode,
+        category: &domain::policy::CategoryCode,
+    ) -> ApiResult<()> {
+        let Some(county) = grid.county() else {
+            return Ok(());
+        };
+        let policy = match self.directory.policy(&county).await {
+            Ok(p) => p,
+            Err(crate::pipeline::DirectoryError::NoPolicy(_)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        match policy.refuses_for_grid(category) {
+            None => Ok(()),
+            Some(rule) => Err(ApiError::FailedPrecondition(format!(
+                "{rule}: a grid worker may not settle it on the spot; report it without \
+                 self_handled and it goes to the tier the county's policy names"
+            ))),
+        }
+    }
+
     pub async fn report(
         &self,
         who: &Principal,
@@ -83,6 +107,9 @@ impl Ctx {
         let Some(category) = category.filter(|_| violations.is_empty()) else {
             return Err(ApiError::Invalid(violations));
         };
+        if report.self_handled {
+            self.admitted_for_grid(&report.grid, &category.code).await?;
+        }
         let severity = report.severity.unwrap_or(category.default_severity);
         let outcome = self
             .reports

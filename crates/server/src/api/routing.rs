@@ -279,6 +279,7 @@ impl v1::routing_service_server::RoutingService for Routing {
                 .map(|r| r.trim_end().to_owned())
                 .collect(),
             severity: convert::severity_to_wire(decision.severity).into(),
+            admitted: decision.admitted,
         }))
     }
 

@@ -196,6 +196,8 @@ pub fn indicators_to_wire(i: &Indicators) -> v1::Indicators {
         score: i.score,
         return_rate: i.return_rate,
         bad_review_rate: i.bad_review_rate,
+        admitted_matters: c.reported - c.non_admitted,
+        non_admitted_matters: c.non_admitted,
     }
 }
 

@@ -260,6 +260,7 @@ pub fn route_plan(env: &super::Env, rec: &CaseRecord, now: DateTime<Utc>) -> Wor
         tier,
         accept_due_at: due,
         reason: decision.reasons.join("; "),
+        admitted: decision.admitted,
     })?;
     plan.arm(&unit, Clock::Accept, due, warn);
     Ok(plan)

@@ -421,6 +421,7 @@ fn replay_folds_the_log_and_events_round_trip_as_json() {
             tier: Tier::Community,
             accept_due_at: at(60),
             reason: "r".into(),
+            admitted: true,
         },
         Event::Accepted {
             unit: u(COMMUNITY),

@@ -74,6 +74,7 @@ fn routing_must_stay_above_the_grid() {
         tier: Tier::Community,
         accept_due_at: at(60),
         reason: String::new(),
+        admitted: true,
     };
     assert!(matches!(
         reported().apply(&e, at(0)),
@@ -84,6 +85,7 @@ fn routing_must_stay_above_the_grid() {
         tier: Tier::Township,
         accept_due_at: at(60),
         reason: String::new(),
+        admitted: true,
     };
     assert!(reported().apply(&wrong_tier, at(0)).is_err());
 }
