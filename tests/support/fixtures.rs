@@ -162,3 +162,39 @@ pub fn jpeg(seed: u64, n: usize) -> Vec<u8> {
     b.resize(n.max(b.len()), 0x5A);
     b
 }
+
+/// A unit's duty roster on the wire: two teams on 12-hour shifts around the clock, swapping
+/// day and night each day, and the unit's head (staff ids, not people).
+pub fn roster(unit: &str) -> v1::Roster {
+    let person = |id: &str| v1::Person {
+        id: id.into(),
+        name: format!("值班员{id}"),
+    };
+    let shift = |name: &str, start: &str, rotation: [&str; 2]| v1::Shift {
+        name: name.into(),
+        start: start.into(),
+        hours: 12,
+        days: v1::ShiftDays::EveryDay.into(),
+        anchor: "2026-12-01".into(),
+        rotation: rotation.iter().map(|t| (*t).to_owned()).collect(),
+    };
+    v1::Roster {
+        unit_code: unit.into(),
+        teams: vec![
+            v1::Team {
+                name: "甲".into(),
+                members: vec![person("S01"), person("S02")],
+            },
+            v1::Team {
+                name: "乙".into(),
+                members: vec![person("S03")],
+            },
+        ],
+        shifts: vec![
+            shift("白班", "08:00", ["甲", "乙"]),
+            shift("夜班", "20:00", ["乙", "甲"]),
+        ],
+        head: Some(person("H01")),
+        ..Default::default()
+    }
+}

@@ -121,6 +121,11 @@ async fn fixture(s: &TestServer) -> Fixture {
         .case
         .unwrap()
         .case_id;
+    let duty = proto::convert::roster_from_wire(roster(COMMUNITY)).unwrap();
+    s.store
+        .put_roster(&duty, &store::Actor::system())
+        .await
+        .unwrap();
     Fixture {
         own,
         far,
@@ -441,6 +446,28 @@ async fn call(
                     .await,
             )
         }
+        "DutyService/PutRoster" => code(
+            v1::duty_service_client::DutyServiceClient::with_interceptor(s.channel.clone(), b())
+                .put_roster(v1::PutRosterRequest {
+                    roster: Some(roster(if inside { COMMUNITY } else { FAR_COMMUNITY })),
+                })
+                .await,
+        ),
+        "DutyService/GetRoster" => code(
+            v1::duty_service_client::DutyServiceClient::with_interceptor(s.channel.clone(), b())
+                .get_roster(v1::GetRosterRequest {
+                    unit_code: if inside { COMMUNITY } else { FAR_COMMUNITY }.into(),
+                })
+                .await,
+        ),
+        "DutyService/WhoIsOnDuty" => code(
+            v1::duty_service_client::DutyServiceClient::with_interceptor(s.channel.clone(), b())
+                .who_is_on_duty(v1::WhoIsOnDutyRequest {
+                    unit_code: if inside { COMMUNITY } else { FAR_COMMUNITY }.into(),
+                    ..Default::default()
+                })
+                .await,
+        ),
         "ExportService/StreamEvents" if inside => code(
             v1::export_service_client::ExportServiceClient::with_interceptor(
                 s.channel.clone(),

@@ -16,6 +16,7 @@ pub mod policy;
 pub mod record;
 pub mod region;
 pub mod report;
+pub mod roster;
 pub mod seed;
 pub mod source;
 mod types;

@@ -11,6 +11,7 @@ mod demo;
 mod grids;
 mod intake_bench;
 mod open311key;
+mod roster;
 mod stats;
 
 use std::path::PathBuf;
@@ -143,6 +144,8 @@ enum Command {
     /// clock (GRIDD_DEMO_CLOCK_*): reports, acceptances, calls up, escalations, joint
     /// handling, checks and ratings, live; the day's indicators at the end.
     Day(day::DayArgs),
+    /// A unit's duty roster for a week: who is on duty on each shift (365天服務不打烊).
+    Roster(roster::RosterArgs),
 }
 
 pub(crate) type Intercepted = InterceptedService<Channel, Auth>;
@@ -519,6 +522,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::DeadLetters(args) => deadletters::run(args).await?,
         Command::Audit(args) => audit::run(args).await?,
+        Command::Roster(args) => {
+            let conn = Conn::open(&cli.server, cli.token).await?;
+            roster::run(&conn, args).await?;
+        }
         Command::Open311Key(args) => open311key::run(args).await?,
         Command::ContactKey { id } => {
             println!("{}", server::contacts::ContactKeys::new_line(&id));

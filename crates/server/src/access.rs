@@ -173,6 +173,9 @@ pub const TABLE: &[Rule] = &[
     rule("ConsoleService/WatchCases", FIELD, Scope::OwnArea),
     rule("ConsoleService/GetStats", FIELD, Scope::OwnArea),
     rule("ExportService/StreamEvents", PLATFORM, Scope::PlatformFeed),
+    rule("DutyService/PutRoster", ADMIN, Scope::OwnArea),
+    rule("DutyService/GetRoster", UNITS, Scope::OwnArea),
+    rule("DutyService/WhoIsOnDuty", UNITS, Scope::OwnArea),
 ];
 
 const PACKAGE: &str = "griddispatch.v1";

@@ -423,6 +423,12 @@ pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
                 ctx.clone(),
             ))
             .max_decoding_message_size(max_message),
+        )
+        .add_service(
+            v1::duty_service_server::DutyServiceServer::new(crate::api::duty::Duty::new(
+                ctx.clone(),
+            ))
+            .max_decoding_message_size(max_message),
         );
     let grpc = std::mem::take(routes.axum_router_mut());
     *routes.axum_router_mut() = grpc

@@ -23,6 +23,7 @@ mod open311;
 mod outbox;
 mod pending;
 mod registry;
+mod roster;
 mod rows;
 mod scope;
 mod stats;

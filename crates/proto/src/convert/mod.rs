@@ -11,9 +11,11 @@ use crate::v1;
 
 mod registry;
 mod report;
+mod roster;
 
 pub use registry::*;
 pub use report::*;
+pub use roster::*;
 
 type Violations = Vec<FieldViolation>;
 

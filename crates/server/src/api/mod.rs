@@ -12,6 +12,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::pipeline::{Directory, Env, Plan, Wake};
 
 pub mod console;
+pub mod duty;
 pub mod escalation;
 pub mod export;
 pub mod handling;
