@@ -90,6 +90,8 @@ struct Setup {
     contact_keys: Option<String>,
     /// Where media go; `None`: a folder of its own.
     media: Option<server::media::MediaStore>,
+    /// The duty notifier; `None`: nobody is called.
+    notifier: Option<server::notify::NotifierOptions>,
 }
 
 impl Default for Setup {
@@ -101,6 +103,7 @@ impl Default for Setup {
             tls: None,
             contact_keys: None,
             media: None,
+            notifier: None,
         }
     }
 }
@@ -182,6 +185,21 @@ impl TestServer {
             pool,
             Setup {
                 contact_keys: Some(key_file.to_owned()),
+                ..Setup::default()
+            },
+        )
+        .await
+    }
+
+    /// Every role, with the duty notifier making its calls through `notifier`.
+    pub async fn start_with_notifier(
+        pool: PgPool,
+        notifier: server::notify::NotifierOptions,
+    ) -> TestServer {
+        Self::start_fresh(
+            pool,
+            Setup {
+                notifier: Some(notifier),
                 ..Setup::default()
             },
         )
@@ -280,6 +298,7 @@ impl TestServer {
             tls,
             contact_keys,
             media,
+            notifier,
         } = setup;
         let contact_keys =
             contact_keys.unwrap_or_else(|| server::contacts::ContactKeys::new_line("test-1"));
@@ -342,6 +361,7 @@ impl TestServer {
             }),
             metrics: Some(metrics),
             cors_origins: vec![BOARD_ORIGIN.to_owned()],
+            notifier,
         })
         .await
         .unwrap();

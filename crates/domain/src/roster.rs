@@ -165,6 +165,23 @@ impl Roster {
         out
     }
 
+    /// Whom to call at `at`, in order: each person on duty once, then the head.
+    #[must_use]
+    pub fn call_order(&self, cal: &WorkCalendar, at: DateTime<Utc>) -> Vec<Person> {
+        let mut out: Vec<Person> = Vec::new();
+        for p in self
+            .on_duty(cal, at)
+            .into_iter()
+            .map(|o| o.person)
+            .chain(std::iter::once(self.head.clone()))
+        {
+            if !out.iter().any(|q| q.id == p.id) {
+                out.push(p);
+            }
+        }
+        out
+    }
+
     /// Every shift that starts on a local date from `from` to `to` inclusive, in order, with
     /// who works it: a unit's week as `gridctl roster` shows it.
     #[must_use]

@@ -262,6 +262,7 @@ async fn serve(cfg: Config, no_migrate: bool, roles: server::RoleSet) -> anyhow:
         media,
         metrics,
         cors_origins: cfg.cors_origin_list().map_err(anyhow::Error::msg)?,
+        notifier: server::notify::NotifierOptions::from_config(&cfg).map_err(anyhow::Error::msg)?,
     })
     .await
     .context("starting the server")?;

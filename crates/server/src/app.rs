@@ -142,6 +142,8 @@ pub struct ServerOptions {
     pub metrics: Option<TcpListener>,
     /// Web origins whose pages may call the API from a browser (CORS); empty: none.
     pub cors_origins: Vec<String>,
+    /// The duty notifier (`crate::notify`), run beside the timers; `None`: nobody is called.
+    pub notifier: Option<crate::notify::NotifierOptions>,
 }
 
 /// The largest request message by default: a report with its attachment references is a few
@@ -277,6 +279,15 @@ pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
             reread: w.timer_reread,
         };
         workers.push(tokio::spawn(timers.run(shutdown.clone())));
+        if let Some(options) = opts.notifier.clone() {
+            let notifier = crate::notify::DutyNotifier {
+                store: opts.store.clone(),
+                directory: directory.clone(),
+                clock: opts.clock.clone(),
+                options,
+            };
+            workers.push(tokio::spawn(notifier.run(shutdown.clone())));
+        }
     }
     if roles.has(|_, _, _, _, reconciler| reconciler) {
         let rec = Reconciler {
@@ -368,6 +379,9 @@ pub async fn start(opts: ServerOptions) -> std::io::Result<Running> {
         .await;
     health
         .set_serving::<v1::media_service_server::MediaServiceServer<crate::api::media::Media>>()
+        .await;
+    health
+        .set_serving::<v1::duty_service_server::DutyServiceServer<crate::api::duty::Duty>>()
         .await;
     // reflection in both versions: grpcurl and current tools speak v1; Python's
     // grpcio-reflection, Evans, Postman and older grpcurl still speak v1alpha

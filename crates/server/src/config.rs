@@ -22,6 +22,12 @@ pub struct Config {
     /// `GRIDD_METRICS_LISTEN`, e.g. `0.0.0.0:9464`: where `GET /metrics` is served, for any
     /// role; unset: nowhere. Keep it off the public network: it takes no token.
     pub metrics_listen: Option<SocketAddr>,
+    /// `GRIDD_NOTIFY_WEBHOOK_URL`: where the duty notifier POSTs its calls (ADR 0043); unset:
+    /// nobody is called. `GRIDD_NOTIFY_WEBHOOK_SECRET_FILE` holds the HMAC key that signs them;
+    /// `GRIDD_NOTIFY_ANSWER_SECS` (300) is how long a call waits before the next person's.
+    pub notify_webhook_url: Option<String>,
+    pub notify_webhook_secret_file: Option<PathBuf>,
+    pub notify_answer_secs: u64,
     /// `GRIDD_DEMO_CLOCK_SPEED`: a demo's accelerated clock, this many times the wall
     /// clock's pace (1: the wall clock). Loopback only.
     pub demo_clock_speed: f64,
@@ -127,6 +133,9 @@ impl Default for Config {
             redis_url: "redis://127.0.0.1:6379".into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             metrics_listen: None,
+            notify_webhook_url: None,
+            notify_webhook_secret_file: None,
+            notify_answer_secs: 300,
             cors_origins: String::new(),
             demo_clock_speed: 1.0,
             demo_clock_start: None,
@@ -265,6 +274,7 @@ impl Config {
         }
         self.clock()?;
         self.cors_origin_list()?;
+        crate::notify::NotifierOptions::from_config(self)?;
         if self.metrics_listen == Some(self.listen) {
             return bad("METRICS_LISTEN", "another address than GRIDD_LISTEN");
         }

@@ -17,6 +17,7 @@ pub mod failpoint;
 pub mod limits;
 pub mod media;
 pub mod metrics;
+pub mod notify;
 pub mod open311;
 pub mod pipeline;
 pub mod telemetry;
