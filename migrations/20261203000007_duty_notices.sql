@@ -14,6 +14,8 @@ CREATE TABLE duty_notices (
                  CHECK (status IN ('waiting', 'pending', 'delivered', 'dead', 'answered', 'unanswered')),
     attempts     integer NOT NULL DEFAULT 0,
     next_at      timestamptz NOT NULL,
+    -- who holds the call for delivery now: only that holder may settle it
+    claim        uuid,
     -- when a delivered call counts as unanswered and the next step is called
     answer_by    timestamptz,
     last_error   text,

@@ -80,7 +80,8 @@ async fn calls_go_through_a_flaky_receiver_once_then_to_the_next_person_and_stop
         pool,
         NotifierOptions {
             notifier: Arc::new(Webhook::new(&url, KEY).unwrap()),
-            answer_within: Duration::from_secs(1),
+            // long enough for the accept below to land first on a busy machine
+            answer_within: Duration::from_secs(3),
             max_attempts: 4,
             retry_base: Duration::from_millis(100),
             poll: Duration::from_millis(100),
@@ -92,21 +93,23 @@ async fn calls_go_through_a_flaky_receiver_once_then_to_the_next_person_and_stop
         .put_roster(&duty, &store::Actor::system())
         .await
         .unwrap();
-    // whom the community's roster calls now: those on duty, then the head
-    let cal = domain::seed::parse(domain::seed::SAMPLE).unwrap().policies[0]
-        .calendar
-        .clone();
-    let order: Vec<String> = duty
-        .call_order(&cal, chrono::Utc::now())
-        .into_iter()
-        .map(|p| p.id)
-        .collect();
-    assert_eq!(order.last().unwrap(), "H01");
-
     // nobody accepts: each person on duty in turn, each call kept once; the head's calls
     // never get through and are dead-lettered
     let case = s.routed_case(GRID, "0501").await;
     let id: domain::CaseId = case.case_id.parse().unwrap();
+    // whom the community's roster calls when the case reached it: those on duty, then the head
+    let cal = domain::seed::parse(domain::seed::SAMPLE).unwrap().policies[0]
+        .calendar
+        .clone();
+    let routed = s.get_case(&case.case_id).await.events;
+    let routed_at =
+        proto::convert::from_timestamp(routed[1].recorded_at.as_ref().unwrap()).unwrap();
+    let order: Vec<String> = duty
+        .call_order(&cal, routed_at)
+        .into_iter()
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(order.last().unwrap(), "H01");
     let on_duty = &order[..order.len() - 1];
     s.eventually(20, "every call made", || async {
         let n = s.store.notices_of(id).await.unwrap();
@@ -156,5 +159,83 @@ async fn calls_go_through_a_flaky_receiver_once_then_to_the_next_person_and_stop
     tokio::time::sleep(Duration::from_millis(500)).await;
     let calls = s.store.notices_of(second_id).await.unwrap();
     assert!(calls[1..].iter().all(|c| c.2 == "waiting"), "{calls:?}");
+    s.stop().await;
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn a_holder_whose_lease_ran_out_settles_nothing_and_accepted_cases_are_not_called(
+    pool: PgPool,
+) {
+    let s = TestServer::start(pool).await;
+    let case = s.routed_case(GRID, "0501").await;
+    let id: domain::CaseId = case.case_id.parse().unwrap();
+    let statuses = || async {
+        s.store
+            .notices_of(id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.2)
+            .collect::<Vec<_>>()
+    };
+    // two calls about the case reaching the community (its routed event, version 2)
+    let from = s.store.notifier_cursor().await.unwrap();
+    let calls: Vec<store::NewNotice> = (0..2)
+        .map(|step| store::NewNotice {
+            case_id: id,
+            version: 2,
+            unit: COMMUNITY.into(),
+            step,
+            person_id: format!("S0{step}"),
+            person_name: format!("值班员S0{step}"),
+        })
+        .collect();
+    let now = chrono::Utc::now();
+    assert!(s.store.add_notices(from, from, &calls, now).await.unwrap());
+    assert!(
+        !s.store
+            .add_notices(from - 1, from, &calls, now)
+            .await
+            .unwrap(),
+        "a window another notifier took is not recorded twice"
+    );
+    let sec = chrono::Duration::seconds;
+    let stale = s.store.claim_notices(now, now + sec(1), 10).await.unwrap();
+    assert_eq!(stale.len(), 1);
+    // the lease runs out and another holder claims the call
+    let fresh = s
+        .store
+        .claim_notices(now + sec(2), now + sec(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(fresh.len(), 1);
+    // the stale holder's last failure neither dead-letters it nor calls the next person
+    s.store
+        .notice_failed(&stale[0], None, "timed out", now)
+        .await
+        .unwrap();
+    assert_eq!(statuses().await, ["pending", "waiting"]);
+    s.store
+        .notice_delivered(&fresh[0], now + sec(60))
+        .await
+        .unwrap();
+    assert_eq!(statuses().await, ["delivered", "waiting"]);
+    // the community accepts: the call is answered when its time comes, and nobody else called
+    s.escalation(TestServer::staff(COMMUNITY))
+        .accept(v1::AcceptRequest {
+            case_id: case.case_id.clone(),
+            unit_code: COMMUNITY.into(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap();
+    assert!(
+        s.store
+            .settle_unanswered(now + sec(61), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(statuses().await, ["answered", "waiting"]);
     s.stop().await;
 }

@@ -99,7 +99,8 @@ impl Notifier for Webhook {
             .body(body)
             .send()
             .await
-            .map_err(|e| format!("the webhook did not answer: {e}"))?;
+            // the error without the URL: a webhook's URL may carry its own token
+            .map_err(|e| format!("the webhook did not answer: {}", e.without_url()))?;
         if r.status().is_success() {
             Ok(())
         } else {
@@ -166,6 +167,9 @@ pub struct DutyNotifier {
     pub options: NotifierOptions,
 }
 
+/// Calls claimed at a time.
+const BATCH: i64 = 20;
+
 /// The units an event puts the case in the queue of.
 fn queued_at(e: &Event) -> Vec<&UnitCode> {
     match e {
@@ -196,14 +200,17 @@ impl DutyNotifier {
         info!("duty notifier stopped");
     }
 
+    /// Each stage on its own: one that fails does not hold up the others.
     async fn step(&self) -> Result<(), store::StoreError> {
-        self.record_calls().await?;
-        self.deliver_due().await?;
-        self.store
-            .settle_unanswered(self.clock.now(), 100)
-            .await?
-            .iter()
-            .for_each(|n| info!(case_id = %n.case_id, unit = %n.unit_code, step = n.step, "call unanswered; calling the next person"));
+        if let Err(e) = self.record_calls().await {
+            warn!(error = %e, "reading the feed for duty calls failed");
+        }
+        if let Err(e) = self.deliver_due().await {
+            warn!(error = %e, "delivering duty calls failed");
+        }
+        for n in self.store.settle_unanswered(self.clock.now(), 100).await? {
+            info!(case_id = %n.case_id, unit = %n.unit_code, step = n.step, "call unanswered; calling the next person");
+        }
         Ok(())
     }
 
@@ -220,8 +227,14 @@ impl DutyNotifier {
                 continue;
             };
             for unit in queued_at(&event) {
-                let Some((roster, _, _)) = self.store.get_roster(unit).await? else {
-                    continue;
+                // a unit whose roster or calendar cannot be read is skipped, not the window
+                let roster = match self.store.get_roster(unit).await {
+                    Ok(Some((r, _, _))) => r,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        warn!(%unit, error = %e, "a roster cannot be read; its unit is not called");
+                        continue;
+                    }
                 };
                 let cal = match unit.county() {
                     None => domain::calendar::WorkCalendar::default(),
@@ -231,8 +244,8 @@ impl DutyNotifier {
                             domain::calendar::WorkCalendar::default()
                         }
                         Err(e) => {
-                            warn!(error = %e, "no calendar for the duty notifier");
-                            return Ok(());
+                            warn!(%unit, error = %e, "no calendar; the unit is not called");
+                            continue;
                         }
                     },
                 };
@@ -257,15 +270,16 @@ impl DutyNotifier {
 
     async fn deliver_due(&self) -> Result<(), store::StoreError> {
         let now = self.clock.now();
-        let lease = now + chrono::Duration::seconds(60);
-        for n in self.store.claim_notices(now, lease, 50).await? {
+        // a batch is sent one call at a time: its lease covers every call's timeout
+        let lease = now + chrono::Duration::seconds(BATCH * 15);
+        for n in self.store.claim_notices(now, lease, BATCH).await? {
             let call = call_of(&n);
             match self.options.notifier.deliver(&call).await {
                 Ok(()) => {
                     let by = self.clock.now()
                         + chrono::Duration::from_std(self.options.answer_within)
                             .unwrap_or_default();
-                    self.store.notice_delivered(n.notice_id, by).await?;
+                    self.store.notice_delivered(&n, by).await?;
                 }
                 Err(e) => {
                     let retry = (n.attempts + 1 < self.options.max_attempts)

@@ -31,10 +31,21 @@ pub struct Notice {
     pub person_id: String,
     pub person_name: String,
     pub attempts: i32,
+    /// This holder's claim: only it may settle the call.
+    pub claim: Option<Uuid>,
 }
 
 const COLUMNS: &str =
-    "notice_id, case_id, version, unit_code, step, person_id, person_name, attempts";
+    "notice_id, case_id, version, unit_code, step, person_id, person_name, attempts, claim";
+
+/// The call still matters: its case waits for its unit to accept it, and no later event put
+/// the case in that unit's queue again (that one has calls of its own).
+const STILL_WAITING: &str = "EXISTS (SELECT 1 FROM assignments a
+                         WHERE a.case_id = n.case_id AND a.unit_code = n.unit_code
+                           AND a.status = 'PENDING_ACCEPT')
+            AND NOT EXISTS (SELECT 1 FROM duty_notices m
+                             WHERE m.case_id = n.case_id AND m.unit_code = n.unit_code
+                               AND m.version > n.version)";
 
 impl Store {
     /// Where the notifier has read the feed to; the first call starts it at the feed's head
@@ -99,15 +110,23 @@ impl Store {
     }
 
     /// Claims up to `limit` calls due at `now` for delivery: each is out of others' reach
-    /// until `lease_until`, when it is due again if its delivery was never settled.
+    /// until `lease_until`, when it is due again if its delivery was never settled. Calls
+    /// whose unit has accepted the case meanwhile are answered, not delivered.
     pub async fn claim_notices(
         &self,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<Notice>> {
+        sqlx::query(&format!(
+            "UPDATE duty_notices n SET status = 'answered', claim = NULL
+              WHERE n.status = 'pending' AND n.next_at <= $1 AND NOT ({STILL_WAITING})"
+        ))
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
         Ok(sqlx::query_as(&format!(
-            "UPDATE duty_notices SET next_at = $2
+            "UPDATE duty_notices SET next_at = $2, claim = gen_random_uuid()
               WHERE notice_id IN (SELECT notice_id FROM duty_notices
                                    WHERE status = 'pending' AND next_at <= $1
                                    ORDER BY next_at LIMIT $3 FOR UPDATE SKIP LOCKED)
@@ -121,14 +140,16 @@ impl Store {
     }
 
     /// The call reached its receiver; unanswered by `answer_by`, the next person is called.
-    pub async fn notice_delivered(&self, id: Uuid, answer_by: DateTime<Utc>) -> Result<()> {
+    /// Nothing changes when another holder has claimed the call since (its lease ran out).
+    pub async fn notice_delivered(&self, n: &Notice, answer_by: DateTime<Utc>) -> Result<()> {
         sqlx::query(
             "UPDATE duty_notices SET status = 'delivered', attempts = attempts + 1,
-                    answer_by = $2, last_error = NULL
-              WHERE notice_id = $1 AND status = 'pending'",
+                    answer_by = $2, last_error = NULL, claim = NULL
+              WHERE notice_id = $1 AND status = 'pending' AND claim = $3",
         )
-        .bind(id)
+        .bind(n.notice_id)
         .bind(answer_by)
+        .bind(n.claim)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -144,18 +165,20 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "UPDATE duty_notices SET attempts = attempts + 1, last_error = $2,
+        let settled = sqlx::query(
+            "UPDATE duty_notices SET attempts = attempts + 1, last_error = $2, claim = NULL,
                     status = CASE WHEN $3::timestamptz IS NULL THEN 'dead' ELSE status END,
                     next_at = COALESCE($3, next_at)
-              WHERE notice_id = $1 AND status = 'pending'",
+              WHERE notice_id = $1 AND status = 'pending' AND claim = $4",
         )
         .bind(n.notice_id)
         .bind(error.chars().take(500).collect::<String>())
         .bind(retry_at)
+        .bind(n.claim)
         .execute(&mut *tx)
-        .await?;
-        if retry_at.is_none() {
+        .await?
+        .rows_affected();
+        if settled == 1 && retry_at.is_none() {
             call_next(&mut tx, n, now).await?;
         }
         tx.commit().await?;
@@ -167,26 +190,20 @@ impl Store {
     /// next person in the call order is due now. Answers the unanswered ones.
     pub async fn settle_unanswered(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<Notice>> {
         let mut tx = self.pool.begin().await?;
-        let due: Vec<Notice> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM duty_notices
+        let due: Vec<(Notice, bool)> = sqlx::query_as::<_, NoticeWaiting>(&format!(
+            "SELECT {COLUMNS}, {STILL_WAITING} AS waiting FROM duty_notices n
               WHERE status = 'delivered' AND answer_by <= $1
               ORDER BY answer_by LIMIT $2 FOR UPDATE SKIP LOCKED"
         ))
         .bind(now)
         .bind(limit)
         .fetch_all(&mut *tx)
-        .await?;
+        .await?
+        .into_iter()
+        .map(|r| (r.notice, r.waiting))
+        .collect();
         let mut unanswered = Vec::new();
-        for n in due {
-            let waiting: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM assignments
-                                 WHERE case_id = $1 AND unit_code = $2
-                                   AND status = 'PENDING_ACCEPT')",
-            )
-            .bind(n.case_id)
-            .bind(&n.unit_code)
-            .fetch_one(&mut *tx)
-            .await?;
+        for (n, waiting) in due {
             sqlx::query("UPDATE duty_notices SET status = $2 WHERE notice_id = $1")
                 .bind(n.notice_id)
                 .bind(if waiting { "unanswered" } else { "answered" })
@@ -213,13 +230,20 @@ impl Store {
     }
 }
 
-/// Makes the call after `n` due now, if there is one.
+#[derive(sqlx::FromRow)]
+struct NoticeWaiting {
+    #[sqlx(flatten)]
+    notice: Notice,
+    waiting: bool,
+}
+
+/// Makes the call after `n` due now, if there is one and the case still waits for the unit.
 async fn call_next(tx: &mut sqlx::PgConnection, n: &Notice, now: DateTime<Utc>) -> Result<()> {
-    sqlx::query(
-        "UPDATE duty_notices SET status = 'pending', next_at = $5
+    sqlx::query(&format!(
+        "UPDATE duty_notices n SET status = 'pending', next_at = $5
           WHERE case_id = $1 AND version = $2 AND unit_code = $3 AND step = $4
-            AND status = 'waiting'",
-    )
+            AND status = 'waiting' AND {STILL_WAITING}"
+    ))
     .bind(n.case_id)
     .bind(n.version)
     .bind(&n.unit_code)
