@@ -213,6 +213,12 @@ async fn morning(s: &TestServer) {
 async fn a_dispatcher_sees_a_case_arrive_live_and_dispatches_it_from_the_board(pool: PgPool) {
     let s = TestServer::start(pool).await;
     morning(&s).await;
+    // the command centre's duty roster: the board says who is on duty now
+    let duty = proto::convert::roster_from_wire(roster(COUNTY)).unwrap();
+    s.store
+        .put_roster(&duty, &store::Actor::system())
+        .await
+        .unwrap();
     let b = Browser::start().await;
     let c = b.c();
 
@@ -227,6 +233,7 @@ async fn a_dispatcher_sees_a_case_arrive_live_and_dispatches_it_from_the_board(p
     b.wait_for("#status.live-ok").await;
     b.wait_for("#case-table tr.case").await;
     b.wait_for("#map path.grid.heat-1").await;
+    b.wait_text("#duty", "当前值班: 值班员S0").await;
     let kept = c
         .execute(
             "return [localStorage.length, sessionStorage.length, document.cookie]",

@@ -78,7 +78,8 @@ function stop() {
 
 function signOut() {
   stop();
-  Object.assign(state, { token: null, me: null, cases: new Map(), live: [], cursor: "", stats: null, open: null });
+  Object.assign(state, { token: null, me: null, cases: new Map(), live: [], cursor: "", stats: null, open: null, duty: null });
+  $("duty").textContent = "";
   $("case-layer").replaceChildren();
   showLogin();
 }
@@ -120,6 +121,26 @@ async function loadStats() {
   }
 }
 
+/** Who is on duty at the signed-in unit now (365天服務不打烊); nothing when it keeps no roster. */
+async function loadDuty() {
+  if (!state.me.unit) return;
+  try {
+    const r = await call("DutyService/WhoIsOnDuty", "WhoIsOnDutyRequest", "WhoIsOnDutyResponse",
+      { unit_code: state.me.unit });
+    state.duty = r.on_duty;
+  } catch {
+    state.duty = null;
+  }
+  renderDuty();
+}
+
+function renderDuty() {
+  const d = state.duty;
+  $("duty").textContent = d?.length
+    ? `${t("onDuty")}: ${d.map((x) => `${x.person?.name ?? ""}`).join("、")} (${d[0].shift})`
+    : "";
+}
+
 /** Indicators again soon after changes, at most every ten seconds. */
 let statsDue = null;
 function statsSoon() {
@@ -145,7 +166,9 @@ async function start() {
   await loadCases();
   render();
   loadStats();
+  loadDuty();
   state.timers.push(setInterval(loadStats, STATS_EVERY_MS));
+  state.timers.push(setInterval(loadDuty, STATS_EVERY_MS));
   state.timers.push(setInterval(renderClocks, 15_000));
 }
 
@@ -230,6 +253,7 @@ function renderAll() {
   document.title = t("title");
   if (state.token) {
     if (liveOk !== null) setLive(liveOk);
+    renderDuty();
     render();
     renderIndicators();
     $("live-list").replaceChildren(...state.live.map((ch) => v.change(ch, state.units)));

@@ -59,6 +59,7 @@ const LABELS = {
     hours: "小时",
     days: "天",
     cases: "件",
+    onDuty: "当前值班",
     lang: "English",
   },
   en: {
@@ -120,6 +121,7 @@ const LABELS = {
     hours: "h",
     days: "d",
     cases: "cases",
+    onDuty: "On duty",
     lang: "中文",
   },
 };
