@@ -16,9 +16,9 @@ const FIRE_HAZARD: &str = "0201";
 /// 暴露垃圾: on it (its top-level category 05 is).
 const RUBBISH: &str = "0501";
 
-async fn admit_only_environment_and_order(s: &TestServer) -> v1::Policy {
-    let mut admin = s.admin_routing();
-    let before = admin
+/// The sample county's policy as GetPolicy answers it.
+async fn county_policy(s: &TestServer) -> v1::Policy {
+    s.admin_routing()
         .get_policy(v1::GetPolicyRequest {
             county_code: COUNTY.into(),
         })
@@ -26,7 +26,12 @@ async fn admit_only_environment_and_order(s: &TestServer) -> v1::Policy {
         .unwrap()
         .into_inner()
         .policy
-        .unwrap();
+        .unwrap()
+}
+
+async fn admit_only_environment_and_order(s: &TestServer) -> v1::Policy {
+    let mut admin = s.admin_routing();
+    let before = county_policy(s).await;
     let mut policy = before.clone();
     policy.admission = Some(v1::MatterAdmission {
         categories: vec!["05".into(), "06".into()],
@@ -225,15 +230,7 @@ async fn a_matter_not_admitted_skips_the_grid_and_is_never_handed_down(pool: PgP
 async fn a_list_that_would_start_a_matter_at_the_grid_is_refused(pool: PgPool) {
     let s = TestServer::start(pool).await;
     let mut admin = s.admin_routing();
-    let mut policy = admin
-        .get_policy(v1::GetPolicyRequest {
-            county_code: COUNTY.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .policy
-        .unwrap();
+    let mut policy = county_policy(&s).await;
     let version = policy.version;
     for (categories, tier, field) in [
         (
@@ -260,15 +257,7 @@ async fn a_list_that_would_start_a_matter_at_the_grid_is_refused(pool: PgPool) {
         assert_eq!(err.code(), Code::InvalidArgument, "{}", err.message());
         assert_eq!(violated_fields(&err), [field]);
     }
-    let now = admin
-        .get_policy(v1::GetPolicyRequest {
-            county_code: COUNTY.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .policy
-        .unwrap();
+    let now = county_policy(&s).await;
     assert_eq!(now.version, version, "a refused policy is not stored");
     assert!(now.admission.is_none());
     s.stop().await;

@@ -122,13 +122,22 @@ impl Browser {
 
     /// Waits until the element's text holds `want`.
     async fn wait_text(&self, css: &str, want: &str) {
+        self.wait_until(css, want, |text| text.contains(want)).await;
+    }
+
+    /// Waits until the element's text is exactly `want` (a count).
+    async fn wait_exact(&self, css: &str, want: &str) {
+        self.wait_until(css, want, |text| text.trim() == want).await;
+    }
+
+    async fn wait_until(&self, css: &str, want: &str, ok: impl Fn(&str) -> bool) {
         let started = Instant::now();
         loop {
             let text = match self.c().find(Locator::Css(css)).await {
                 Ok(e) => e.text().await.unwrap_or_default(),
                 Err(_) => String::new(),
             };
-            if text.contains(want) {
+            if ok(&text) {
                 return;
             }
             assert!(
@@ -287,7 +296,7 @@ async fn a_dispatcher_sees_a_case_arrive_live_and_dispatches_it_from_the_board(p
     }
     b.wait_for(&format!("#live-list li.ev-called_up[data-case='{id}']"))
         .await;
-    b.wait_text(".queue[data-tier='4'] .q-count", "1").await;
+    b.wait_exact(".queue[data-tier='4'] .q-count", "1").await;
 
     // the dispatcher opens it: events, assignments, the photo, and the dispatch form
     b.click(&format!("#case-table tr[data-case='{id}']")).await;
@@ -312,8 +321,8 @@ async fn a_dispatcher_sees_a_case_arrive_live_and_dispatches_it_from_the_board(p
         .await;
     b.wait_text("#case-lead", "城市管理").await;
     // out of the county's queue, into its lead department's
-    b.wait_text(".queue[data-tier='dept'] .q-count", "1").await;
-    b.wait_text(".queue[data-tier='4'] .q-count", "0").await;
+    b.wait_exact(".queue[data-tier='dept'] .q-count", "1").await;
+    b.wait_exact(".queue[data-tier='4'] .q-count", "0").await;
     // and the record says the same: the county dispatched it to the lead and its helper
     let r = s.get_case(&id).await;
     let case = r.case.unwrap();

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::clock::SharedClock;
-use crate::pipeline::{Directory, DirectoryError};
+use crate::pipeline::Directory;
 
 /// What a receiver is told.
 #[derive(Debug, Clone, Serialize)]
@@ -237,17 +237,15 @@ impl DutyNotifier {
                     }
                 };
                 let cal = match unit.county() {
-                    None => domain::calendar::WorkCalendar::default(),
-                    Some(c) => match self.directory.policy(&c).await {
-                        Ok(p) => p.calendar.clone(),
-                        Err(DirectoryError::NoPolicy(_)) => {
-                            domain::calendar::WorkCalendar::default()
-                        }
-                        Err(e) => {
-                            warn!(%unit, error = %e, "no calendar; the unit is not called");
-                            continue;
-                        }
-                    },
+                    None => Ok(domain::calendar::WorkCalendar::default()),
+                    Some(c) => self.directory.calendar(&c).await,
+                };
+                let cal = match cal {
+                    Ok(cal) => cal,
+                    Err(e) => {
+                        warn!(%unit, error = %e, "no calendar; the unit is not called");
+                        continue;
+                    }
                 };
                 let order = roster.call_order(&cal, fe.event.recorded_at);
                 for (step, p) in order.into_iter().enumerate() {

@@ -343,26 +343,14 @@ impl Store {
         }
         let body = serde_json::to_value(policy).expect("a policy serialises");
         let mut tx = self.pool.begin().await?;
-        let row: Option<(i64, DateTime<Utc>)> = sqlx::query_as(
-            "INSERT INTO policies (county_code, version, body) VALUES ($1, 1, $2)
-             ON CONFLICT (county_code) DO UPDATE
-                SET version = policies.version + 1, body = EXCLUDED.body, updated_at = now()
-              WHERE policies.body IS DISTINCT FROM EXCLUDED.body
-             RETURNING version, updated_at",
+        let (version, at) = put_versioned(
+            &mut tx,
+            "policies",
+            "county_code",
+            policy.county_code.as_str(),
+            &body,
         )
-        .bind(policy.county_code.as_str())
-        .bind(&body)
-        .fetch_optional(&mut *tx)
         .await?;
-        let (version, at) = match row {
-            Some(r) => r,
-            None => {
-                sqlx::query_as("SELECT version, updated_at FROM policies WHERE county_code = $1")
-                    .bind(policy.county_code.as_str())
-                    .fetch_one(&mut *tx)
-                    .await?
-            }
-        };
         audit(
             &mut tx,
             actor,
@@ -388,6 +376,37 @@ impl Store {
             Ok((p, u64::try_from(v).unwrap_or_default(), at))
         })
         .transpose()
+    }
+}
+
+/// Stores `body` under `key` in a versioned table (`policies`, `rosters`): the next version
+/// when the body changed, nothing when it did not. Answers the version and time it holds.
+pub(crate) async fn put_versioned(
+    tx: &mut sqlx::PgConnection,
+    table: &str,
+    key_column: &str,
+    key: &str,
+    body: &serde_json::Value,
+) -> Result<(i64, DateTime<Utc>)> {
+    let row: Option<(i64, DateTime<Utc>)> = sqlx::query_as(&format!(
+        "INSERT INTO {table} ({key_column}, version, body) VALUES ($1, 1, $2)
+         ON CONFLICT ({key_column}) DO UPDATE
+            SET version = {table}.version + 1, body = EXCLUDED.body, updated_at = now()
+          WHERE {table}.body IS DISTINCT FROM EXCLUDED.body
+         RETURNING version, updated_at"
+    ))
+    .bind(key)
+    .bind(body)
+    .fetch_optional(&mut *tx)
+    .await?;
+    match row {
+        Some(r) => Ok(r),
+        None => Ok(sqlx::query_as(&format!(
+            "SELECT version, updated_at FROM {table} WHERE {key_column} = $1"
+        ))
+        .bind(key)
+        .fetch_one(&mut *tx)
+        .await?),
     }
 }
 

@@ -5,7 +5,7 @@ use domain::region::UnitCode;
 use domain::roster::Roster;
 
 use crate::cases::Actor;
-use crate::registry::audit;
+use crate::registry::{audit, put_versioned};
 use crate::rows::corrupt;
 use crate::{Result, Store, StoreError};
 
@@ -25,26 +25,8 @@ impl Store {
         }
         let body = serde_json::to_value(roster).expect("a roster serialises");
         let mut tx = self.pool.begin().await?;
-        let row: Option<(i64, DateTime<Utc>)> = sqlx::query_as(
-            "INSERT INTO rosters (unit_code, version, body) VALUES ($1, 1, $2)
-             ON CONFLICT (unit_code) DO UPDATE
-                SET version = rosters.version + 1, body = EXCLUDED.body, updated_at = now()
-              WHERE rosters.body IS DISTINCT FROM EXCLUDED.body
-             RETURNING version, updated_at",
-        )
-        .bind(roster.unit.as_str())
-        .bind(&body)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let (version, at) = match row {
-            Some(r) => r,
-            None => {
-                sqlx::query_as("SELECT version, updated_at FROM rosters WHERE unit_code = $1")
-                    .bind(roster.unit.as_str())
-                    .fetch_one(&mut *tx)
-                    .await?
-            }
-        };
+        let (version, at) =
+            put_versioned(&mut tx, "rosters", "unit_code", roster.unit.as_str(), &body).await?;
         audit(
             &mut tx,
             actor,

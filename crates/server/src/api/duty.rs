@@ -38,14 +38,22 @@ impl Duty {
     }
 
     async fn calendar(&self, unit: &UnitCode) -> ApiResult<WorkCalendar> {
-        let Some(county) = unit.county() else {
-            return Ok(WorkCalendar::default());
-        };
-        match self.ctx.directory.policy(&county).await {
-            Ok(p) => Ok(p.calendar.clone()),
-            Err(crate::pipeline::DirectoryError::NoPolicy(_)) => Ok(WorkCalendar::default()),
-            Err(e) => Err(e.into()),
+        match unit.county() {
+            None => Ok(WorkCalendar::default()),
+            Some(county) => Ok(self.ctx.directory.calendar(&county).await?),
         }
+    }
+
+    /// The unit's roster, with its version and time.
+    async fn roster(
+        &self,
+        unit: &UnitCode,
+    ) -> ApiResult<(domain::roster::Roster, u64, DateTime<Utc>)> {
+        self.ctx
+            .store
+            .get_roster(unit)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("unit {unit} has no roster")))
     }
 }
 
@@ -84,13 +92,7 @@ impl v1::duty_service_server::DutyService for Duty {
     ) -> Result<Response<v1::GetRosterResponse>, Status> {
         let who = principal(&req)?;
         let unit = Self::unit(&who, &req.get_ref().unit_code, "unit_code")?;
-        let (roster, version, at) = self
-            .ctx
-            .store
-            .get_roster(&unit)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::NotFound(format!("unit {unit} has no roster")))?;
+        let (roster, version, at) = self.roster(&unit).await?;
         Ok(Response::new(v1::GetRosterResponse {
             roster: Some(convert::roster_to_wire(&roster, version, at)),
         }))
@@ -114,13 +116,7 @@ impl v1::duty_service_server::DutyService for Duty {
             )
             .into());
         }
-        let (roster, _, _) = self
-            .ctx
-            .store
-            .get_roster(&unit)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::NotFound(format!("unit {unit} has no roster")))?;
+        let (roster, _, _) = self.roster(&unit).await?;
         let cal = self.calendar(&unit).await?;
         let duties = match until {
             None => roster.on_duty(&cal, at),

@@ -43,10 +43,8 @@ impl Ctx {
         let Some(county) = grid.county() else {
             return Ok(());
         };
-        let policy = match self.directory.policy(&county).await {
-            Ok(p) => p,
-            Err(crate::pipeline::DirectoryError::NoPolicy(_)) => return Ok(()),
-            Err(e) => return Err(e.into()),
+        let Some(policy) = self.directory.policy_if_any(&county).await? else {
+            return Ok(());
         };
         match policy.refuses_for_grid(category) {
             None => Ok(()),

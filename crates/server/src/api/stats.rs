@@ -157,11 +157,7 @@ impl Ctx {
     /// The working calendar of a county: its policy's, or the default one when the county
     /// has no policy (its cases were then never routed, so no waiting time is measured).
     async fn calendar(&self, county: &RegionCode) -> ApiResult<WorkCalendar> {
-        match self.directory.policy(county).await {
-            Ok(p) => Ok(p.calendar.clone()),
-            Err(crate::pipeline::DirectoryError::NoPolicy(_)) => Ok(WorkCalendar::default()),
-            Err(e) => Err(e.into()),
-        }
+        Ok(self.directory.calendar(county).await?)
     }
 }
 

@@ -194,6 +194,30 @@ impl Directory {
         Ok(fresh)
     }
 
+    /// The county's policy, or `None` when it has none.
+    pub async fn policy_if_any(
+        &self,
+        county: &RegionCode,
+    ) -> Result<Option<Arc<Policy>>, DirectoryError> {
+        match self.policy(county).await {
+            Ok(p) => Ok(Some(p)),
+            Err(DirectoryError::NoPolicy(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The county's working calendar: its policy's, or the default one without a policy.
+    pub async fn calendar(
+        &self,
+        county: &RegionCode,
+    ) -> Result<domain::calendar::WorkCalendar, DirectoryError> {
+        Ok(self
+            .policy_if_any(county)
+            .await?
+            .map(|p| p.calendar.clone())
+            .unwrap_or_default())
+    }
+
     pub async fn policy(&self, county: &RegionCode) -> Result<Arc<Policy>, DirectoryError> {
         if let Some((at, p)) = self.policies.read().await.get(county.as_str())
             && at.elapsed() < self.ttl
