@@ -372,6 +372,27 @@ async fn call(
                 })
                 .await,
         ),
+        "EscalationService/Merge" => code(
+            s.escalation(b())
+                .merge(v1::MergeRequest {
+                    case_id: case,
+                    into_case_id: f.far.clone(),
+                    unit_code: acting,
+                    reason: "同一事项".into(),
+                    expected_version: STALE,
+                })
+                .await,
+        ),
+        "EscalationService/Split" => code(
+            s.escalation(b())
+                .split(v1::SplitRequest {
+                    case_id: case,
+                    unit_code: acting,
+                    reason: "不是同一事项".into(),
+                    expected_version: STALE,
+                })
+                .await,
+        ),
         "HandlingService/SubmitResult" => code(
             s.handling(b())
                 .submit_result(v1::SubmitResultRequest {

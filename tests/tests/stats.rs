@@ -147,6 +147,7 @@ async fn indicators_of_a_county_week_match_the_figures_worked_by_hand(pool: PgPo
             bad_review_rate: 33.333_333_333_333_336, // 1 / 3
             admitted_matters: 5,                     // the county keeps no list
             non_admitted_matters: 0,
+            repeat_reports: 0,
         },
     );
 

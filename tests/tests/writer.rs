@@ -43,6 +43,8 @@ fn report(title: &str, at: DateTime<Utc>) -> BatchItem {
         },
         trace: Default::default(),
         contact: None,
+        repeat: None,
+        spot_reports: 1,
     }
 }
 
@@ -137,7 +139,7 @@ fn steps(at: DateTime<Utc>) -> Vec<(Vec<Event>, Vec<Arm>, Vec<queue::Message>)> 
 async fn file(store: &Store, n: usize, at: DateTime<Utc>) -> Vec<CaseRecord> {
     let items: Vec<BatchItem> = (0..n).map(|i| report(&format!("案{i}"), at)).collect();
     store
-        .report_batch(&items, at, &mut |_| None)
+        .report_batch(&items, at, &mut |_: &CaseRecord| None)
         .await
         .into_iter()
         .map(|r| r.unwrap().case)

@@ -146,10 +146,39 @@ pub enum Event {
     Warned { unit: UnitCode, clock: Clock },
     /// 作廢: not a case.
     Rejected { unit: UnitCode, reason: String },
-    /// A duplicate of another case.
-    Merged { unit: UnitCode, into: CaseId },
+    /// A duplicate of another case, merged into it by a unit with authority over both.
+    Merged {
+        unit: UnitCode,
+        into: CaseId,
+        /// Why (absent in events written before units could merge through the API).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        reason: String,
+    },
+    /// A new report linked on arrival to the open case it repeats (the county's repeat rule):
+    /// not a case of its own; the reporter follows `into`.
+    Repeated { into: CaseId, distance_m: u32 },
+    /// On the case a repeat or a merged case was linked into: `reports` more people reported
+    /// it.
+    RepeatAdded { case: CaseId, reports: u32 },
+    /// On that case again: a wrongly linked repeat (or merged case) was split off.
+    RepeatRemoved { case: CaseId, reports: u32 },
+    /// A wrongly linked repeat or merged case becomes a case of its own again, to be routed
+    /// afresh.
+    Split { unit: UnitCode, reason: String },
+    /// The spot was reported `reports` times within `days`: the county's rule raises the
+    /// severity to `severity`, or a call-up follows.
+    Recurred {
+        reports: u32,
+        days: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        severity: Option<crate::Severity>,
+    },
     /// 好差評, 1 (very unsatisfied) to 5 (very satisfied).
     Rated { score: u8, comment: String },
+}
+
+fn one() -> u32 {
+    1
 }
 
 fn admitted() -> bool {
@@ -183,6 +212,11 @@ impl Event {
             Event::Warned { .. } => "warned",
             Event::Rejected { .. } => "rejected",
             Event::Merged { .. } => "merged",
+            Event::Repeated { .. } => "repeated",
+            Event::RepeatAdded { .. } => "repeat_added",
+            Event::RepeatRemoved { .. } => "repeat_removed",
+            Event::Split { .. } => "split",
+            Event::Recurred { .. } => "recurred",
             Event::Rated { .. } => "rated",
         }
     }
@@ -202,13 +236,18 @@ impl Event {
             | Event::ExtensionRequested { unit, .. }
             | Event::ExtensionDecided { unit, .. }
             | Event::Rejected { unit, .. }
-            | Event::Merged { unit, .. } => Some(unit),
+            | Event::Merged { unit, .. }
+            | Event::Split { unit, .. } => Some(unit),
             Event::Routed { .. }
             | Event::Escalated { .. }
             | Event::Flagged { .. }
             | Event::Overdue { .. }
             | Event::Warned { .. }
-            | Event::Rated { .. } => None,
+            | Event::Rated { .. }
+            | Event::Repeated { .. }
+            | Event::RepeatAdded { .. }
+            | Event::RepeatRemoved { .. }
+            | Event::Recurred { .. } => None,
         }
     }
 }
@@ -259,6 +298,13 @@ pub struct CaseState {
     pub rating: Option<u8>,
     pub extension: Option<Extension>,
     pub merged_into: Option<CaseId>,
+    /// How many reported it: this case's own report and every repeat or merged case linked
+    /// into it.
+    #[serde(default = "one")]
+    pub reports: u32,
+    /// The county's recurrence rule has acted on this case (it acts once).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recurred: bool,
     pub closed_at: Option<DateTime<Utc>>,
     /// Number of events applied; the next event gets `version + 1`.
     pub version: u64,
@@ -300,6 +346,8 @@ impl CaseState {
             rating: None,
             extension: None,
             merged_into: None,
+            reports: 1,
+            recurred: false,
             closed_at: None,
             version: 1,
         };
@@ -356,7 +404,8 @@ impl CaseState {
 
     /// The holder itself, or a region unit above the holder, has authority over the case
     /// (to void or merge it). Before routing, any region unit containing the grid does.
-    fn has_authority(&self, unit: &UnitCode) -> bool {
+    #[must_use]
+    pub fn has_authority(&self, unit: &UnitCode) -> bool {
         if self.holder.as_ref() == Some(unit) || self.dispatcher.as_ref() == Some(unit) {
             return true;
         }

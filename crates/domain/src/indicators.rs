@@ -41,6 +41,9 @@ pub struct Counts {
     pub reported: u64,
     /// Of `reported`: matters not admitted for grid staff (網格事項準入).
     pub non_admitted: u64,
+    /// Reports in the period linked to an open case as repeats: not in `reported` or any
+    /// other count, since they are not cases of their own.
+    pub repeats: u64,
     pub self_handled: u64,
     pub closed: u64,
     pub closed_on_time: u64,
@@ -64,6 +67,7 @@ impl AddAssign<&Counts> for Counts {
     fn add_assign(&mut self, o: &Counts) {
         self.reported += o.reported;
         self.non_admitted += o.non_admitted;
+        self.repeats += o.repeats;
         self.self_handled += o.self_handled;
         self.closed += o.closed;
         self.closed_on_time += o.closed_on_time;
@@ -256,6 +260,7 @@ struct Marks {
     reported: bool,
     self_handled: bool,
     non_admitted: bool,
+    repeat: bool,
     closed: bool,
     closed_on_time: bool,
     overdue_unclosed: bool,
@@ -276,6 +281,7 @@ impl Marks {
     fn add_to(&self, c: &mut Counts) {
         c.reported += u64::from(self.reported);
         c.non_admitted += u64::from(self.non_admitted);
+        c.repeats += u64::from(self.repeat);
         c.self_handled += u64::from(self.self_handled);
         c.closed += u64::from(self.closed);
         c.closed_on_time += u64::from(self.closed_on_time);
@@ -343,6 +349,25 @@ fn case_marks<'a>(period: Period, log: CaseLog<'a>) -> CaseMarks<'a> {
     let Some(first_at) = log.events.first().map(|(t, _)| *t) else {
         return m;
     };
+    // a repeat (linked on arrival and not split off since) is not a case of its own: it
+    // counts as a repeat of its grid's, and nothing else
+    let repeat = log
+        .events
+        .iter()
+        .filter(|(t, _)| *t < period.to)
+        .rev()
+        .find_map(|(_, e)| match e {
+            Event::Repeated { .. } => Some(true),
+            Event::Split { .. } => Some(false),
+            _ => None,
+        })
+        .unwrap_or(false);
+    if repeat {
+        if period.contains(first_at) {
+            m.mark(log.grid, |k| k.repeat = true);
+        }
+        return m;
+    }
     // the unit that submitted the last result: the lead at a check, a closing or a rating
     let mut last_result: Option<&'a UnitCode> = None;
     // when each unit was last handed the case, and last accepted it
@@ -482,7 +507,12 @@ fn case_marks<'a>(period: Period, log: CaseLog<'a>) -> CaseMarks<'a> {
             | Event::ExtensionRequested { .. }
             | Event::ExtensionDecided { .. }
             | Event::Flagged { .. }
-            | Event::Warned { .. } => {}
+            | Event::Warned { .. }
+            | Event::Repeated { .. }
+            | Event::RepeatAdded { .. }
+            | Event::RepeatRemoved { .. }
+            | Event::Split { .. }
+            | Event::Recurred { .. } => {}
         }
     }
     if let (Some(unit), false) = (last_overdue, ended) {

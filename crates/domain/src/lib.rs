@@ -15,6 +15,7 @@ pub mod pii;
 pub mod policy;
 pub mod record;
 pub mod region;
+pub mod repeat;
 pub mod report;
 pub mod roster;
 pub mod seed;

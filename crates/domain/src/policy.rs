@@ -123,6 +123,9 @@ pub struct Policy {
     /// The county's admitted list; `None`: the county keeps none and every matter is admitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admission: Option<Admission>,
+    /// The county's rule for repeated reports; `None`: every report opens its own case.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeats: Option<crate::repeat::RepeatRule>,
 }
 
 /// Where a new case goes, and why.
@@ -204,6 +207,9 @@ impl Policy {
                 "admission.non_admitted_tier",
                 "a matter not admitted for grids cannot start at the grid",
             ));
+        }
+        if let Some(r) = &self.repeats {
+            r.validate()?;
         }
         Ok(())
     }

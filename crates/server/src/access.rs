@@ -157,6 +157,8 @@ pub const TABLE: &[Rule] = &[
     on_case("EscalationService/CallUp", UNITS, Scope::AssignedCases),
     on_case("EscalationService/Return", UNITS, Scope::AssignedCases),
     on_case("EscalationService/Dispatch", UNITS, Scope::AssignedCases),
+    on_case("EscalationService/Merge", UNITS, Scope::AssignedCases),
+    on_case("EscalationService/Split", UNITS, Scope::AssignedCases),
     on_case("HandlingService/SubmitResult", UNITS, Scope::AssignedCases),
     on_case(
         "HandlingService/RequestExtension",

@@ -42,15 +42,21 @@ pub struct Inline {
     pub wake: Arc<Wake>,
 }
 
-impl Inline {
-    /// Each report's county and category facts, looked up once per pair in the batch.
-    async fn envs(
-        &self,
-        items: &[BatchItem],
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> HashMap<(RegionCode, CategoryCode), Env> {
-        let mut envs = HashMap::new();
-        for it in items.iter().filter(|it| !it.report.self_handled) {
+/// Each report's county and category facts, looked up once per pair in the batch: for every
+/// report when new cases are routed here, else for those at a spot that keeps being reported
+/// (the county's recurrence rule acts in the report's transaction whatever the roles).
+async fn envs(
+    directory: &Directory,
+    items: &[BatchItem],
+    routing: bool,
+    now: chrono::DateTime<chrono::Utc>,
+) -> HashMap<(RegionCode, CategoryCode), Env> {
+    let mut envs = HashMap::new();
+    {
+        for it in items
+            .iter()
+            .filter(|it| !it.report.self_handled && (routing || it.spot_reports > 1))
+        {
             let Some(county) = it.report.grid.county() else {
                 continue;
             };
@@ -58,14 +64,104 @@ impl Inline {
             if envs.contains_key(&key) {
                 continue;
             }
-            match self.directory.env_for(&key.0, &key.1, now).await {
+            match directory.env_for(&key.0, &key.1, now).await {
                 Ok(env) => {
                     envs.insert(key, env);
                 }
                 Err(e) => debug!(error = %e, "no inline route; the router takes these cases"),
             }
         }
-        envs
+    }
+    envs
+}
+
+/// What the county's recurrence rule does to `rec`, whose spot has been reported
+/// `spot_reports` times (ADR 0044): once per case, raise its severity one level, or call it up
+/// to the tier above its holder as the holder's own call-up would. A case not yet held (a new
+/// one, before its route) only has its severity raised; its route follows from it.
+fn recurrence_plan(
+    env: &Env,
+    rec: &CaseRecord,
+    spot_reports: u32,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<crate::pipeline::Plan> {
+    use domain::case::{Clock, Event};
+    use domain::repeat::{RecurrenceAction, raised, recurrence_due};
+    let rule = env.policy.repeats.as_ref()?;
+    let action = recurrence_due(rule, spot_reports, rec.state.recurred)?;
+    let days = rule.recurrence.as_ref().map_or(0, |r| r.days);
+    let mut plan = crate::pipeline::Plan::new(rec, now);
+    let severity = (action == RecurrenceAction::RaiseSeverity)
+        .then(|| raised(rec.severity))
+        .filter(|s| *s != rec.severity);
+    plan.push(Event::Recurred {
+        reports: spot_reports,
+        days,
+        severity,
+    })
+    .ok()?;
+    if action == RecurrenceAction::CallUp
+        && let Some(holder) = rec.state.holder.clone()
+        && let Some((to_unit, to_tier)) = env.above(&holder, rec.state.tier)
+    {
+        let (due, warn) = env.start(env.limits(rec, to_tier).accept);
+        let called = plan.push(Event::CalledUp {
+            unit: holder,
+            reason: format!(
+                "復發: the spot was reported {spot_reports} times in {days} days (the county's \
+                 recurrence rule)"
+            ),
+            to_unit: to_unit.clone(),
+            to_tier,
+            accept_due_at: due,
+        });
+        if called.is_ok() {
+            plan.arm(&to_unit, Clock::Accept, due, warn);
+        }
+    }
+    Some(plan)
+}
+
+/// The plans of one batch: routes when new cases are routed here, recurrence always.
+struct Plans<'a> {
+    envs: &'a HashMap<(RegionCode, CategoryCode), Env>,
+    routing: bool,
+    now: chrono::DateTime<chrono::Utc>,
+    /// The earliest timer the plans arm, for the timer worker's wake-up.
+    earliest: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Plans<'_> {
+    fn routed(&mut self, plan: crate::pipeline::Plan) -> Routed {
+        self.earliest = plan
+            .arms
+            .iter()
+            .map(|a| a.fire_at)
+            .chain(self.earliest)
+            .min();
+        Routed {
+            state: plan.state,
+            events: plan.events,
+            arms: plan.arms,
+            outbox: plan.outbox,
+        }
+    }
+}
+
+impl store::Planner for Plans<'_> {
+    fn route(&mut self, rec: &CaseRecord) -> Option<Routed> {
+        if !self.routing {
+            return None;
+        }
+        let env = self.envs.get(&(rec.county.clone(), rec.category.clone()))?;
+        let plan = route_plan(env, rec, self.now).ok()?;
+        Some(self.routed(plan))
+    }
+
+    fn recur(&mut self, rec: &CaseRecord, spot_reports: u32) -> Option<Routed> {
+        let env = self.envs.get(&(rec.county.clone(), rec.category.clone()))?;
+        let plan = recurrence_plan(env, rec, spot_reports, self.now)?;
+        Some(self.routed(plan))
     }
 }
 
@@ -76,6 +172,7 @@ impl Batcher {
         store: &Store,
         clock: &SharedClock,
         workers: usize,
+        directory: &Arc<Directory>,
         inline: Option<&Inline>,
     ) -> Batcher {
         let (tx, rx) = mpsc::channel::<Job>(MAX_BATCH * workers.max(1) * 4);
@@ -83,6 +180,7 @@ impl Batcher {
         for _ in 0..workers.max(1) {
             let (store, clock, rx) = (store.clone(), clock.clone(), rx.clone());
             let inline = inline.cloned();
+            let directory = directory.clone();
             tokio::spawn(async move {
                 loop {
                     let jobs = {
@@ -108,24 +206,16 @@ impl Batcher {
                     }
                     let items: Vec<BatchItem> = jobs.iter().map(|j| j.item.clone()).collect();
                     let now = clock.now();
-                    let envs = match &inline {
-                        Some(i) => i.envs(&items, now).await,
-                        None => HashMap::new(),
+                    let routing = inline.is_some();
+                    let envs = envs(&directory, &items, routing, now).await;
+                    let mut plans = Plans {
+                        envs: &envs,
+                        routing,
+                        now,
+                        earliest: None,
                     };
-                    // the earliest timer the routed cases arm, for the timer worker's wake-up
-                    let mut earliest: Option<chrono::DateTime<chrono::Utc>> = None;
-                    let mut route = |rec: &CaseRecord| {
-                        let env = envs.get(&(rec.county.clone(), rec.category.clone()))?;
-                        let plan = route_plan(env, rec, now).ok()?;
-                        earliest = plan.arms.iter().map(|a| a.fire_at).chain(earliest).min();
-                        Some(Routed {
-                            state: plan.state,
-                            events: plan.events,
-                            arms: plan.arms,
-                            outbox: plan.outbox,
-                        })
-                    };
-                    let results = store.report_batch(&items, now, &mut route).await;
+                    let results = store.report_batch(&items, now, &mut plans).await;
+                    let earliest = plans.earliest;
                     debug!(reports = items.len(), "report batch committed");
                     crate::metrics::global().batch("reports", items.len());
                     if let Some(i) = &inline
@@ -135,6 +225,8 @@ impl Batcher {
                         // when it was first written, and waking for them is harmless
                         i.wake.armed(earliest);
                     }
+                    // (without the router role here, a recurrence's call-up clock is found by
+                    // the timer worker's next poll)
                     crate::failpoint::crash_point("report-after-commit");
                     for (job, result) in jobs.into_iter().zip(results) {
                         // a caller that went away no longer needs its answer

@@ -27,6 +27,18 @@ pub struct BatchItem {
     pub trace: BTreeMap<String, String>,
     /// The reporter's contact, sealed by the server: written beside the new case.
     pub contact: Option<crate::SealedContact>,
+    /// The open case this report repeats, as the server found it (ADR 0044).
+    pub repeat: Option<RepeatLink>,
+    /// How many times the report's spot has been reported within the county's recurrence
+    /// period, this report included; 1 without a recurrence rule.
+    pub spot_reports: u32,
+}
+
+/// The open case a new report repeats.
+#[derive(Debug, Clone, Copy)]
+pub struct RepeatLink {
+    pub into: CaseId,
+    pub distance_m: u32,
 }
 
 /// A new case's route, decided in the report's own transaction: the state after the routing
@@ -42,6 +54,56 @@ pub struct Routed {
 /// Decides a new case's route, or leaves it to the router (`None`).
 pub type Route<'a> = dyn FnMut(&CaseRecord) -> Option<Routed> + Send + 'a;
 
+/// What the server plans for the cases a batch writes.
+pub trait Planner: Send {
+    /// A new case's route; `None` leaves it to the router.
+    fn route(&mut self, rec: &CaseRecord) -> Option<Routed>;
+    /// What follows when a case's spot has been reported `spot_reports` times (the county's
+    /// recurrence rule): for a new case before its route, for an open case after a repeat was
+    /// linked into it. `None`: nothing follows.
+    fn recur(&mut self, rec: &CaseRecord, spot_reports: u32) -> Option<Routed> {
+        let _ = (rec, spot_reports);
+        None
+    }
+}
+
+impl<F: FnMut(&CaseRecord) -> Option<Routed> + Send> Planner for F {
+    fn route(&mut self, rec: &CaseRecord) -> Option<Routed> {
+        self(rec)
+    }
+}
+
+/// A case a repeat of this batch is linked into: as locked, and as it becomes.
+struct Original {
+    before: CaseRecord,
+    after: CaseRecord,
+    events: Vec<Event>,
+    arms: Vec<crate::Arm>,
+    outbox: Vec<queue::Message>,
+}
+
+impl Original {
+    /// Adopts what the planner decided, if it fits the case as it now is.
+    fn follow(&mut self, planned: Option<Routed>) {
+        let Some(r) = planned else { return };
+        if r.state.version != self.after.state.version + r.events.len() as u64 {
+            return;
+        }
+        for e in &r.events {
+            if let Event::Recurred {
+                severity: Some(s), ..
+            } = e
+            {
+                self.after.severity = *s;
+            }
+        }
+        self.after.state = r.state;
+        self.events.extend(r.events);
+        self.arms.extend(r.arms);
+        self.outbox.extend(r.outbox);
+    }
+}
+
 /// Case numbers count days in China Standard Time, the day a console shows.
 const CST_SECONDS: i32 = 8 * 3600;
 
@@ -53,7 +115,7 @@ impl Store {
         &self,
         items: &[BatchItem],
         now: DateTime<Utc>,
-        route: &mut Route<'_>,
+        route: &mut dyn Planner,
     ) -> Vec<Result<ReportOutcome>> {
         match self.try_report_batch(items, now, route).await {
             Ok(out) => out,
@@ -72,7 +134,7 @@ impl Store {
         &self,
         items: &[BatchItem],
         now: DateTime<Utc>,
-        route: &mut Route<'_>,
+        route: &mut dyn Planner,
     ) -> Result<Vec<Result<ReportOutcome>>> {
         let day = now
             .with_timezone(&FixedOffset::east_opt(CST_SECONDS).expect("valid offset"))
@@ -120,7 +182,8 @@ impl Store {
             ));
             fingerprints.push(r.fingerprint());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut ctx = self.begin().await?;
+        let tx = ctx.conn();
         // Key rows first, all at once: a key already taken (earlier, or twice in this batch)
         // is not inserted, and a concurrent batch with the same key waits for this one.
         let inserted: Vec<(Uuid,)> = sqlx::query_as(
@@ -162,6 +225,34 @@ impl Store {
                     .await?;
             numbers.insert(county.clone(), seq);
         }
+        // the open cases this batch's repeats are linked into, locked; one closed meanwhile
+        // takes no repeat, and its report becomes a case of its own
+        let mut wanted: Vec<CaseId> = items
+            .iter()
+            .zip(&records)
+            .filter(|(_, (r, _))| fresh.contains(&r.case_id))
+            .filter_map(|(it, _)| it.repeat.map(|l| l.into))
+            .collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut originals: HashMap<CaseId, Original> = HashMap::new();
+        if !wanted.is_empty() {
+            for rec in ctx.lock_cases(&wanted).await? {
+                if domain::repeat::takes_repeats(rec.state.status) {
+                    originals.insert(
+                        rec.case_id,
+                        Original {
+                            before: rec.clone(),
+                            after: rec,
+                            events: Vec::new(),
+                            arms: Vec::new(),
+                            outbox: Vec::new(),
+                        },
+                    );
+                }
+            }
+        }
+        let tx = ctx.conn();
         let mut cases = CaseColumns::default();
         let mut events = EventColumns::default();
         let mut audit = AuditColumns::default();
@@ -189,10 +280,56 @@ impl Store {
                 cases.push_new(rec);
                 continue;
             }
-            match route(rec).filter(|r| r.state.version == 1 + r.events.len() as u64) {
+            if let Some(o) = it.repeat.and_then(|l| {
+                let o = originals.get_mut(&l.into)?;
+                let added = Event::RepeatAdded {
+                    case: rec.case_id,
+                    reports: 1,
+                };
+                let linked = Event::Repeated {
+                    into: l.into,
+                    distance_m: l.distance_m,
+                };
+                let grown = o.after.state.apply(&added, now).ok()?;
+                let state = rec.state.apply(&linked, now).ok()?;
+                o.after.state = grown;
+                o.after.updated_at = now;
+                o.events.push(added);
+                rec.state = state;
+                events.push(rec, 2, &linked, &system.subject, now);
+                Some(o)
+            }) {
+                audit.push(&system, "repeat", rec.case_id.to_string());
+                let planned = route.recur(&o.after, it.spot_reports);
+                o.follow(planned);
+                cases.push_new(rec);
+                continue;
+            }
+            if it.spot_reports > 1 {
+                // a new case at a spot that keeps being reported: the rule acts before its
+                // route, so that a raised severity routes it
+                let mut o = Original {
+                    before: rec.clone(),
+                    after: rec.clone(),
+                    events: Vec::new(),
+                    arms: Vec::new(),
+                    outbox: Vec::new(),
+                };
+                let planned = route.recur(rec, it.spot_reports);
+                o.follow(planned);
+                for (i, e) in o.events.iter().enumerate() {
+                    events.push(rec, 2 + i as u64, e, &system.subject, now);
+                }
+                *rec = o.after;
+            }
+            let base = rec.state.version;
+            match route
+                .route(rec)
+                .filter(|r| r.state.version == base + r.events.len() as u64)
+            {
                 Some(r) => {
                     for (i, e) in r.events.iter().enumerate() {
-                        events.push(rec, 2 + i as u64, e, &system.subject, now);
+                        events.push(rec, base + 1 + i as u64, e, &system.subject, now);
                     }
                     rec.state = r.state;
                     arms.extend(r.arms.into_iter().map(|a| (rec.case_id, a)));
@@ -202,7 +339,7 @@ impl Store {
                 }
                 None => outbox.push(queue::Message::Intake(queue::IntakeMsg {
                     case_id: rec.case_id,
-                    version: 1,
+                    version: rec.state.version,
                     county: rec.county.clone(),
                     trace: rec.trace.clone(),
                 })),
@@ -210,18 +347,32 @@ impl Store {
             cases.push_new(rec);
         }
         if !cases.is_empty() {
-            events.insert(&mut tx).await?;
-            crate::outbox::write(&mut tx, outbox.iter(), now).await?;
-            audit.insert(&mut tx, now).await?;
-            cases.insert(&mut tx).await?;
-            crate::contacts::insert(&mut tx, &contacts, now).await?;
+            events.insert(tx).await?;
+            crate::outbox::write(tx, outbox.iter(), now).await?;
+            audit.insert(tx, now).await?;
+            cases.insert(tx).await?;
+            crate::contacts::insert(tx, &contacts, now).await?;
             if !routed.is_empty() {
-                crate::writer::assignments::open_new(&mut tx, &routed, now).await?;
+                crate::writer::assignments::open_new(tx, &routed, now).await?;
             }
             let arms: Vec<(CaseId, &crate::Arm)> = arms.iter().map(|(c, a)| (*c, a)).collect();
-            crate::deadlines::arm(&mut tx, &arms, now).await?;
+            crate::deadlines::arm(tx, &arms, now).await?;
         }
-        tx.commit().await?;
+        let linked: Vec<crate::Append<'_>> = originals
+            .values()
+            .filter(|o| !o.events.is_empty())
+            .map(|o| crate::Append {
+                before: &o.before,
+                after: o.after.state.clone(),
+                events: &o.events,
+                arms: &o.arms,
+                outbox: &o.outbox,
+                actor: &system,
+                action: "repeat",
+            })
+            .collect();
+        ctx.append_many(&linked, now).await?;
+        ctx.commit().await?;
 
         // every repeated key answered by one query: after an outage most of a batch can be
         // retries, and a query per retry would keep the writer busy long after their callers

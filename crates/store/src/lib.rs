@@ -24,6 +24,7 @@ mod open311;
 mod outbox;
 mod pending;
 mod registry;
+mod repeats;
 mod roster;
 mod rows;
 mod scope;
@@ -31,7 +32,7 @@ mod stats;
 mod writer;
 
 pub use audit::AuditEntry;
-pub use batch::{BatchItem, Route, Routed};
+pub use batch::{BatchItem, Planner, RepeatLink, Route, Routed};
 pub use cases::{Actor, ReportOutcome};
 pub use console::{CaseFilter, PageKey};
 pub use contacts::{SealedContact, StoredContact};

@@ -354,7 +354,7 @@ impl CaseState {
                 s.holder = None;
                 s.closed_at = Some(now);
             }
-            Event::Merged { unit, into } => {
+            Event::Merged { unit, into, .. } => {
                 self.require_status(event, &[Reported, PendingAccept, InProgress])?;
                 if !self.has_authority(unit) {
                     return Err(not_your_turn(event, unit));
@@ -363,6 +363,51 @@ impl CaseState {
                 s.merged_into = Some(*into);
                 s.holder = None;
                 s.closed_at = Some(now);
+            }
+            Event::Repeated { into, .. } => {
+                // only on arrival: the report's own case has not been routed yet
+                self.require_status(event, &[Reported])?;
+                if self.version != 1 {
+                    return Err(TransitionError::Precondition(
+                        "a report is linked as a repeat on arrival only",
+                    ));
+                }
+                s.status = CaseStatus::Merged;
+                s.merged_into = Some(*into);
+                s.closed_at = Some(now);
+            }
+            Event::RepeatAdded { reports, .. } => {
+                self.require_status(event, &[Reported, PendingAccept, InProgress])?;
+                s.reports = self.reports.saturating_add(*reports);
+            }
+            Event::RepeatRemoved { reports, .. } => {
+                s.reports = self.reports.saturating_sub(*reports).max(1);
+            }
+            Event::Split { reason, .. } => {
+                self.require_status(event, &[CaseStatus::Merged])?;
+                require_text("reason", reason)?;
+                s.status = Reported;
+                s.tier = Tier::Grid;
+                s.holder = None;
+                s.lead = None;
+                s.dispatcher = None;
+                s.parts.clear();
+                s.accept_due_at = None;
+                s.handle_due_at = None;
+                s.extension = None;
+                s.overdue = false;
+                s.flagged = false;
+                s.merged_into = None;
+                s.closed_at = None;
+            }
+            Event::Recurred { .. } => {
+                self.require_status(event, &[Reported, PendingAccept, InProgress])?;
+                if self.recurred {
+                    return Err(TransitionError::Precondition(
+                        "recurrence has already acted on this case",
+                    ));
+                }
+                s.recurred = true;
             }
             Event::Rated { score, .. } => {
                 self.require_status(event, &[Closed])?;

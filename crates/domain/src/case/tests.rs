@@ -101,6 +101,7 @@ fn merged() -> CaseState {
         &Event::Merged {
             unit: u(COMMUNITY),
             into: CaseId::nil(),
+            reason: String::new(),
         },
     )
 }
@@ -224,6 +225,7 @@ fn event_of_each_kind(s: &CaseState) -> Vec<Event> {
         Event::Merged {
             unit: holder,
             into: CaseId::nil(),
+            reason: String::new(),
         },
         Event::Rated {
             score: 4,

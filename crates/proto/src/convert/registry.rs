@@ -6,6 +6,7 @@ use domain::area::Boundary;
 use domain::calendar::{Clock, TimeLimit, WorkCalendar, WorkPeriod};
 use domain::policy::{Category, CategoryCode, DepartmentRule, Policy, SlaRule};
 use domain::region::{RegionCode, UnitCode};
+use domain::repeat::{Recurrence, RecurrenceAction, RepeatRule};
 use domain::report::FieldViolation;
 use domain::unit::Unit;
 
@@ -196,6 +197,7 @@ pub fn policy_to_wire(p: &Policy, version: u64, updated_at: DateTime<Utc>) -> v1
             categories: a.categories.iter().map(ToString::to_string).collect(),
             non_admitted_tier: tier_to_wire(a.non_admitted_tier).into(),
         }),
+        repeats: p.repeats.as_ref().map(repeat_rule_to_wire),
     }
 }
 
@@ -321,6 +323,7 @@ pub fn policy_from_wire(p: v1::Policy) -> Result<Policy, FieldViolation> {
             },
         }),
     };
+    let repeats = p.repeats.map(repeat_rule).transpose()?;
     Ok(Policy {
         county_code,
         severity_tiers,
@@ -329,5 +332,55 @@ pub fn policy_from_wire(p: v1::Policy) -> Result<Policy, FieldViolation> {
         sla,
         calendar,
         admission,
+        repeats,
+    })
+}
+
+fn repeat_rule_to_wire(r: &RepeatRule) -> v1::RepeatRule {
+    let (reports, days, action) = match &r.recurrence {
+        None => (0, 0, v1::RecurrenceAction::Unspecified),
+        Some(c) => (
+            c.reports,
+            c.days,
+            match c.action {
+                RecurrenceAction::RaiseSeverity => v1::RecurrenceAction::RaiseSeverity,
+                RecurrenceAction::CallUp => v1::RecurrenceAction::CallUp,
+            },
+        ),
+    };
+    v1::RepeatRule {
+        distance_m: r.distance_m,
+        window_hours: r.window_hours,
+        recurrence_reports: reports,
+        recurrence_days: days,
+        recurrence_action: action.into(),
+    }
+}
+
+/// A repeat rule from the wire: recurrence is set by its count, and then needs its action.
+fn repeat_rule(r: v1::RepeatRule) -> Result<RepeatRule, FieldViolation> {
+    let recurrence = if r.recurrence_reports == 0 && r.recurrence_days == 0 {
+        None
+    } else {
+        let action = match v1::RecurrenceAction::try_from(r.recurrence_action) {
+            Ok(v1::RecurrenceAction::RaiseSeverity) => RecurrenceAction::RaiseSeverity,
+            Ok(v1::RecurrenceAction::CallUp) => RecurrenceAction::CallUp,
+            _ => {
+                return Err(FieldViolation::new(
+                    "policy.repeats.recurrence_action",
+                    "RAISE_SEVERITY or CALL_UP when recurrence is set",
+                ));
+            }
+        };
+        Some(Recurrence {
+            reports: r.recurrence_reports,
+            days: r.recurrence_days,
+            action,
+        })
+    };
+    Ok(RepeatRule {
+        distance_m: r.distance_m,
+        window_hours: r.window_hours,
+        recurrence,
     })
 }

@@ -177,6 +177,12 @@ pub fn case_to_wire(c: &CaseRecord) -> v1::Case {
         source: source_to_wire(c.source.kind).into(),
         source_ref: c.source.reference.clone().unwrap_or_default(),
         reporter: None,
+        report_count: c.state.reports,
+        merged_into: c
+            .state
+            .merged_into
+            .map(|m| m.to_string())
+            .unwrap_or_default(),
     }
 }
 

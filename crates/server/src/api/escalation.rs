@@ -271,6 +271,55 @@ impl v1::escalation_service_server::EscalationService for Escalation {
         }))
     }
 
+    async fn merge(
+        &self,
+        req: Request<v1::MergeRequest>,
+    ) -> Result<Response<v1::MergeResponse>, Status> {
+        let who = principal(&req)?;
+        let r = req.into_inner();
+        let (case_id, unit) = case_and_unit(&who, &r.case_id, &r.unit_code)?;
+        let into = parse_case_id(&r.into_case_id, "into_case_id")?;
+        let reason = text_arg(&r.reason, "reason", 1000)?;
+        let (case, into) = self
+            .ctx
+            .link(
+                &who,
+                case_id,
+                unit,
+                r.expected_version,
+                super::repeats::Link::Merge { into, reason },
+            )
+            .await?;
+        Ok(Response::new(v1::MergeResponse {
+            case: super::case_reply(&case),
+            into: super::case_reply(&into),
+        }))
+    }
+
+    async fn split(
+        &self,
+        req: Request<v1::SplitRequest>,
+    ) -> Result<Response<v1::SplitResponse>, Status> {
+        let who = principal(&req)?;
+        let r = req.into_inner();
+        let (case_id, unit) = case_and_unit(&who, &r.case_id, &r.unit_code)?;
+        let reason = text_arg(&r.reason, "reason", 1000)?;
+        let (case, from) = self
+            .ctx
+            .link(
+                &who,
+                case_id,
+                unit,
+                r.expected_version,
+                super::repeats::Link::Split { reason },
+            )
+            .await?;
+        Ok(Response::new(v1::SplitResponse {
+            case: super::case_reply(&case),
+            from: super::case_reply(&from),
+        }))
+    }
+
     async fn r#return(
         &self,
         req: Request<v1::ReturnRequest>,

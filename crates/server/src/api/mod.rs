@@ -17,6 +17,7 @@ pub mod escalation;
 pub mod export;
 pub mod handling;
 pub mod media;
+pub mod repeats;
 pub mod reporting;
 pub mod routing;
 pub mod stats;

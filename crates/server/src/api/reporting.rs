@@ -55,6 +55,34 @@ impl Ctx {
         }
     }
 
+    /// The county's repeat rule for a new report (ADR 0044): the open case of the same matter
+    /// nearby it repeats, if any, and how often its spot has been reported. One index probe
+    /// per geohash cell around the point; nothing when the county keeps no rule.
+    async fn repeat_of(
+        &self,
+        report: &NewReport,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> ApiResult<(Option<store::RepeatLink>, u32)> {
+        let Some(county) = report.grid.county() else {
+            return Ok((None, 1));
+        };
+        let Some(policy) = self.directory.policy_if_any(&county).await? else {
+            return Ok((None, 1));
+        };
+        let Some(rule) = policy.repeats.as_ref() else {
+            return Ok((None, 1));
+        };
+        let cells = domain::repeat::cells_around(report.location, rule.distance_m);
+        let nearby = self
+            .store
+            .nearby(&county, &report.category, &cells, rule.since(now))
+            .await?;
+        let link = domain::repeat::nearest_open(rule, report.location, &nearby, now)
+            .map(|(into, distance_m)| store::RepeatLink { into, distance_m });
+        let spot = domain::repeat::reports_at_spot(rule, report.location, &nearby, now);
+        Ok((link, spot))
+    }
+
     pub async fn report(
         &self,
         who: &Principal,
@@ -109,6 +137,11 @@ impl Ctx {
             self.admitted_for_grid(&report.grid, &category.code).await?;
         }
         let severity = report.severity.unwrap_or(category.default_severity);
+        let (repeat, spot_reports) = if report.self_handled {
+            (None, 1)
+        } else {
+            self.repeat_of(&report, now).await?
+        };
         let outcome = self
             .reports
             .submit(store::BatchItem {
@@ -117,8 +150,15 @@ impl Ctx {
                 actor: who.actor(),
                 trace: crate::trace::current_carrier(),
                 contact,
+                repeat,
+                spot_reports,
             })
             .await?;
+        // the case a repeat follows, as it is now
+        let original = match outcome.case.state.merged_into {
+            Some(into) => self.store.get_case(into).await?,
+            None => None,
+        };
         if !outcome.replayed {
             // the intake row is committed: no need for the relay to wait for its next poll
             self.wake.relay.notify_one();
@@ -130,11 +170,13 @@ impl Ctx {
             category = %outcome.case.category,
             source = %outcome.case.source.kind,
             replayed = outcome.replayed,
+            repeat_of = original.as_ref().map(|o| o.case_number.as_str()),
             "report filed"
         );
         Ok(v1::ReportEventResponse {
             case: Some(convert::case_to_wire(&outcome.case)),
             replayed: outcome.replayed,
+            original: original.as_ref().map(convert::case_to_wire),
         })
     }
 }

@@ -194,6 +194,7 @@ pub fn indicators_to_wire(i: &Indicators) -> v1::Indicators {
         bad_review_rate: i.bad_review_rate,
         admitted_matters: c.reported - c.non_admitted,
         non_admitted_matters: c.non_admitted,
+        repeat_reports: c.repeats,
     }
 }
 

@@ -33,6 +33,8 @@ pub(crate) struct CaseColumns {
     updated_at: Vec<DateTime<Utc>>,
     /// For updates: the version each row must still have.
     old_version: Vec<i64>,
+    /// For updates: the severity now (recurrence may have raised it).
+    severity: Vec<&'static str>,
     report: ReportColumns,
 }
 
@@ -57,6 +59,8 @@ struct ReportColumns {
     trace: Vec<serde_json::Value>,
     source: Vec<&'static str>,
     source_ref: Vec<Option<String>>,
+    /// The geohash cell of the point, for the search for repeats (ADR 0044).
+    spot: Vec<String>,
 }
 
 impl CaseColumns {
@@ -96,6 +100,7 @@ impl CaseColumns {
     pub(crate) fn push_update(&mut self, r: &CaseRecord, old_version: u64) {
         self.push_projection(r);
         self.old_version.push(version_i64(old_version));
+        self.severity.push(r.severity.as_str());
     }
 
     /// A new case: its report and its projection.
@@ -127,6 +132,7 @@ impl CaseColumns {
             .push(serde_json::to_value(&r.trace).expect("trace serialises"));
         p.source.push(r.source.kind.as_str());
         p.source_ref.push(r.source.reference.clone());
+        p.spot.push(domain::repeat::spot(r.location));
     }
 
     /// Binds the projection's columns, `$1` to `$14`, in the order both statements name them.
@@ -161,9 +167,9 @@ impl CaseColumns {
                 accept_due_at, handle_due_at, overdue, rework_count, rating, version, state,
                 updated_at, case_number, county_code, grid_code, category, severity, title,
                 description, lat, lon, reported_crs, attachments, occurred_at, reported_at,
-                reported_by, self_handled, trace, source, source_ref)
+                reported_by, self_handled, trace, source, source_ref, spot)
              SELECT c, st, ti, hu, lu, string_to_array(au, ','), ad, hd, od, rw, ra, v, s, u,
-                    cn, co, gr, ca, se, tl, de, la, lo, cr, at, oc, re, rb, sh, tr, so, sr
+                    cn, co, gr, ca, se, tl, de, la, lo, cr, at, oc, re, rb, sh, tr, so, sr, sp
                FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
                            $6::text[], $7::timestamptz[], $8::timestamptz[], $9::bool[],
                            $10::int4[], $11::int2[], $12::int8[], $13::jsonb[],
@@ -171,9 +177,9 @@ impl CaseColumns {
                            $18::text[], $19::text[], $20::text[], $21::text[], $22::float8[],
                            $23::float8[], $24::text[], $25::jsonb[], $26::timestamptz[],
                            $27::timestamptz[], $28::text[], $29::bool[], $30::jsonb[],
-                           $31::text[], $32::text[])
+                           $31::text[], $32::text[], $33::text[])
                     AS x(c, st, ti, hu, lu, au, ad, hd, od, rw, ra, v, s, u, cn, co, gr, ca,
-                         se, tl, de, la, lo, cr, at, oc, re, rb, sh, tr, so, sr)",
+                         se, tl, de, la, lo, cr, at, oc, re, rb, sh, tr, so, sr, sp)",
         );
         self.bind_projection(q)
             .bind(&p.case_number)
@@ -194,6 +200,7 @@ impl CaseColumns {
             .bind(&p.trace)
             .bind(&p.source)
             .bind(&p.source_ref)
+            .bind(&p.spot)
             .execute(conn)
             .await?;
         Ok(())
@@ -212,18 +219,19 @@ impl CaseColumns {
             "UPDATE cases c SET status = n.st, tier = n.ti, holder_unit = n.hu, lead_unit = n.lu,
                 assisting_units = string_to_array(n.au, ','), accept_due_at = n.ad,
                 handle_due_at = n.hd, overdue = n.od, rework_count = n.rw, rating = n.ra,
-                version = n.v, state = n.s, updated_at = n.u
+                version = n.v, state = n.s, updated_at = n.u, severity = n.se
                FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
                            $6::text[], $7::timestamptz[], $8::timestamptz[], $9::bool[],
                            $10::int4[], $11::int2[], $12::int8[], $13::jsonb[],
-                           $14::timestamptz[], $15::int8[])
-                    AS n(c, st, ti, hu, lu, au, ad, hd, od, rw, ra, v, s, u, old)
+                           $14::timestamptz[], $15::int8[], $16::text[])
+                    AS n(c, st, ti, hu, lu, au, ad, hd, od, rw, ra, v, s, u, old, se)
               WHERE c.case_id = n.c AND c.version = n.old",
         )
         .persistent(false);
         let updated = self
             .bind_projection(q)
             .bind(&self.old_version)
+            .bind(&self.severity)
             .execute(conn)
             .await?
             .rows_affected();
