@@ -69,6 +69,27 @@ async fn file(s: &TestServer, req: v1::ReportEventRequest) -> v1::ReportEventRes
     s.worker(GRID).report_event(req).await.unwrap().into_inner()
 }
 
+/// The community accepts the case and submits its result: handled, waiting for the check.
+async fn handle(s: &TestServer, case_id: &str) {
+    s.escalation(TestServer::staff(COMMUNITY))
+        .accept(v1::AcceptRequest {
+            case_id: case_id.to_owned(),
+            unit_code: COMMUNITY.into(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap();
+    s.handling(TestServer::staff(COMMUNITY))
+        .submit_result(v1::SubmitResultRequest {
+            case_id: case_id.to_owned(),
+            unit_code: COMMUNITY.into(),
+            note: "已处理".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
 fn kinds(c: &v1::GetCaseResponse) -> Vec<String> {
     c.events.iter().map(|e| e.event_type.clone()).collect()
 }
@@ -181,23 +202,7 @@ async fn a_repeat_is_linked_to_the_open_case_counted_once_and_followed(pool: PgP
     assert_eq!((total.reported, total.repeat_reports), (3, 1));
 
     // once the original is no longer open, the same matter there opens a new case
-    s.escalation(TestServer::staff(COMMUNITY))
-        .accept(v1::AcceptRequest {
-            case_id: original.case_id.clone(),
-            unit_code: COMMUNITY.into(),
-            expected_version: 0,
-        })
-        .await
-        .unwrap();
-    s.handling(TestServer::staff(COMMUNITY))
-        .submit_result(v1::SubmitResultRequest {
-            case_id: original.case_id.clone(),
-            unit_code: COMMUNITY.into(),
-            note: "已疏通".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    handle(&s, &original.case_id).await;
     let after = file(&s, report_at(SEWAGE, 10.0, "又冒水了")).await;
     assert!(after.original.is_none(), "a handled case takes no repeats");
     s.stop().await;
@@ -397,6 +402,26 @@ async fn a_spot_reported_again_and_again_raises_the_severity_or_calls_the_case_u
     assert_eq!(s.case_row(&base.case_id).await.1.as_deref(), Some(TOWNSHIP));
     let got = s.get_case(&base.case_id).await;
     assert!(kinds(&got).ends_with(&["recurred".to_owned(), "called_up".to_owned()]));
+
+    // a spot whose earlier cases were all handled: the third report there is a new case, its
+    // severity raised before its route, so it starts at the township (LARGER's tier)
+    repeat_rule(&s, Some((3, 30, v1::RecurrenceAction::RaiseSeverity))).await;
+    let again = 800.0;
+    for title in ["路面塌陷积水", "又积水了"] {
+        let case = file(&s, report_at(SEWAGE, again, title)).await;
+        assert!(case.original.is_none());
+        handle(&s, &case.case.unwrap().case_id).await;
+    }
+    let third = file(&s, report_at(SEWAGE, again + 5.0, "第三次积水"))
+        .await
+        .case
+        .unwrap();
+    assert_eq!(third.severity(), v1::Severity::Larger);
+    assert_eq!(third.tier(), v1::Tier::Township);
+    assert_eq!(
+        kinds(&s.get_case(&third.case_id).await),
+        ["reported", "recurred", "routed"]
+    );
     s.stop().await;
 }
 

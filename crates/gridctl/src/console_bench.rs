@@ -44,6 +44,9 @@ pub struct ConsoleBenchArgs {
     /// Print the query plans of the console pages.
     #[arg(long)]
     explain: bool,
+    /// Searches for repeats timed at each distance (ADR 0044).
+    #[arg(long, default_value_t = 2000)]
+    searches: usize,
 }
 
 fn percentiles(mut ms: Vec<f64>) -> String {
@@ -332,7 +335,80 @@ pub async fn run(conn: &Conn, a: ConsoleBenchArgs) -> anyhow::Result<()> {
     if a.explain {
         explain(&store).await?;
     }
+    time_repeats(&store, &a).await?;
     time_stats(conn, &a).await?;
     time_export(conn, &store, &a).await?;
+    Ok(())
+}
+
+/// The search for repeats a report costs when its county keeps a repeat rule (ADR 0044): the
+/// geohash cells around a random point of the sample county's town, the cases of a random
+/// category in them since the rule's horizon (three days for open cases, 30 for recurrence),
+/// and the pick of the open one within the distance — what `ReportEvent` runs, on the same
+/// store, timed from the cells to the answer.
+async fn time_repeats(store: &store::Store, a: &ConsoleBenchArgs) -> anyhow::Result<()> {
+    use domain::repeat::{Recurrence, RecurrenceAction, RepeatRule};
+    let county = RegionCode::parse("360102")?;
+    let categories: Vec<domain::policy::CategoryCode> = store
+        .list_categories()
+        .await?
+        .into_iter()
+        .map(|c| c.code)
+        .filter(|c| c.as_str().len() == 4)
+        .collect();
+    anyhow::ensure!(!categories.is_empty(), "no categories: seed the registry");
+    let cases: i64 = sqlx::query_scalar("SELECT count(*) FROM cases")
+        .fetch_one(store.pool())
+        .await?;
+    println!(
+        "search for repeats over {cases} cases, {} random points each:",
+        a.searches
+    );
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for distance_m in [50, 150, 500] {
+        let rule = RepeatRule {
+            distance_m,
+            window_hours: 72,
+            recurrence: Some(Recurrence {
+                reports: 3,
+                days: 30,
+                action: RecurrenceAction::RaiseSeverity,
+            }),
+        };
+        let (mut ms, mut found, mut linked, mut cells_n) = (Vec::new(), 0usize, 0usize, 0usize);
+        for _ in 0..a.searches {
+            let unit = |r: u64| (r >> 11) as f64 / (1u64 << 53) as f64;
+            let p = domain::geo::LatLon::new(
+                28.68 + (unit(next()) - 0.5) * 0.09,
+                115.89 + (unit(next()) - 0.5) * 0.1,
+            );
+            let category = &categories[usize::try_from(next() % categories.len() as u64)?];
+            let now = Utc::now();
+            let t = Instant::now();
+            let cells = domain::repeat::cells_around(p, rule.distance_m);
+            let nearby = store
+                .nearby(&county, category, &cells, rule.since(now))
+                .await?;
+            let pick = domain::repeat::nearest_open(&rule, p, &nearby, now);
+            let _ = domain::repeat::reports_at_spot(&rule, p, &nearby, now);
+            ms.push(t.elapsed().as_secs_f64() * 1e3);
+            cells_n += cells.len();
+            found += nearby.len();
+            linked += usize::from(pick.is_some());
+        }
+        println!(
+            "  within {distance_m:>3} m ({:>3} cells, {:.1} cases read, {:>4.1} % linked): {}",
+            cells_n / a.searches.max(1),
+            found as f64 / a.searches.max(1) as f64,
+            100.0 * linked as f64 / a.searches.max(1) as f64,
+            percentiles(ms)
+        );
+    }
     Ok(())
 }
