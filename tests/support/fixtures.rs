@@ -198,3 +198,18 @@ pub fn roster(unit: &str) -> v1::Roster {
         ..Default::default()
     }
 }
+
+/// A new Open311 key for a client of `region`, issued straight in the store.
+pub async fn open311_key(s: &crate::TestServer, name: &str, region: &str) -> String {
+    let k = server::open311::new_key();
+    s.store
+        .issue_open311_key(
+            name,
+            &domain::region::RegionCode::parse(region).unwrap(),
+            &k,
+            &store::Actor::system(),
+        )
+        .await
+        .unwrap();
+    k
+}

@@ -22,8 +22,8 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 pub use fixtures::{
-    awaiting_check, community_limits, jpeg, jpeg_with_exif, report, roster, seed_sample,
-    violated_fields,
+    awaiting_check, community_limits, jpeg, jpeg_with_exif, open311_key, report, roster,
+    seed_sample, violated_fields,
 };
 
 pub const SECRET: &[u8] = b"test-secret-not-for-production";

@@ -91,17 +91,7 @@ fn form(fields: &[(&str, &str)]) -> String {
 }
 
 async fn key(s: &TestServer, name: &str, region: &str) -> String {
-    let k = server::open311::new_key();
-    s.store
-        .issue_open311_key(
-            name,
-            &domain::region::RegionCode::parse(region).unwrap(),
-            &k,
-            &store::Actor::system(),
-        )
-        .await
-        .unwrap();
-    k
+    open311_key(s, name, region).await
 }
 
 async fn post(s: &TestServer, fmt: &str, fields: &[(&str, &str)]) -> Reply {

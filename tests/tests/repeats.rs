@@ -456,3 +456,72 @@ async fn the_database_and_the_server_put_a_point_in_the_same_cell(pool: PgPool) 
         assert_eq!(&ours, cell, "({lat}, {lon})");
     }
 }
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn a_resident_whose_request_repeats_another_follows_it_over_open311(pool: PgPool) {
+    let s = TestServer::start(pool).await;
+    repeat_rule(&s, None).await;
+    let k = open311_key(&s, "居民小程序", COUNTY).await;
+    let post = |k: String| {
+        let addr = s.addr;
+        async move {
+            let body = format!(
+                "api_key={k}&service_code={SEWAGE}&lat={}&long={}",
+                SPOT.0, SPOT.1
+            );
+            let r = griddispatch_tests::plain_http::http(
+                addr,
+                "POST",
+                "/open311/v2/requests.json",
+                &[("Content-Type", "application/x-www-form-urlencoded")],
+                body.as_bytes(),
+            )
+            .await;
+            assert_eq!(r.status, 201, "{}", r.text());
+            r.json()[0]["service_request_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let get = |id: String| {
+        let (addr, k) = (s.addr, k.clone());
+        async move {
+            let r = griddispatch_tests::plain_http::http(
+                addr,
+                "GET",
+                &format!("/open311/v2/requests/{id}.json?api_key={k}"),
+                &[],
+                b"",
+            )
+            .await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            r.json()[0].clone()
+        }
+    };
+    let first = post(k.clone()).await;
+    let second = post(k.clone()).await;
+    let original = s.get_case(&first).await.case.unwrap();
+    assert_eq!(s.get_case(&second).await.case.unwrap().merged_into, first);
+    // the second resident's request is open while the case it repeats is, and says which
+    let followed = get(second.clone()).await;
+    assert_eq!(followed["service_request_id"], second.as_str());
+    assert_eq!(followed["status"], "open");
+    let notes = followed["status_notes"].as_str().unwrap();
+    assert!(notes.contains(&original.case_number), "{notes}");
+    assert_eq!(
+        followed["expected_datetime"],
+        get(first.clone()).await["expected_datetime"]
+    );
+    // and so in a list by ids
+    let r = griddispatch_tests::plain_http::http(
+        s.addr,
+        "GET",
+        &format!("/open311/v2/requests.json?api_key={k}&service_request_id={second}"),
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(r.json()[0]["status"], "open");
+    s.stop().await;
+}

@@ -32,6 +32,7 @@ use store::{CaseFilter, Open311Client};
 use crate::api::Ctx;
 use crate::auth::{Principal, Role};
 
+mod follow;
 mod format;
 mod media;
 
@@ -722,11 +723,15 @@ async fn list(
             ));
         }
         let found = f.ctx.store.get_cases(&ids).await.map_err(Error::from)?;
-        return Ok(ids
+        let shown: Vec<&CaseRecord> = ids
             .iter()
             .filter_map(|id| found.get(id))
             .filter(|c| visible(client, c))
-            .map(|c| request_out(c, &names, base))
+            .collect();
+        let originals = follow::originals(&f.ctx, shown.iter().copied()).await?;
+        return Ok(shown
+            .into_iter()
+            .map(|c| follow::request(c, &originals, &names, base))
             .collect());
     }
     let now = f.ctx.clock.now();
@@ -771,7 +776,11 @@ async fn list(
         .list_cases(&filter, None, MAX_LIST)
         .await
         .map_err(Error::from)?;
-    Ok(cases.iter().map(|c| request_out(c, &names, base)).collect())
+    let originals = follow::originals(&f.ctx, &cases).await?;
+    Ok(cases
+        .iter()
+        .map(|c| follow::request(c, &originals, &names, base))
+        .collect())
 }
 
 /// A keyed GET of one object: the object's name and format from the path, the client from
@@ -815,13 +824,21 @@ async fn one_request(
     let Some(case) = found.filter(|c| visible(&client, c)) else {
         return missing().in_format(fmt);
     };
-    match category_names(&f.ctx).await {
-        Ok(names) => {
-            let out = [request_out(&case, &names, &f.base_url(&headers))];
-            answer(fmt, StatusCode::OK, &out, &RequestsXml { request: &out })
-        }
-        Err(e) => e.in_format(fmt),
-    }
+    let names = match category_names(&f.ctx).await {
+        Ok(names) => names,
+        Err(e) => return e.in_format(fmt),
+    };
+    let originals = match follow::originals(&f.ctx, [&case]).await {
+        Ok(o) => o,
+        Err(e) => return e.in_format(fmt),
+    };
+    let out = [follow::request(
+        &case,
+        &originals,
+        &names,
+        &f.base_url(&headers),
+    )];
+    answer(fmt, StatusCode::OK, &out, &RequestsXml { request: &out })
 }
 
 #[derive(Serialize)]
