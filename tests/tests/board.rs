@@ -304,6 +304,8 @@ async fn a_dispatcher_sees_a_case_arrive_live_and_dispatches_it_from_the_board(p
         .await;
     b.wait_for("#case-file .photos img").await;
     b.wait_text("#case-file .events", "呼叫上级").await;
+    // how many reported it (one: the county keeps no repeat rule here)
+    b.wait_exact("#case-reports", "1").await;
     c.find(Locator::Id("dispatch-lead"))
         .await
         .unwrap()

@@ -2,10 +2,16 @@
 //! joint handling, verification, rating, extensions, queues, and who may act.
 
 use griddispatch_tests::*;
-use proto::convert;
 use proto::v1;
 use sqlx::PgPool;
 use tonic::Code;
+
+#[path = "pipeline/extensions.rs"]
+mod extensions;
+#[path = "pipeline/metrics.rs"]
+mod metrics;
+
+use metrics::{scrape, series_names, service_of};
 
 const TOWNSHIP: &str = "360102001";
 const LEAD: &str = "360102-CGJ";
@@ -369,83 +375,6 @@ async fn one_case_through_all_four_stages(pool: PgPool) {
     s.stop().await;
 }
 
-/// The metric names a file of queries uses: ours (`gd_…`) and the RPC series.
-fn series_names(text: &str) -> std::collections::BTreeSet<String> {
-    let mut out = std::collections::BTreeSet::new();
-    let bytes = text.as_bytes();
-    for prefix in ["gd_", "grpc_server_"] {
-        let mut from = 0;
-        while let Some(i) = text[from..].find(prefix) {
-            let start = from + i;
-            let boundary = start == 0
-                || !(bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_');
-            let end = text[start..]
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .map_or(text.len(), |n| start + n);
-            if boundary {
-                out.insert(text[start..end].to_owned());
-            }
-            from = end;
-        }
-    }
-    out
-}
-
-fn service_of(method: &str) -> &'static str {
-    match method {
-        "ReportEvent" => "ReportingService",
-        "SubmitResult" => "HandlingService",
-        _ => "EscalationService",
-    }
-}
-
-struct Scrape {
-    text: String,
-}
-
-impl Scrape {
-    /// Whether the scrape declares `name`: a sample of it, or its family's TYPE line (a
-    /// family with no labels set yet has no samples).
-    fn declares(&self, name: &str) -> bool {
-        let base = ["_total", "_bucket", "_count", "_sum"]
-            .iter()
-            .find_map(|s| name.strip_suffix(s))
-            .unwrap_or(name);
-        self.text.lines().any(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
-                || l.strip_prefix("# TYPE ")
-                    .and_then(|r| r.split(' ').next())
-                    .is_some_and(|n| n == base || n == name)
-        })
-    }
-
-    /// The value of one series as the scrape printed it (labels in the order the server
-    /// declares them).
-    fn value(&self, series: &str) -> f64 {
-        self.text
-            .lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-            .and_then(|v| v.split(' ').next()?.parse().ok())
-            .unwrap_or_else(|| panic!("no series {series} in:\n{}", self.text))
-    }
-}
-
-async fn scrape(s: &TestServer) -> Scrape {
-    let r = griddispatch_tests::plain_http::http(s.metrics_addr, "GET", "/metrics", &[], b"").await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert!(
-        r.header("content-type")
-            .unwrap_or_default()
-            .starts_with("application/openmetrics-text"),
-        "{:?}",
-        r.headers
-    );
-    let text = r.text();
-    assert!(text.ends_with("# EOF\n"), "{text}");
-    Scrape { text }
-}
-
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn watch_queue_shows_pending_then_live_and_the_first_accept_wins(pool: PgPool) {
     let s = TestServer::start(pool).await;
@@ -627,121 +556,5 @@ async fn commands_check_who_acts_and_the_version(pool: PgPool) {
         .case
         .unwrap();
     assert_eq!(c.holder_unit, TOWNSHIP);
-    s.stop().await;
-}
-
-#[sqlx::test(migrator = "store::MIGRATOR")]
-async fn extensions_move_the_handling_deadline(pool: PgPool) {
-    let s = TestServer::start(pool).await;
-    let case = s.routed_case(GRID, "0501").await;
-    let id = case.case_id.clone();
-    let c = s
-        .escalation(TestServer::staff(COMMUNITY))
-        .accept(v1::AcceptRequest {
-            case_id: id.clone(),
-            unit_code: COMMUNITY.into(),
-            expected_version: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .case
-        .unwrap();
-    let due = c.handle_due_at.unwrap();
-    let until = prost_types::Timestamp {
-        seconds: due.seconds + 7 * 86_400,
-        nanos: 0,
-    };
-    s.handling(TestServer::staff(COMMUNITY))
-        .request_extension(v1::RequestExtensionRequest {
-            case_id: id.clone(),
-            unit_code: COMMUNITY.into(),
-            until: Some(until),
-            reason: "等待材料".into(),
-            expected_version: 0,
-        })
-        .await
-        .unwrap();
-    let c = s
-        .handling(TestServer::staff(TOWNSHIP))
-        .decide_extension(v1::DecideExtensionRequest {
-            case_id: id.clone(),
-            unit_code: TOWNSHIP.into(),
-            approved: true,
-            note: String::new(),
-            expected_version: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .case
-        .unwrap();
-    assert_eq!(c.handle_due_at.unwrap().seconds, until.seconds);
-    let old_due = convert::from_timestamp(&due).unwrap();
-    let new_due = convert::from_timestamp(&until).unwrap();
-    // the handle clock's deadlines, by the due time they were armed for: (warn, outcome)
-    let deadlines = |at: chrono::DateTime<chrono::Utc>| {
-        let pool = s.pool.clone();
-        let id = id.clone();
-        async move {
-            sqlx::query_as::<_, (bool, Option<String>)>(
-                "SELECT warn, outcome FROM deadlines
-                  WHERE case_id = $1::uuid AND clock = 'handle'
-                    AND date_trunc('second', clock_due_at) = date_trunc('second', $2::timestamptz)
-                  ORDER BY warn DESC",
-            )
-            .bind(id)
-            .bind(at)
-            .fetch_all(&pool)
-            .await
-            .unwrap()
-        }
-    };
-    assert_eq!(
-        deadlines(old_due).await.len(),
-        2,
-        "the old clock's warning and deadline"
-    );
-    assert_eq!(
-        deadlines(new_due).await.len(),
-        2,
-        "the new clock's warning and deadline"
-    );
-    // the old deadline passes: it fires as a no-op, and the case is not overdue
-    s.advance(chrono::Duration::seconds(
-        due.seconds - chrono::Utc::now().timestamp() + 3600,
-    ));
-    s.eventually(10, "the old deadlines retired as stale", || async {
-        deadlines(old_due)
-            .await
-            .iter()
-            .all(|(_, o)| o.as_deref() == Some("stale"))
-    })
-    .await;
-    assert!(!s.get_case(&id).await.case.unwrap().overdue);
-    assert!(
-        deadlines(new_due).await.iter().all(|(_, o)| o.is_none()),
-        "the new deadline has not fired early"
-    );
-    // the new one passes: the case is overdue, and not before its time
-    s.advance(chrono::Duration::seconds(until.seconds - due.seconds + 60));
-    s.eventually(10, "overdue on the new clock", || async {
-        s.get_case(&id).await.case.unwrap().overdue
-    })
-    .await;
-    assert_eq!(
-        deadlines(new_due).await,
-        [
-            (true, Some("warned".to_owned())),
-            (false, Some("overdue".to_owned()))
-        ]
-    );
-    let file = s.get_case(&id).await;
-    let overdue = file
-        .events
-        .iter()
-        .find(|e| e.event_type == "overdue")
-        .unwrap();
-    assert!(convert::from_timestamp(overdue.recorded_at.as_ref().unwrap()).unwrap() >= new_due);
     s.stop().await;
 }

@@ -371,6 +371,16 @@ async fn time_repeats(store: &store::Store, a: &ConsoleBenchArgs) -> anyhow::Res
         seed ^= seed << 17;
         seed
     };
+    // and at the spot of an earlier case of the last 30 days, with its category: the search
+    // that finds something, in the busiest places of the history
+    let spots: Vec<(f64, f64, String)> = sqlx::query_as(
+        "SELECT lat, lon, category FROM cases
+          WHERE county_code = '360102' AND reported_at > now() - interval '30 days'
+          ORDER BY random() LIMIT $1",
+    )
+    .bind(i64::try_from(a.searches)?)
+    .fetch_all(store.pool())
+    .await?;
     for distance_m in [50, 150, 500] {
         let rule = RepeatRule {
             distance_m,
@@ -407,6 +417,40 @@ async fn time_repeats(store: &store::Store, a: &ConsoleBenchArgs) -> anyhow::Res
             cells_n / a.searches.max(1),
             found as f64 / a.searches.max(1) as f64,
             100.0 * linked as f64 / a.searches.max(1) as f64,
+            percentiles(ms)
+        );
+    }
+    let rule = RepeatRule {
+        distance_m: 150,
+        window_hours: 72,
+        recurrence: Some(Recurrence {
+            reports: 3,
+            days: 30,
+            action: RecurrenceAction::RaiseSeverity,
+        }),
+    };
+    let (mut ms, mut found, mut linked) = (Vec::new(), 0usize, 0usize);
+    for (lat, lon, category) in &spots {
+        let p = domain::geo::LatLon::new(*lat, *lon);
+        let category = domain::policy::CategoryCode::parse(category).map_err(anyhow::Error::msg)?;
+        let now = Utc::now();
+        let t = Instant::now();
+        let cells = domain::repeat::cells_around(p, rule.distance_m);
+        let nearby = store
+            .nearby(&county, &category, &cells, rule.since(now))
+            .await?;
+        let pick = domain::repeat::nearest_open(&rule, p, &nearby, now);
+        let _ = domain::repeat::reports_at_spot(&rule, p, &nearby, now);
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+        found += nearby.len();
+        linked += usize::from(pick.is_some());
+    }
+    if !ms.is_empty() {
+        let n = ms.len();
+        println!(
+            "  at an earlier case's spot, 150 m ({:.1} cases read, {:>4.1} % linked): {}",
+            found as f64 / n as f64,
+            100.0 * linked as f64 / n as f64,
             percentiles(ms)
         );
     }
