@@ -221,4 +221,37 @@ impl TestServer {
             .unwrap()
             .into_inner()
     }
+
+    /// The sample county's policy as GetPolicy answers it.
+    pub async fn county_policy(&self) -> v1::Policy {
+        self.admin_routing()
+            .get_policy(v1::GetPolicyRequest {
+                county_code: crate::COUNTY.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .policy
+            .unwrap()
+    }
+
+    /// The sample county's indicators from an hour ago to a minute ahead, as its dispatcher
+    /// reads them.
+    pub async fn recent_indicators(&self) -> v1::Indicators {
+        let now = chrono::Utc::now();
+        self.console(Self::bearer(Role::Dispatcher, crate::COUNTY))
+            .get_stats(v1::GetStatsRequest {
+                region_code: crate::COUNTY.into(),
+                from: Some(proto::convert::timestamp(now - chrono::Duration::hours(1))),
+                to: Some(proto::convert::timestamp(
+                    now + chrono::Duration::minutes(1),
+                )),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .total
+            .unwrap()
+    }
 }

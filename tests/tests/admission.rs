@@ -6,7 +6,6 @@
 
 use griddispatch_tests::*;
 use proto::v1;
-use server::auth::Role;
 use sqlx::PgPool;
 use tonic::Code;
 
@@ -16,22 +15,9 @@ const FIRE_HAZARD: &str = "0201";
 /// 暴露垃圾: on it (its top-level category 05 is).
 const RUBBISH: &str = "0501";
 
-/// The sample county's policy as GetPolicy answers it.
-async fn county_policy(s: &TestServer) -> v1::Policy {
-    s.admin_routing()
-        .get_policy(v1::GetPolicyRequest {
-            county_code: COUNTY.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .policy
-        .unwrap()
-}
-
 async fn admit_only_environment_and_order(s: &TestServer) -> v1::Policy {
     let mut admin = s.admin_routing();
-    let before = county_policy(s).await;
+    let before = s.county_policy().await;
     let mut policy = before.clone();
     policy.admission = Some(v1::MatterAdmission {
         categories: vec!["05".into(), "06".into()],
@@ -199,22 +185,7 @@ async fn a_matter_not_admitted_skips_the_grid_and_is_never_handed_down(pool: PgP
     assert_eq!(down.holder_unit, GRID);
 
     // today's indicators count the matters apart: three reported, one not admitted
-    let now = chrono::Utc::now();
-    let stats = s
-        .console(TestServer::bearer(Role::Dispatcher, COUNTY))
-        .get_stats(v1::GetStatsRequest {
-            region_code: COUNTY.into(),
-            from: Some(proto::convert::timestamp(now - chrono::Duration::hours(1))),
-            to: Some(proto::convert::timestamp(
-                now + chrono::Duration::minutes(1),
-            )),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .total
-        .unwrap();
+    let stats = s.recent_indicators().await;
     assert_eq!(
         (
             stats.reported,
@@ -230,7 +201,7 @@ async fn a_matter_not_admitted_skips_the_grid_and_is_never_handed_down(pool: PgP
 async fn a_list_that_would_start_a_matter_at_the_grid_is_refused(pool: PgPool) {
     let s = TestServer::start(pool).await;
     let mut admin = s.admin_routing();
-    let mut policy = county_policy(&s).await;
+    let mut policy = s.county_policy().await;
     let version = policy.version;
     for (categories, tier, field) in [
         (
@@ -257,7 +228,7 @@ async fn a_list_that_would_start_a_matter_at_the_grid_is_refused(pool: PgPool) {
         assert_eq!(err.code(), Code::InvalidArgument, "{}", err.message());
         assert_eq!(violated_fields(&err), [field]);
     }
-    let now = county_policy(&s).await;
+    let now = s.county_policy().await;
     assert_eq!(now.version, version, "a refused policy is not stored");
     assert!(now.admission.is_none());
     s.stop().await;

@@ -34,15 +34,7 @@ fn report_at(category: &str, north_m: f64, title: &str) -> v1::ReportEventReques
 /// Gives the sample county a repeat rule: 50 m, three days, and the recurrence asked for.
 async fn repeat_rule(s: &TestServer, recurrence: Option<(u32, u32, v1::RecurrenceAction)>) {
     let mut admin = s.admin_routing();
-    let mut policy = admin
-        .get_policy(v1::GetPolicyRequest {
-            county_code: COUNTY.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .policy
-        .unwrap();
+    let mut policy = s.county_policy().await;
     let (reports, days, action) = recurrence.unwrap_or((0, 0, v1::RecurrenceAction::Unspecified));
     policy.repeats = Some(v1::RepeatRule {
         distance_m: 50,
@@ -99,15 +91,7 @@ async fn a_repeat_is_linked_to_the_open_case_counted_once_and_followed(pool: PgP
     let s = TestServer::start(pool).await;
     // a bad rule is refused by field, and writes nothing
     let mut admin = s.admin_routing();
-    let mut bad = admin
-        .get_policy(v1::GetPolicyRequest {
-            county_code: COUNTY.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .policy
-        .unwrap();
+    let mut bad = s.county_policy().await;
     let version = bad.version;
     bad.repeats = Some(v1::RepeatRule {
         distance_m: 5000,
@@ -125,15 +109,7 @@ async fn a_repeat_is_linked_to_the_open_case_counted_once_and_followed(pool: PgP
         err.message()
     );
     repeat_rule(&s, None).await;
-    let policy = admin
-        .get_policy(v1::GetPolicyRequest {
-            county_code: COUNTY.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .policy
-        .unwrap();
+    let policy = s.county_policy().await;
     assert_eq!(policy.version, version + 1, "versioned like any policy");
 
     let first = file(&s, report_at(SEWAGE, 0.0, "井盖冒水")).await;
@@ -183,22 +159,7 @@ async fn a_repeat_is_linked_to_the_open_case_counted_once_and_followed(pool: PgP
     assert_eq!(s.case_row(&repeat.case_id).await.1, None);
 
     // the indicators count three matters reported, and one repeat
-    let now = chrono::Utc::now();
-    let total = s
-        .console(TestServer::bearer(Role::Admin, ""))
-        .get_stats(v1::GetStatsRequest {
-            region_code: COUNTY.into(),
-            from: Some(proto::convert::timestamp(now - chrono::Duration::hours(1))),
-            to: Some(proto::convert::timestamp(
-                now + chrono::Duration::minutes(1),
-            )),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .total
-        .unwrap();
+    let total = s.recent_indicators().await;
     assert_eq!((total.reported, total.repeat_reports), (3, 1));
 
     // once the original is no longer open, the same matter there opens a new case
