@@ -135,6 +135,24 @@ async fn a_repeat_is_linked_to_the_open_case_counted_once_and_followed(pool: PgP
     assert_eq!(replay.case.unwrap().case_id, repeat.case_id);
     assert_eq!(replay.original.unwrap().report_count, 2);
 
+    // a grid worker next door reporting the same spot is linked too, but is not shown a case
+    // outside their grid: the reply names it by id only
+    let mut next_door = report_at(SEWAGE, 10.0, "隔壁网格看到冒水");
+    next_door.grid_code = OTHER_GRID.into();
+    let theirs = s
+        .worker(OTHER_GRID)
+        .report_event(next_door)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(theirs.case.unwrap().merged_into, original.case_id);
+    assert!(
+        theirs.original.is_none(),
+        "a case outside the caller's area"
+    );
+    let original_now = s.get_case(&original.case_id).await.case.unwrap();
+    assert_eq!(original_now.report_count, 3);
+
     // another matter at the same spot, and the same matter 200 m away, are cases of their own
     let other_matter = file(&s, report_at(RUBBISH, 0.0, "垃圾堆放")).await;
     assert!(other_matter.original.is_none());
@@ -147,7 +165,7 @@ async fn a_repeat_is_linked_to_the_open_case_counted_once_and_followed(pool: PgP
 
     // the case shows how many reported it, and its events say who was linked
     let got = s.get_case(&original.case_id).await;
-    assert_eq!(got.case.as_ref().unwrap().report_count, 2);
+    assert_eq!(got.case.as_ref().unwrap().report_count, 3);
     assert!(
         kinds(&got).contains(&"repeat_added".to_owned()),
         "{:?}",
@@ -160,7 +178,7 @@ async fn a_repeat_is_linked_to_the_open_case_counted_once_and_followed(pool: PgP
 
     // the indicators count three matters reported, and one repeat
     let total = s.recent_indicators().await;
-    assert_eq!((total.reported, total.repeat_reports), (3, 1));
+    assert_eq!((total.reported, total.repeat_reports), (3, 2));
 
     // once the original is no longer open, the same matter there opens a new case
     handle(&s, &original.case_id).await;

@@ -154,9 +154,10 @@ impl Ctx {
                 spot_reports,
             })
             .await?;
-        // the case a repeat follows, as it is now
+        // the case a repeat follows, as it is now: in full to a caller whose area holds it; a
+        // case next door (a repeat links across a grid's edge) is named by `merged_into` only
         let original = match outcome.case.state.merged_into {
-            Some(into) => self.store.get_case(into).await?,
+            Some(into) => self.store.get_case(into).await?.filter(|o| who.can_see(o)),
             None => None,
         };
         if !outcome.replayed {

@@ -202,7 +202,7 @@ async fn list(
             .filter_map(|id| found.get(id))
             .filter(|c| visible(client, c))
             .collect();
-        let originals = originals(&f.ctx, shown.iter().copied()).await?;
+        let originals = originals(&f.ctx, client, shown.iter().copied()).await?;
         return Ok(shown
             .into_iter()
             .map(|c| following(c, &originals, &names, base))
@@ -250,7 +250,7 @@ async fn list(
         .list_cases(&filter, None, MAX_LIST)
         .await
         .map_err(Error::from)?;
-    let originals = originals(&f.ctx, &cases).await?;
+    let originals = originals(&f.ctx, client, &cases).await?;
     Ok(cases
         .iter()
         .map(|c| following(c, &originals, &names, base))
@@ -302,7 +302,7 @@ pub(super) async fn one_request(
         Ok(names) => names,
         Err(e) => return e.in_format(fmt),
     };
-    let originals = match originals(&f.ctx, [&case]).await {
+    let originals = match originals(&f.ctx, &client, [&case]).await {
         Ok(o) => o,
         Err(e) => return e.in_format(fmt),
     };
@@ -358,9 +358,11 @@ pub(super) async fn token(
     }
 }
 
-/// The cases that `cases` were linked into, by id; one read for all of them.
+/// The cases that `cases` were linked into, by id, those in the client's region; one read for
+/// all of them.
 async fn originals<'a>(
     ctx: &Ctx,
+    client: &Open311Client,
     cases: impl IntoIterator<Item = &'a CaseRecord>,
 ) -> Result<HashMap<CaseId, CaseRecord>, Error> {
     let ids: Vec<CaseId> = cases
@@ -370,7 +372,9 @@ async fn originals<'a>(
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    ctx.store.get_cases(&ids).await.map_err(Error::from)
+    let mut found = ctx.store.get_cases(&ids).await.map_err(Error::from)?;
+    found.retain(|_, o| o.grid.is_within(&client.region));
+    Ok(found)
 }
 
 /// A request as its resident reads it: its own, or the case it follows.
