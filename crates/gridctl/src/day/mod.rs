@@ -104,6 +104,7 @@ pub async fn run(conn: Conn, args: DayArgs) -> anyhow::Result<()> {
     println!(
         "   registry: {units} units, {cats} categories, {policies} policy loaded (324 grids, 54 communities, 11 townships, 15 departments)"
     );
+    repeat_rule(&conn).await?;
     let day = Arc::new(Day {
         conn,
         args: args.clone(),
@@ -212,6 +213,37 @@ pub async fn run(conn: Conn, args: DayArgs) -> anyhow::Result<()> {
         println!("   {l}");
     }
     summary(&day, start, end).await?;
+    Ok(())
+}
+
+/// The county's rule for repeated reports (ADR 0044), put into its policy before the day: the
+/// same matter within 50 m of an open case reported in the last three days is linked to it,
+/// and a spot reported three times in 30 days raises its case's severity.
+async fn repeat_rule(conn: &Conn) -> anyhow::Result<()> {
+    let mut routing = conn.routing(conn.auth_as(Role::Admin, "", "day")?);
+    let mut policy = routing
+        .get_policy(v1::GetPolicyRequest {
+            county_code: COUNTY.into(),
+        })
+        .await?
+        .into_inner()
+        .policy
+        .context("the county has a policy")?;
+    policy.repeats = Some(v1::RepeatRule {
+        distance_m: 50,
+        window_hours: 72,
+        recurrence_reports: 3,
+        recurrence_days: 30,
+        recurrence_action: v1::RecurrenceAction::RaiseSeverity.into(),
+    });
+    routing
+        .put_policy(v1::PutPolicyRequest {
+            policy: Some(policy),
+        })
+        .await?;
+    println!(
+        "   repeats: the same matter within 50 m of an open case is linked to it; a spot reported 3 times in 30 days is raised a level"
+    );
     Ok(())
 }
 

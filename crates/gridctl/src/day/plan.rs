@@ -76,6 +76,8 @@ pub(super) struct Planned {
     pub(super) title: String,
     pub(super) source: Source,
     pub(super) self_handled: bool,
+    /// The earlier report of the plan this one sees again, if any.
+    pub(super) repeats: Option<usize>,
 }
 
 /// The sample county as the plan needs it.
@@ -147,7 +149,9 @@ pub(super) fn plan(
             let at = start
                 + Duration::hours(hour as i64)
                 + Duration::seconds((r("second") * 3600.0) as i64);
-            let (grid, point) = c.grids[(r("grid") * c.grids.len() as f64) as usize].clone();
+            let (grid, centre) = c.grids[(r("grid") * c.grids.len() as f64) as usize].clone();
+            // somewhere within about 40 m of the grid's centre
+            let point = near(centre, (r("north") - 0.5) * 80.0, (r("east") - 0.5) * 80.0);
             let (category, name) = (*pick(&cats, r("category"))).clone();
             let source = *pick(
                 &[
@@ -166,11 +170,50 @@ pub(super) fn plan(
                 category,
                 source,
                 self_handled: source == Source::GridWorker && r("self") < 0.22,
+                repeats: None,
             }
         })
         .collect();
+    // the same matter seen again: about one report in sixteen is someone else reporting what an
+    // earlier report saw, a few metres away, a while later (ADR 0044 links it as a repeat)
+    let end = start + Duration::hours(hours as i64);
+    for n in 1..out.len() {
+        let r = |what: &str| chance(seed, &format!("{n}:{what}"));
+        if r("again") >= REPEATS {
+            continue;
+        }
+        let earlier = out[(r("of") * n as f64) as usize].clone();
+        let at = earlier.at + Duration::minutes(10 + (r("later") * 110.0) as i64);
+        if at >= end {
+            continue;
+        }
+        let p = &mut out[n];
+        p.at = at;
+        p.grid = earlier.grid;
+        p.point = near(
+            earlier.point,
+            (r("dn") - 0.5) * 20.0,
+            (r("de") - 0.5) * 20.0,
+        );
+        p.category = earlier.category;
+        p.title = earlier.title;
+        p.self_handled = false;
+        p.repeats = Some(earlier.n);
+    }
     out.sort_by_key(|p| (p.at, p.n));
     out
+}
+
+/// The share of reports that see again what an earlier one saw.
+const REPEATS: f64 = 1.0 / 16.0;
+
+/// A point `north` and `east` metres from `p` (latitude, longitude).
+fn near(p: (f64, f64), north: f64, east: f64) -> (f64, f64) {
+    const M_PER_DEG: f64 = 111_320.0;
+    (
+        p.0 + north / M_PER_DEG,
+        p.1 + east / (M_PER_DEG * p.0.to_radians().cos()),
+    )
 }
 
 #[cfg(test)]
@@ -218,6 +261,20 @@ mod tests {
             hour(3),
             hour(15)
         );
+        // some reports see again what an earlier one saw: its grid and matter, within 15 m
+        let day = plan(7, 300, 16, start, &c);
+        let again: Vec<&Planned> = day.iter().filter(|p| p.repeats.is_some()).collect();
+        assert!((8..40).contains(&again.len()), "{} repeats", again.len());
+        for p in again {
+            let first = day.iter().find(|e| Some(e.n) == p.repeats).unwrap();
+            assert_eq!((&p.grid, &p.category), (&first.grid, &first.category));
+            assert!(p.at > first.at);
+            let d = domain::geo::distance_m(
+                domain::geo::LatLon::new(p.point.0, p.point.1),
+                domain::geo::LatLon::new(first.point.0, first.point.1),
+            );
+            assert!(d < 15.0, "{d} m");
+        }
         // a unit's decision is drawn the same way each time
         assert_eq!(
             chance(7, "360102-20261203-000001:check"),

@@ -20,6 +20,8 @@ use crate::Conn;
 pub(super) struct Tally {
     pub(super) reported: [AtomicU64; 3],
     pub(super) settled: AtomicU64,
+    /// Reports linked to an open case as repeats.
+    pub(super) repeats: AtomicU64,
     pub(super) accepted: AtomicU64,
     pub(super) called_up: AtomicU64,
     pub(super) dispatched: AtomicU64,
@@ -148,10 +150,16 @@ impl Day {
             }
         };
         let r = self.conn.reporting(auth).report_event(req).await;
-        if count(&self, r).is_some() {
+        if let Some(r) = count(&self, r) {
             inc(&self.tally.reported[p.source as usize]);
             if p.self_handled {
                 inc(&self.tally.settled);
+            }
+            if r.into_inner()
+                .case
+                .is_some_and(|c| !c.merged_into.is_empty())
+            {
+                inc(&self.tally.repeats);
             }
         }
         Ok(())
@@ -538,12 +546,13 @@ impl Day {
         let calls = get(&t.calls);
         [
             format!(
-                "reported {} (grid workers {} · residents {} · 12345 {}) · settled on the spot {}",
+                "reported {} (grid workers {} · residents {} · 12345 {}) · settled on the spot {} · repeats of an open case {}",
                 get(&t.reported[0]) + get(&t.reported[1]) + get(&t.reported[2]),
                 get(&t.reported[0]),
                 get(&t.reported[1]),
                 get(&t.reported[2]),
-                get(&t.settled)
+                get(&t.settled),
+                get(&t.repeats)
             ),
             format!(
                 "waiting to be accepted: {waiting} | handling {} | checking {} | overdue {}",
