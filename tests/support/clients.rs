@@ -254,4 +254,21 @@ impl TestServer {
             .total
             .unwrap()
     }
+
+    /// Puts the sample county's policy as an admin, then waits until servers see it (their
+    /// directory's cache lives 200 ms in tests); answers it as stored.
+    pub async fn put_county_policy(&self, policy: v1::Policy) -> v1::Policy {
+        let stored = self
+            .admin_routing()
+            .put_policy(v1::PutPolicyRequest {
+                policy: Some(policy),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .policy
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        stored
+    }
 }

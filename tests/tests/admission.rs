@@ -16,30 +16,19 @@ const FIRE_HAZARD: &str = "0201";
 const RUBBISH: &str = "0501";
 
 async fn admit_only_environment_and_order(s: &TestServer) -> v1::Policy {
-    let mut admin = s.admin_routing();
     let before = s.county_policy().await;
     let mut policy = before.clone();
     policy.admission = Some(v1::MatterAdmission {
         categories: vec!["05".into(), "06".into()],
         non_admitted_tier: v1::Tier::Township.into(),
     });
-    let after = admin
-        .put_policy(v1::PutPolicyRequest {
-            policy: Some(policy),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .policy
-        .unwrap();
+    let after = s.put_county_policy(policy).await;
     assert_eq!(
         after.version,
         before.version + 1,
         "versioned like any policy"
     );
     assert_eq!(after.admission.as_ref().unwrap().categories, ["05", "06"]);
-    // servers see the new policy once their directory's cache has expired (200 ms in tests)
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     after
 }
 

@@ -33,7 +33,6 @@ fn report_at(category: &str, north_m: f64, title: &str) -> v1::ReportEventReques
 
 /// Gives the sample county a repeat rule: 50 m, three days, and the recurrence asked for.
 async fn repeat_rule(s: &TestServer, recurrence: Option<(u32, u32, v1::RecurrenceAction)>) {
-    let mut admin = s.admin_routing();
     let mut policy = s.county_policy().await;
     let (reports, days, action) = recurrence.unwrap_or((0, 0, v1::RecurrenceAction::Unspecified));
     policy.repeats = Some(v1::RepeatRule {
@@ -43,18 +42,8 @@ async fn repeat_rule(s: &TestServer, recurrence: Option<(u32, u32, v1::Recurrenc
         recurrence_days: days,
         recurrence_action: action.into(),
     });
-    let stored = admin
-        .put_policy(v1::PutPolicyRequest {
-            policy: Some(policy),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .policy
-        .unwrap();
+    let stored = s.put_county_policy(policy).await;
     assert_eq!(stored.repeats.unwrap().distance_m, 50);
-    // servers see the new policy once their directory's cache has expired (200 ms in tests)
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
 }
 
 async fn file(s: &TestServer, req: v1::ReportEventRequest) -> v1::ReportEventResponse {
