@@ -491,5 +491,22 @@ async fn a_resident_whose_request_repeats_another_follows_it_over_open311(pool: 
     )
     .await;
     assert_eq!(r.json()[0]["status"], "open");
+
+    // the community merges the case the request follows into another: the request follows on
+    let other = s.routed_case(GRID, RUBBISH).await;
+    s.escalation(TestServer::staff(COMMUNITY))
+        .merge(v1::MergeRequest {
+            case_id: first.clone(),
+            into_case_id: other.case_id.clone(),
+            unit_code: COMMUNITY.into(),
+            reason: "同一处管道".into(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap();
+    let followed = get(second.clone()).await;
+    assert_eq!(followed["status"], "open");
+    let notes = followed["status_notes"].as_str().unwrap();
+    assert!(notes.contains(&other.case_number), "{notes}");
     s.stop().await;
 }

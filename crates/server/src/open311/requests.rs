@@ -358,8 +358,11 @@ pub(super) async fn token(
     }
 }
 
-/// The cases that `cases` were linked into, by id, those in the client's region; one read for
-/// all of them.
+/// How many links a request follows: a repeat's case may itself have been merged into another.
+const FOLLOW_HOPS: usize = 4;
+
+/// The cases that `cases` were linked into, and the cases those were merged into in turn, by
+/// id, those in the client's region; one read per hop.
 async fn originals<'a>(
     ctx: &Ctx,
     client: &Open311Client,
@@ -373,6 +376,17 @@ async fn originals<'a>(
         return Ok(HashMap::new());
     }
     let mut found = ctx.store.get_cases(&ids).await.map_err(Error::from)?;
+    for _ in 1..FOLLOW_HOPS {
+        let next: Vec<CaseId> = found
+            .values()
+            .filter_map(|o| o.state.merged_into)
+            .filter(|id| !found.contains_key(id))
+            .collect();
+        if next.is_empty() {
+            break;
+        }
+        found.extend(ctx.store.get_cases(&next).await.map_err(Error::from)?);
+    }
     found.retain(|_, o| o.grid.is_within(&client.region));
     Ok(found)
 }
@@ -385,7 +399,19 @@ fn following(
     base: &str,
 ) -> RequestOut {
     let mut out = request_out(c, names, base);
-    if let Some(o) = c.state.merged_into.and_then(|id| originals.get(&id)) {
+    // the last case of the chain the client may see
+    let mut last = None;
+    let mut at = c;
+    for _ in 0..FOLLOW_HOPS {
+        match at.state.merged_into.and_then(|id| originals.get(&id)) {
+            Some(o) => {
+                last = Some(o);
+                at = o;
+            }
+            None => break,
+        }
+    }
+    if let Some(o) = last {
         let followed = request_out(o, names, base);
         out.status = followed.status;
         out.status_notes = format!(
