@@ -39,6 +39,21 @@ pub struct CaseRecord {
     pub trace: std::collections::BTreeMap<String, String>,
 }
 
+impl CaseRecord {
+    /// The report field that events change: recurrence raising the severity (ADR 0044). Every
+    /// writer that appends events to a record applies them here too.
+    pub fn follow(&mut self, events: &[crate::case::Event]) {
+        for e in events {
+            if let crate::case::Event::Recurred {
+                severity: Some(s), ..
+            } = e
+            {
+                self.severity = *s;
+            }
+        }
+    }
+}
+
 /// One stored event of a case's log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventRecord {

@@ -85,7 +85,7 @@ fn recurrence_plan(
     spot_reports: u32,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Option<crate::pipeline::Plan> {
-    use domain::case::{Clock, Event};
+    use domain::case::Event;
     use domain::repeat::{RecurrenceAction, raised, recurrence_due};
     let rule = env.policy.repeats.as_ref()?;
     let action = recurrence_due(rule, spot_reports, rec.state.recurred)?;
@@ -101,23 +101,18 @@ fn recurrence_plan(
     })
     .ok()?;
     if action == RecurrenceAction::CallUp
-        && let Some(holder) = rec.state.holder.clone()
-        && let Some((to_unit, to_tier)) = env.above(&holder, rec.state.tier)
+        && let Some(holder) = &rec.state.holder
     {
-        let (due, warn) = env.start(env.limits(rec, to_tier).accept);
-        let called = plan.push(Event::CalledUp {
-            unit: holder,
-            reason: format!(
+        // a holder at the top, or a case the state machine will not move, keeps the event alone
+        let _ = plan.call_up(
+            env,
+            rec,
+            holder,
+            format!(
                 "復發: the spot was reported {spot_reports} times in {days} days (the county's \
                  recurrence rule)"
             ),
-            to_unit: to_unit.clone(),
-            to_tier,
-            accept_due_at: due,
-        });
-        if called.is_ok() {
-            plan.arm(&to_unit, Clock::Accept, due, warn);
-        }
+        );
     }
     Some(plan)
 }

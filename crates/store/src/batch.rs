@@ -89,14 +89,7 @@ impl Original {
         if r.state.version != self.after.state.version + r.events.len() as u64 {
             return;
         }
-        for e in &r.events {
-            if let Event::Recurred {
-                severity: Some(s), ..
-            } = e
-            {
-                self.after.severity = *s;
-            }
-        }
+        self.after.follow(&r.events);
         self.after.state = r.state;
         self.events.extend(r.events);
         self.arms.extend(r.arms);

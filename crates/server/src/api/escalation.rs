@@ -249,19 +249,13 @@ impl v1::escalation_service_server::EscalationService for Escalation {
                 r.expected_version,
                 "call_up",
                 move |env, rec, plan| {
-                    let (to_unit, to_tier) = env.above(&unit, rec.state.tier).ok_or_else(|| {
-                        ApiError::FailedPrecondition("there is no tier above to call".into())
-                    })?;
-                    let (due, warn) = env.start(env.limits(rec, to_tier).accept);
-                    plan.push(Event::CalledUp {
-                        unit: unit.clone(),
-                        reason,
-                        to_unit: to_unit.clone(),
-                        to_tier,
-                        accept_due_at: due,
-                    })?;
-                    plan.arm(&to_unit, Clock::Accept, due, warn);
-                    Ok(())
+                    if plan.call_up(env, rec, &unit, reason)? {
+                        Ok(())
+                    } else {
+                        Err(ApiError::FailedPrecondition(
+                            "there is no tier above to call".into(),
+                        ))
+                    }
                 },
             )
             .await?;

@@ -374,6 +374,31 @@ impl Plan {
         Ok(())
     }
 
+    /// 呼叫: `unit`, holding the case, calls it up to the nearest unit above it in the
+    /// registry, whose accept clock starts now. `false` when there is no tier above. Used by
+    /// the holder's `CallUp` and by the county's recurrence rule.
+    pub fn call_up(
+        &mut self,
+        env: &Env,
+        rec: &CaseRecord,
+        unit: &UnitCode,
+        reason: String,
+    ) -> Result<bool, TransitionError> {
+        let Some((to_unit, to_tier)) = env.above(unit, self.state.tier) else {
+            return Ok(false);
+        };
+        let (due, warn) = env.start(env.limits(rec, to_tier).accept);
+        self.push(Event::CalledUp {
+            unit: unit.clone(),
+            reason,
+            to_unit: to_unit.clone(),
+            to_tier,
+            accept_due_at: due,
+        })?;
+        self.arm(&to_unit, Clock::Accept, due, warn);
+        Ok(true)
+    }
+
     /// Arms the deadline and the yellow warning of a clock.
     pub fn arm(&mut self, unit: &UnitCode, clock: Clock, due: DateTime<Utc>, warn: DateTime<Utc>) {
         for (is_warn, at) in [(true, warn), (false, due)] {

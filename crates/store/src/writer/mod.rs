@@ -108,15 +108,7 @@ impl CaseTx {
             }
             let mut rec = it.before.clone();
             rec.state = it.after.clone();
-            // the one event that changes a report field: recurrence raising the severity
-            for e in it.events {
-                if let Event::Recurred {
-                    severity: Some(s), ..
-                } = e
-                {
-                    rec.severity = *s;
-                }
-            }
+            rec.follow(it.events);
             rec.updated_at = now;
             cases.push_update(&rec, it.before.state.version);
             audit.push(it.actor, it.action, rec.case_id.to_string());
