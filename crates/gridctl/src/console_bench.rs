@@ -47,6 +47,9 @@ pub struct ConsoleBenchArgs {
     /// Searches for repeats timed at each distance (ADR 0044).
     #[arg(long, default_value_t = 2000)]
     searches: usize,
+    /// New cases timed from their commit to their last event on the platform's stream.
+    #[arg(long, default_value_t = 50)]
+    live: usize,
 }
 
 fn percentiles(mut ms: Vec<f64>) -> String {
@@ -338,6 +341,53 @@ pub async fn run(conn: &Conn, a: ConsoleBenchArgs) -> anyhow::Result<()> {
     time_repeats(&store, &a).await?;
     time_stats(conn, &a).await?;
     time_export(conn, &store, &a).await?;
+    time_live_feed(conn, &store, &a).await?;
+    Ok(())
+}
+
+/// How long a new case's events take to reach the platform's `StreamEvents` with this much
+/// history in the log: a case committed through the store (one transaction, as a command's
+/// would be), timed from its commit until its last event arrives on a stream opened at the
+/// feed's head. What is timed is mostly the feed sequencer's step (ADR 0018), which must
+/// read the window's events only, never the log before them.
+async fn time_live_feed(
+    conn: &Conn,
+    store: &store::Store,
+    a: &ConsoleBenchArgs,
+) -> anyhow::Result<()> {
+    if a.live == 0 {
+        return Ok(());
+    }
+    let have: i64 = sqlx::query_scalar("SELECT count(*) FROM cases")
+        .fetch_one(store.pool())
+        .await?;
+    let auth = conn.auth_as(Role::Platform, "", "bench")?;
+    let mut export =
+        v1::export_service_client::ExportServiceClient::with_interceptor(conn.channel(), auth);
+    let mut stream = export
+        .stream_events(v1::StreamEventsRequest {
+            after_cursor: store.feed_head().await?.to_string(),
+            region_code: String::new(),
+        })
+        .await?
+        .into_inner();
+    let mut ms = Vec::with_capacity(a.live);
+    for i in 0..a.live {
+        let events = history::add(store, a, have + i64::try_from(i)?, 1).await?;
+        let t = Instant::now();
+        for _ in 0..events {
+            tokio::time::timeout(Duration::from_secs(30), stream.next())
+                .await
+                .context("a new event did not reach the stream within 30 s")?
+                .context("the export ended early")??;
+        }
+        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    println!(
+        "StreamEvents, a new case's events after its commit ({} cases in the log): {}",
+        have + i64::try_from(a.live)?,
+        percentiles(ms)
+    );
     Ok(())
 }
 

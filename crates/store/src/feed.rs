@@ -53,6 +53,12 @@ impl Store {
     /// after the earlier one committed); every window comes after the one before it. A large
     /// window — after a bulk load, or a sequencer that was down — is numbered `chunk`
     /// events per transaction, so no step holds a long transaction.
+    ///
+    /// A step reads only its window's events, never the log before them: a new window's
+    /// lowest event is found through the `txid` index, and a window with no event ends the
+    /// step before the numbering statement, whose scan starts at the window's lowest event.
+    /// (Both once read the whole log at every step, over half the database's time at
+    /// 300 reports/s and growing with the log: docs/benchmarks.md.)
     pub async fn sequence_feed(&self, chunk: u32) -> Result<u64> {
         let mut tx = self.pool.begin().await?;
         // one snapshot for the whole step: the rows it reads and the target it may store
@@ -73,17 +79,28 @@ impl Store {
             Some(t) => (t, after_seq),
             None => {
                 // a new window closes at this step's own snapshot; it starts just below its
-                // lowest event, so no step scans the log from its beginning
-                sqlx::query_as::<_, (String, i64)>(
-                    "SELECT pg_current_snapshot()::text,
-                            coalesce((SELECT min(e.seq) - 1 FROM case_events e
-                                       WHERE e.txid >= pg_snapshot_xmax($1::pg_snapshot)
-                                          OR e.txid = ANY (ARRAY(SELECT pg_snapshot_xip($1::pg_snapshot)))),
-                                     0)",
+                // lowest event, so no step scans the log from its beginning. The window's
+                // events are found through the `txid` index first (the CTE is a fence):
+                // left to itself the planner answers `min(seq)` by walking the log's key
+                // from its first event and filtering, which reads the whole log at every
+                // step, more as the log grows.
+                let (target, lowest) = sqlx::query_as::<_, (String, Option<i64>)>(
+                    "WITH w AS MATERIALIZED (
+                         SELECT e.seq FROM case_events e
+                          WHERE e.txid >= pg_snapshot_xmax($1::pg_snapshot)
+                             OR e.txid = ANY (ARRAY(SELECT pg_snapshot_xip($1::pg_snapshot))))
+                     SELECT pg_current_snapshot()::text, (SELECT min(seq) FROM w)",
                 )
                 .bind(&prev)
                 .fetch_one(&mut *tx)
-                .await?
+                .await?;
+                let Some(lowest) = lowest else {
+                    // no event in the window: nothing to number, and the stored snapshot
+                    // still says what is numbered; write nothing, so an idle feed costs no
+                    // commit (and no read of the log)
+                    return Ok(0);
+                };
+                (target, lowest - 1)
             }
         };
         let seqs: Vec<i64> = sqlx::query_scalar(

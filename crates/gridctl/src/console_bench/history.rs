@@ -341,11 +341,30 @@ pub(super) async fn load(store: &store::Store, a: &ConsoleBenchArgs) -> anyhow::
         println!("history: {have} cases already loaded");
         return Ok(());
     }
+    let started = Instant::now();
+    let events = add(store, a, have, want).await?;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "history: {want} cases and {events} events over {} counties and {} months loaded in {secs:.0} s ({:.0} cases/s)",
+        a.counties,
+        a.months,
+        want as f64 / secs
+    );
+    Ok(())
+}
+
+/// Adds `want` cases of history after the `have` already loaded, in batches of 2,000, each
+/// batch in one transaction of the store; answers how many events they hold.
+pub(super) async fn add(
+    store: &store::Store,
+    a: &ConsoleBenchArgs,
+    have: i64,
+    want: usize,
+) -> anyhow::Result<usize> {
     let geo = geography(a.counties)?;
     let now = Utc::now();
     let span = chrono::Duration::days(30 * a.months).num_seconds();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (have as u64 + 1));
-    let started = Instant::now();
     let (mut events, mut batch) = (0usize, Vec::with_capacity(2000));
     let mut numbers = vec![0u64; geo.counties.len()];
     for i in 0..want {
@@ -401,12 +420,5 @@ pub(super) async fn load(store: &store::Store, a: &ConsoleBenchArgs) -> anyhow::
             }
         }
     }
-    let secs = started.elapsed().as_secs_f64();
-    println!(
-        "history: {want} cases and {events} events over {} counties and {} months loaded in {secs:.0} s ({:.0} cases/s)",
-        geo.counties.len(),
-        a.months,
-        want as f64 / secs
-    );
-    Ok(())
+    Ok(events)
 }
