@@ -395,9 +395,9 @@ async fn print_costs(
         (db1.wal_bytes - db0.wal_bytes) as f64 / n
     );
     if counting {
-        println!("  most executed statements:");
-        for (calls, q) in DbCounters::top_statements(pool, 12).await {
-            println!("    {:>9.2}/{per}  {q}", calls as f64 / n);
+        println!("  statements by their share of the database's execution time:");
+        for (calls, share, q) in DbCounters::top_statements(pool, 12).await {
+            println!("    {share:>5.1} %  {:>9.2}/{per}  {q}", calls as f64 / n);
         }
     }
     (statements, wal_flushes)

@@ -123,13 +123,18 @@ impl DbCounters {
                 .is_ok()
     }
 
-    /// The statements gridd ran most since the reset, with their calls: where the cost is.
-    pub(super) async fn top_statements(pool: &PgPool, n: i64) -> Vec<(i64, String)> {
+    /// The statements gridd ran since the reset that took the largest shares of the
+    /// database's execution time, with their calls and that share (the foreign-key checks
+    /// the server ran for a statement are counted in its own time): where the cost is.
+    pub(super) async fn top_statements(pool: &PgPool, n: i64) -> Vec<(i64, f64, String)> {
         sqlx::query_as(
-            "SELECT calls, regexp_replace(left(query, 90), '\\s+', ' ', 'g') FROM pg_stat_statements
+            "SELECT calls,
+                    (100 * total_exec_time / nullif(sum(total_exec_time) OVER (), 0))::float8,
+                    regexp_replace(left(query, 90), '\\s+', ' ', 'g')
+               FROM pg_stat_statements
               WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
                 AND query NOT LIKE $2
-              ORDER BY calls DESC LIMIT $1",
+              ORDER BY total_exec_time DESC LIMIT $1",
         )
         .bind(n)
         .bind(FK_CHECK)
@@ -153,6 +158,9 @@ pub(super) async fn outbox_backlog(pool: &PgPool) -> i64 {
 pub(super) struct CpuSplit {
     /// Every core's busy time (user, nice, system, irq, softirq, steal).
     pub machine: f64,
+    /// Of that, the time the hypervisor ran something else on this machine's cores: on a
+    /// shared host it makes every figure of the run slower, so it is printed beside them.
+    pub steal: f64,
     pub gridd: f64,
     /// The database cluster: its postmaster and every backend, live or ended.
     pub postgres: f64,
@@ -163,7 +171,8 @@ pub(super) struct CpuSplit {
 impl CpuSplit {
     pub(super) fn read(gridd: Option<u32>, postmaster: Option<u32>) -> CpuSplit {
         CpuSplit {
-            machine: machine_busy().unwrap_or(0.0),
+            machine: machine_busy().map_or(0.0, |t| t.0),
+            steal: machine_busy().map_or(0.0, |t| t.1),
             gridd: gridd.and_then(proc_usage).map_or(0.0, |(s, _)| s),
             postgres: postmaster.map_or(0.0, tree_cpu),
             bench: proc_times(std::process::id()).map_or(0.0, |t| t.0),
@@ -181,9 +190,11 @@ impl CpuSplit {
             ("load generator", d(self.bench, later.bench)),
         ];
         let named: f64 = parts.iter().map(|p| p.1).sum();
+        let share = |s: f64| s / secs / cores as f64 * 100.0;
         println!(
-            "  machine CPU            {:.0} % busy of {cores} cores during the load",
-            machine / secs / cores as f64 * 100.0
+            "  machine CPU            {:.0} % busy of {cores} cores during the load (steal {:.0} %)",
+            share(machine),
+            share(d(self.steal, later.steal))
         );
         if per == 0 {
             return;
@@ -261,8 +272,8 @@ fn tree_cpu(pid: u32) -> f64 {
     total
 }
 
-/// Busy CPU seconds of the whole machine since boot.
-fn machine_busy() -> Option<f64> {
+/// Busy CPU seconds of the whole machine since boot, and the steal among them.
+fn machine_busy() -> Option<(f64, f64)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let f: Vec<f64> = stat
         .lines()
@@ -273,5 +284,5 @@ fn machine_busy() -> Option<f64> {
         .collect();
     // user nice system idle iowait irq softirq steal
     let busy = f.first()? + f.get(1)? + f.get(2)? + f.get(5)? + f.get(6)? + f.get(7)?;
-    Some(busy / 100.0)
+    Some((busy / 100.0, f.get(7)? / 100.0))
 }
