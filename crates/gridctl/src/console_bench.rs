@@ -2,7 +2,8 @@
 //! Loads a year of case history over many counties straight into PostgreSQL (each case a real
 //! fold of its events through the state machine), waits for the feed sequencer to number it,
 //! then times the common console pages (ListCases), a county-month of indicators (GetStats)
-//! and the platform's catch-up over a million events (StreamEvents) through a running gridd.
+//! and the platform's catch-up over a million events (StreamEvents) through a running gridd,
+//! and how soon a new case's events reach the platform with that history in the log.
 
 use std::time::{Duration, Instant};
 
@@ -265,6 +266,23 @@ async fn time_stats(conn: &Conn, a: &ConsoleBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The platform's `StreamEvents` over every region, from the feed position `after`.
+async fn platform_stream(
+    conn: &Conn,
+    after: i64,
+) -> anyhow::Result<tonic::Streaming<v1::ExportRecord>> {
+    let auth = conn.auth_as(Role::Platform, "", "bench")?;
+    let mut export =
+        v1::export_service_client::ExportServiceClient::with_interceptor(conn.channel(), auth);
+    Ok(export
+        .stream_events(v1::StreamEventsRequest {
+            after_cursor: after.to_string(),
+            region_code: String::new(),
+        })
+        .await?
+        .into_inner())
+}
+
 async fn time_export(
     conn: &Conn,
     store: &store::Store,
@@ -272,17 +290,8 @@ async fn time_export(
 ) -> anyhow::Result<()> {
     let head = store.feed_head().await?;
     let n = i64::try_from(a.catch_up)?.min(head);
-    let auth = conn.auth_as(Role::Platform, "", "bench")?;
-    let mut export =
-        v1::export_service_client::ExportServiceClient::with_interceptor(conn.channel(), auth);
     let t = Instant::now();
-    let mut stream = export
-        .stream_events(v1::StreamEventsRequest {
-            after_cursor: (head - n).to_string(),
-            region_code: String::new(),
-        })
-        .await?
-        .into_inner();
+    let mut stream = platform_stream(conn, head - n).await?;
     let mut got = 0i64;
     let mut bytes = 0usize;
     while got < n {
@@ -361,16 +370,7 @@ async fn time_live_feed(
     let have: i64 = sqlx::query_scalar("SELECT count(*) FROM cases")
         .fetch_one(store.pool())
         .await?;
-    let auth = conn.auth_as(Role::Platform, "", "bench")?;
-    let mut export =
-        v1::export_service_client::ExportServiceClient::with_interceptor(conn.channel(), auth);
-    let mut stream = export
-        .stream_events(v1::StreamEventsRequest {
-            after_cursor: store.feed_head().await?.to_string(),
-            region_code: String::new(),
-        })
-        .await?
-        .into_inner();
+    let mut stream = platform_stream(conn, store.feed_head().await?).await?;
     let mut ms = Vec::with_capacity(a.live);
     for i in 0..a.live {
         let events = history::add(store, a, have + i64::try_from(i)?, 1).await?;
