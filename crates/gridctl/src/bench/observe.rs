@@ -170,9 +170,10 @@ pub(super) struct CpuSplit {
 
 impl CpuSplit {
     pub(super) fn read(gridd: Option<u32>, postmaster: Option<u32>) -> CpuSplit {
+        let (machine, steal) = machine_busy().unwrap_or_default();
         CpuSplit {
-            machine: machine_busy().map_or(0.0, |t| t.0),
-            steal: machine_busy().map_or(0.0, |t| t.1),
+            machine,
+            steal,
             gridd: gridd.and_then(proc_usage).map_or(0.0, |(s, _)| s),
             postgres: postmaster.map_or(0.0, tree_cpu),
             bench: proc_times(std::process::id()).map_or(0.0, |t| t.0),
