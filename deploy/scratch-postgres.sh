@@ -22,7 +22,7 @@ case "$cmd" in
     fi
     opts="-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$dir \
       -c max_connections=200 -c shared_buffers=128MB -c shared_preload_libraries=pg_stat_statements \
-      -c pg_stat_statements.track=top -c pg_stat_statements.max=1000"
+      -c pg_stat_statements.track=top -c pg_stat_statements.max=1000 -c pg_stat_statements.track_planning=on"
     "${as_pg[@]}" "$bindir/pg_ctl" -D "$dir/data" -o "$opts" -l "$dir/postgres.log" -w -t 60 start >/dev/null
     ;;
   stop)

@@ -395,9 +395,18 @@ async fn print_costs(
         (db1.wal_bytes - db0.wal_bytes) as f64 / n
     );
     if counting {
-        println!("  statements by their share of the database's execution time:");
-        for (calls, share, q) in DbCounters::top_statements(pool, 12).await {
-            println!("    {share:>5.1} %  {:>9.2}/{per}  {q}", calls as f64 / n);
+        let (exec_ms, plan_ms) = DbCounters::statement_time(pool).await;
+        println!(
+            "  time in statements     {:.3} ms executing, {:.3} ms planning",
+            exec_ms / n,
+            plan_ms / n
+        );
+        println!("  statements by their share of that time (planning's part in brackets):");
+        for (calls, share, plan, q) in DbCounters::top_statements(pool, 12).await {
+            println!(
+                "    {share:>5.1} % ({plan:>4.1})  {:>9.2}/{per}  {q}",
+                calls as f64 / n
+            );
         }
     }
     (statements, wal_flushes)

@@ -124,17 +124,22 @@ impl DbCounters {
     }
 
     /// The statements gridd ran since the reset that took the largest shares of the
-    /// database's execution time, with their calls and that share (the foreign-key checks
-    /// the server ran for a statement are counted in its own time): where the cost is.
-    pub(super) async fn top_statements(pool: &PgPool, n: i64) -> Vec<(i64, f64, String)> {
+    /// database's time in them, execution and planning (`pg_stat_statements.track_planning`,
+    /// when the server has it on; the foreign-key checks the server ran for a statement are
+    /// counted in its own time), with their calls, that share and the planning's part of it:
+    /// where the cost is.
+    pub(super) async fn top_statements(pool: &PgPool, n: i64) -> Vec<StatementShare> {
         sqlx::query_as(
             "SELECT calls,
-                    (100 * total_exec_time / nullif(sum(total_exec_time) OVER (), 0))::float8,
+                    (100 * (total_exec_time + total_plan_time)
+                         / nullif(sum(total_exec_time + total_plan_time) OVER (), 0))::float8,
+                    (100 * total_plan_time
+                         / nullif(sum(total_exec_time + total_plan_time) OVER (), 0))::float8,
                     regexp_replace(left(query, 90), '\\s+', ' ', 'g')
                FROM pg_stat_statements
               WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
                 AND query NOT LIKE $2
-              ORDER BY total_exec_time DESC LIMIT $1",
+              ORDER BY total_exec_time + total_plan_time DESC LIMIT $1",
         )
         .bind(n)
         .bind(FK_CHECK)
@@ -142,7 +147,24 @@ impl DbCounters {
         .await
         .unwrap_or_default()
     }
+
+    /// Milliseconds the database spent executing and planning gridd's statements since the
+    /// reset (planning is zero unless the server tracks it).
+    pub(super) async fn statement_time(pool: &PgPool) -> (f64, f64) {
+        sqlx::query_as(
+            "SELECT coalesce(sum(total_exec_time), 0)::float8, coalesce(sum(total_plan_time), 0)::float8
+               FROM pg_stat_statements
+              WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap_or_default()
+    }
 }
+
+/// One statement's line in [`DbCounters::top_statements`]: calls, its share of the database's
+/// time in statements, the part of that share spent planning it, and its text.
+pub(super) type StatementShare = (i64, f64, f64, String);
 
 /// Outbox rows committed but not yet published: how far the relay is behind.
 pub(super) async fn outbox_backlog(pool: &PgPool) -> i64 {
