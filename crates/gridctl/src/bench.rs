@@ -395,11 +395,10 @@ async fn print_costs(
         (db1.wal_bytes - db0.wal_bytes) as f64 / n
     );
     if counting {
-        let (exec_ms, plan_ms) = DbCounters::statement_time(pool).await;
         println!(
             "  time in statements     {:.3} ms executing, {:.3} ms planning",
-            exec_ms / n,
-            plan_ms / n
+            (db1.exec_ms - db0.exec_ms) / n,
+            (db1.plan_ms - db0.plan_ms) / n
         );
         println!("  statements by their share of that time (planning's part in brackets):");
         for (calls, share, plan, q) in DbCounters::top_statements(pool, 12).await {

@@ -75,6 +75,10 @@ pub(super) struct DbCounters {
     /// it), and the foreign-key checks the server ran for them on its own.
     pub statements: Option<i64>,
     pub fk_checks: Option<i64>,
+    /// Milliseconds the database spent executing and planning those statements (planning is
+    /// zero unless the server has `pg_stat_statements.track_planning` on).
+    pub exec_ms: f64,
+    pub plan_ms: f64,
     /// Committed transactions in gridd's database.
     pub commits: i64,
     /// WAL flushes to disk (`pg_stat_wal.wal_sync`), server-wide.
@@ -84,9 +88,11 @@ pub(super) struct DbCounters {
 
 impl DbCounters {
     pub(super) async fn read(pool: &PgPool) -> DbCounters {
-        let counted: Option<(Option<i64>, Option<i64>)> = sqlx::query_as(
+        let counted: Option<(Option<i64>, Option<i64>, f64, f64)> = sqlx::query_as(
             "SELECT sum(calls) FILTER (WHERE query NOT LIKE $1)::int8,
-                    sum(calls) FILTER (WHERE query LIKE $1)::int8
+                    sum(calls) FILTER (WHERE query LIKE $1)::int8,
+                    coalesce(sum(total_exec_time), 0)::float8,
+                    coalesce(sum(total_plan_time), 0)::float8
                FROM pg_stat_statements
               WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
         )
@@ -94,7 +100,7 @@ impl DbCounters {
         .fetch_one(pool)
         .await
         .ok();
-        let (statements, fk_checks) = counted.unwrap_or_default();
+        let (statements, fk_checks, exec_ms, plan_ms) = counted.unwrap_or_default();
         let (commits, wal_syncs, wal_bytes): (i64, i64, i64) = sqlx::query_as(
             "SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()),
                     wal_sync, wal_bytes::int8 FROM pg_stat_wal",
@@ -105,6 +111,8 @@ impl DbCounters {
         DbCounters {
             statements,
             fk_checks,
+            exec_ms,
+            plan_ms,
             commits,
             wal_syncs,
             wal_bytes,
@@ -144,19 +152,6 @@ impl DbCounters {
         .bind(n)
         .bind(FK_CHECK)
         .fetch_all(pool)
-        .await
-        .unwrap_or_default()
-    }
-
-    /// Milliseconds the database spent executing and planning gridd's statements since the
-    /// reset (planning is zero unless the server tracks it).
-    pub(super) async fn statement_time(pool: &PgPool) -> (f64, f64) {
-        sqlx::query_as(
-            "SELECT coalesce(sum(total_exec_time), 0)::float8, coalesce(sum(total_plan_time), 0)::float8
-               FROM pg_stat_statements
-              WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
-        )
-        .fetch_one(pool)
         .await
         .unwrap_or_default()
     }
