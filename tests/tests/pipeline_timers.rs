@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use griddispatch_tests::*;
 use proto::convert;
 use proto::v1;
+use server::clock::Clock as _;
 use sqlx::PgPool;
 use tonic::Code;
 
@@ -101,6 +102,90 @@ async fn handle_deadlines_bring_supervision_to_the_tier_above(pool: PgPool) {
     };
     assert_eq!(supervise.len(), 1, "督辦 item in the township's inbox");
     assert_eq!(supervise[0]["case_id"], id);
+    s.stop().await;
+}
+
+/// Deadlines are never cancelled, so most find their clock stopped when they fall due. Those
+/// are retired on a look at the case that takes no lock: a writer holding the case (a long
+/// command, a stalled connection) delays only the deadlines that still mean something.
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn a_stopped_clocks_deadlines_retire_while_a_writer_holds_the_case(pool: PgPool) {
+    let s = TestServer::start(pool.clone()).await;
+    let id = s.routed_case(GRID, "0501").await.case_id;
+    s.escalation(TestServer::staff(COMMUNITY))
+        .accept(v1::AcceptRequest {
+            case_id: id.clone(),
+            unit_code: COMMUNITY.into(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap();
+    let uuid: uuid::Uuid = id.parse().unwrap();
+    let (accept_armed, accept_last, handle_first): (
+        i64,
+        chrono::DateTime<chrono::Utc>,
+        chrono::DateTime<chrono::Utc>,
+    ) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE clock = 'accept'),
+                    max(fire_at) FILTER (WHERE clock = 'accept'),
+                    min(fire_at) FILTER (WHERE clock = 'handle')
+               FROM deadlines WHERE case_id = $1",
+    )
+    .bind(uuid)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(
+        accept_last < handle_first,
+        "the accept clock ends before the handle clock's first deadline"
+    );
+    let fired = |clock: &'static str| {
+        let pool = pool.clone();
+        async move {
+            let rows: Vec<(Option<String>,)> = sqlx::query_as(
+                "SELECT outcome FROM deadlines WHERE case_id = $1 AND clock = $2 AND fired_at IS NOT NULL",
+            )
+            .bind(uuid)
+            .bind(clock)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            rows.into_iter()
+                .map(|(o,)| o.unwrap_or_default())
+                .collect::<Vec<_>>()
+        }
+    };
+    // a writer takes the case and keeps it
+    let mut writer = pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM cases WHERE case_id = $1 FOR UPDATE")
+        .bind(uuid)
+        .execute(&mut *writer)
+        .await
+        .unwrap();
+    s.advance(accept_last - s.clock.now() + chrono::Duration::seconds(1));
+    s.eventually(
+        10,
+        "the accepted case's accept deadlines retired under the writer's lock",
+        || async {
+            let out = fired("accept").await;
+            out.len() as i64 == accept_armed && out.iter().all(|o| o == "stale")
+        },
+    )
+    .await;
+    // the handle clock runs: its first deadline waits for the writer, and then takes effect
+    s.advance(handle_first - s.clock.now() + chrono::Duration::seconds(1));
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        fired("handle").await.is_empty(),
+        "a running clock's deadline waits for the case's lock"
+    );
+    writer.rollback().await.unwrap();
+    s.eventually(
+        10,
+        "the handle clock's warning once the writer let go",
+        || async { fired("handle").await == ["warned"] },
+    )
+    .await;
     s.stop().await;
 }
 

@@ -41,7 +41,7 @@ fn clock_name(c: Clock) -> &'static str {
     }
 }
 
-/// `deadlines` columns as [`CaseTx::claim_due`] reads them.
+/// `deadlines` columns as [`CaseTx::claim_due`] reads them, and the earliest later deadline.
 type DeadlineTuple = (
     i64,
     Uuid,
@@ -50,7 +50,17 @@ type DeadlineTuple = (
     bool,
     DateTime<Utc>,
     DateTime<Utc>,
+    Option<DateTime<Utc>>,
 );
+
+/// What [`CaseTx::claim_due`] took, and when to look again.
+#[derive(Debug, Clone, Default)]
+pub struct Claim {
+    pub due: Vec<DueDeadline>,
+    /// The earliest unfired deadline due after the claim's `now` (read by the same statement;
+    /// `None` when nothing was claimed or nothing is armed after it).
+    pub next: Option<DateTime<Utc>>,
+}
 
 /// Arms each `(case, arm)` in one statement.
 pub(crate) async fn arm(
@@ -88,19 +98,24 @@ pub(crate) async fn arm(
 }
 
 impl CaseTx {
-    /// Claims up to `limit` due deadlines that no other transaction holds.
-    pub async fn claim_due(&mut self, now: DateTime<Utc>, limit: i64) -> Result<Vec<DueDeadline>> {
+    /// Claims up to `limit` due deadlines that no other transaction holds, and reads in the
+    /// same statement when the next one after `now` falls due.
+    pub async fn claim_due(&mut self, now: DateTime<Utc>, limit: i64) -> Result<Claim> {
         let rows: Vec<DeadlineTuple> = sqlx::query_as(
-            "SELECT id, case_id, unit_code, clock, warn, fire_at, clock_due_at FROM deadlines
+            "WITH d AS (
+                 SELECT id, case_id, unit_code, clock, warn, fire_at, clock_due_at FROM deadlines
                   WHERE fired_at IS NULL AND fire_at <= $1
-                  ORDER BY fire_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+                  ORDER BY fire_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+             SELECT d.*, (SELECT min(fire_at) FROM deadlines
+                           WHERE fired_at IS NULL AND fire_at > $1) FROM d",
         )
         .bind(now)
         .bind(limit)
         .fetch_all(self.conn())
         .await?;
         let mut due = Vec::with_capacity(rows.len());
-        for (id, case_id, unit, clock, warn, fire_at, clock_due_at) in rows {
+        let next = rows.first().and_then(|r| r.7);
+        for (id, case_id, unit, clock, warn, fire_at, clock_due_at, _) in rows {
             let Ok(unit) = UnitCode::parse(&unit) else {
                 // a row nobody can act on must not stall every deadline behind it
                 tracing::warn!(id, "deadline names no valid unit; retired");
@@ -121,7 +136,7 @@ impl CaseTx {
                 clock_due_at,
             });
         }
-        Ok(due)
+        Ok(Claim { due, next })
     }
 
     /// Marks each `(id, outcome)` fired at `now`, in one statement.
@@ -149,12 +164,14 @@ impl CaseTx {
 }
 
 impl Store {
-    /// The earliest unfired deadline, for the timer's sleep.
-    pub async fn next_deadline(&self) -> Result<Option<DateTime<Utc>>> {
-        Ok(
-            sqlx::query_scalar("SELECT min(fire_at) FROM deadlines WHERE fired_at IS NULL")
-                .fetch_one(&self.pool)
-                .await?,
+    /// The earliest unfired deadline other than `taken` (the ones this process's rounds hold
+    /// right now), for the timer's sleep.
+    pub async fn next_deadline(&self, taken: &[i64]) -> Result<Option<DateTime<Utc>>> {
+        Ok(sqlx::query_scalar(
+            "SELECT min(fire_at) FROM deadlines WHERE fired_at IS NULL AND id <> ALL($1)",
         )
+        .bind(taken)
+        .fetch_one(&self.pool)
+        .await?)
     }
 }

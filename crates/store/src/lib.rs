@@ -36,7 +36,7 @@ pub use batch::{BatchItem, Planner, RepeatLink, Route, Routed};
 pub use cases::{Actor, ReportOutcome};
 pub use console::{CaseFilter, PageKey};
 pub use contacts::{SealedContact, StoredContact};
-pub use deadlines::{Arm, DueDeadline};
+pub use deadlines::{Arm, Claim, DueDeadline};
 pub use feed::{FeedEvent, FeedRegion};
 pub use gauges::{Gauges, QueueGauge};
 pub use history::History;

@@ -2,14 +2,16 @@
 //! replicas because the firing transaction claims it (`FOR UPDATE SKIP LOCKED`), re-checks the
 //! case under its row lock and marks it fired in the same commit.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use domain::case::{Clock, Event};
 use domain::record::CaseRecord;
-use store::{Actor, DueDeadline};
+use store::{Actor, Claim, DueDeadline};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, debug, info, warn};
 
@@ -23,6 +25,15 @@ const MIN_SLEEP: Duration = Duration::from_millis(5);
 
 /// Deadlines fired per transaction.
 const BATCH: i64 = 200;
+
+/// Rounds one process fires at once (each holds a connection until it commits).
+const ROUNDS: usize = 4;
+
+fn lock(taken: &Mutex<HashSet<i64>>) -> std::sync::MutexGuard<'_, HashSet<i64>> {
+    taken
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 #[derive(Clone)]
 pub struct Timers {
@@ -60,57 +71,87 @@ impl Outcome {
 }
 
 impl Timers {
-    /// Fires every deadline due at `now` (in batches); answers how many fired.
-    pub async fn fire_due(&self) -> WorkerResult<usize> {
-        let mut total = 0;
-        loop {
-            let now = self.clock.now();
-            let mut tx = self.store.begin().await?;
-            let due = tx.claim_due(now, BATCH).await?;
-            if due.is_empty() {
-                return Ok(total);
-            }
-            let n = due.len();
-            // every case of the batch locked up front, in id order, as the command writers
-            // and the router lock theirs: two transactions never wait on each other in a cycle
-            let mut cases: Vec<domain::CaseId> = due.iter().map(|d| d.case_id).collect();
-            cases.sort_unstable();
-            cases.dedup();
-            // the cases as locked, kept up to date as deadlines of the batch change them: a
-            // case's second deadline sees what its first one did
-            let mut recs: HashMap<domain::CaseId, CaseRecord> = tx
-                .lock_cases(&cases)
+    /// Claims what is due at the clock's `now`, in a transaction left open for its round.
+    async fn claim(&self) -> WorkerResult<(store::CaseTx, Claim, DateTime<Utc>)> {
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        let claim = tx.claim_due(now, BATCH).await?;
+        Ok((tx, claim, now))
+    }
+
+    /// Fires a claimed batch and commits it; answers how many fired.
+    async fn round(
+        &self,
+        mut tx: store::CaseTx,
+        due: Vec<DueDeadline>,
+        now: DateTime<Utc>,
+    ) -> WorkerResult<usize> {
+        let n = due.len();
+        let mut cases: Vec<domain::CaseId> = due.iter().map(|d| d.case_id).collect();
+        cases.sort_unstable();
+        cases.dedup();
+        // a first look without locks: deadlines are never cancelled, so most find their clock
+        // stopped, and those are retired without taking their case's lock. Retiring on this
+        // read is the same as firing before any writer that still holds the case commits:
+        // nothing such a writer reads is written here, and a clock it starts again has a new
+        // due time, which no deadline armed before it matches.
+        let seen: HashMap<domain::CaseId, CaseRecord> = tx
+            .read_cases(&cases)
+            .await?
+            .into_iter()
+            .map(|r| (r.case_id, r))
+            .collect();
+        let running = |d: &DueDeadline| {
+            seen.get(&d.case_id)
+                .is_some_and(|r| r.state.clock_running(&d.unit, d.clock, d.clock_due_at))
+        };
+        let mut live: Vec<domain::CaseId> = due
+            .iter()
+            .filter(|d| running(d))
+            .map(|d| d.case_id)
+            .collect();
+        live.sort_unstable();
+        live.dedup();
+        // the live ones locked up front, in id order, as the command writers and the router
+        // lock theirs: two transactions never wait on each other in a cycle. Kept up to date
+        // as deadlines of the batch change them: a case's second deadline sees what its first
+        // one did
+        let mut recs: HashMap<domain::CaseId, CaseRecord> = if live.is_empty() {
+            HashMap::new()
+        } else {
+            tx.lock_cases(&live)
                 .await?
                 .into_iter()
                 .map(|r| (r.case_id, r))
-                .collect();
-            let mut fired = Vec::with_capacity(n);
-            let mut late = Vec::with_capacity(n);
-            for d in &due {
-                // a defect the fault checker must see (test builds only): a deadline marked
-                // as taken effect that never did
-                if !d.warn && crate::failpoint::fault_point("timer-skip") {
-                    fired.push((d.id, Outcome::Escalated.as_str()));
-                    continue;
-                }
-                let outcome = self.fire_one(&mut tx, d, &mut recs, now).await?;
-                fired.push((d.id, outcome.as_str()));
-                late.push((outcome.as_str(), (now - d.fire_at).as_seconds_f64()));
-                debug!(case_id = %d.case_id, unit = %d.unit, outcome = outcome.as_str(), "deadline fired");
+                .collect()
+        };
+        let mut fired = Vec::with_capacity(n);
+        let mut late = Vec::with_capacity(n);
+        for d in &due {
+            // a defect the fault checker must see (test builds only): a deadline marked
+            // as taken effect that never did
+            if !d.warn && crate::failpoint::fault_point("timer-skip") {
+                fired.push((d.id, Outcome::Escalated.as_str()));
+                continue;
             }
-            tx.mark_fired_many(&fired, now).await?;
-            tx.commit().await?;
-            let m = crate::metrics::global();
-            m.batch("deadlines", n);
-            for (outcome, secs) in late {
-                m.fired(outcome, secs);
-            }
-            self.wake.relay.notify_one();
-            total += n;
-            if n < usize::try_from(BATCH).unwrap_or(usize::MAX) {
-                return Ok(total);
-            }
+            let outcome = if running(d) {
+                self.fire_one(&mut tx, d, &mut recs, now).await?
+            } else {
+                Outcome::Stale
+            };
+            fired.push((d.id, outcome.as_str()));
+            late.push((outcome.as_str(), (now - d.fire_at).as_seconds_f64()));
+            debug!(case_id = %d.case_id, unit = %d.unit, outcome = outcome.as_str(), "deadline fired");
         }
+        tx.mark_fired_many(&fired, now).await?;
+        tx.commit().await?;
+        let m = crate::metrics::global();
+        m.batch("deadlines", n);
+        for (outcome, secs) in late {
+            m.fired(outcome, secs);
+        }
+        self.wake.relay.notify_one();
+        Ok(n)
     }
 
     async fn fire_one(
@@ -233,21 +274,68 @@ impl Timers {
     }
 
     /// Runs until `shutdown`: sleeps until the earliest deadline (or a wake-up, or the re-read
-    /// interval), fires what is due, repeats.
+    /// interval), claims what is due and hands the batch to a round of its own, repeats. Up to
+    /// [`ROUNDS`] rounds fire and commit while the next deadline is claimed: a deadline waits
+    /// for the claim before it, not for a slow commit.
     pub async fn run(self, shutdown: CancellationToken) {
         info!("timer worker started");
+        let slots = Arc::new(Semaphore::new(ROUNDS));
+        // the deadlines this process's rounds hold: the next one to sleep to is not among them
+        let taken: Arc<Mutex<HashSet<i64>>> = Arc::default();
+        let mut rounds = JoinSet::new();
         loop {
+            while rounds.try_join_next().is_some() {}
+            let slot = tokio::select! {
+                () = shutdown.cancelled() => break,
+                slot = slots.clone().acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_) => break,
+                },
+            };
             self.wake.timers_reading();
-            if let Err(e) = super::bounded("firing deadlines", self.fire_due()).await {
-                warn!(error = %e, "firing deadlines failed; retrying");
-            }
-            let next = super::bounded("reading the next deadline", async {
-                Ok(self.store.next_deadline().await?)
-            });
-            let next = match next.await {
-                Ok(at) => at,
+            let next = match super::bounded("claiming deadlines", self.claim()).await {
+                Ok((tx, claim, now)) if !claim.due.is_empty() => {
+                    let full = claim.due.len() >= usize::try_from(BATCH).unwrap_or(usize::MAX);
+                    let ids: Vec<i64> = claim.due.iter().map(|d| d.id).collect();
+                    lock(&taken).extend(ids.iter().copied());
+                    let (me, taken) = (self.clone(), taken.clone());
+                    rounds.spawn(async move {
+                        let fired =
+                            super::bounded("firing deadlines", me.round(tx, claim.due, now)).await;
+                        let mut t = lock(&taken);
+                        for id in &ids {
+                            t.remove(id);
+                        }
+                        drop(t);
+                        drop(slot);
+                        if let Err(e) = fired {
+                            // rolled back: its deadlines are due again, and the worker looks
+                            warn!(error = %e, "firing deadlines failed; retrying");
+                            me.wake.timers.notify_one();
+                        }
+                    });
+                    if full {
+                        continue;
+                    }
+                    claim.next
+                }
+                Ok((tx, _, _)) => {
+                    drop((tx, slot));
+                    let ids: Vec<i64> = lock(&taken).iter().copied().collect();
+                    let next = super::bounded("reading the next deadline", async {
+                        Ok(self.store.next_deadline(&ids).await?)
+                    });
+                    match next.await {
+                        Ok(at) => at,
+                        Err(e) => {
+                            warn!(error = %e, "reading the next deadline failed");
+                            None
+                        }
+                    }
+                }
                 Err(e) => {
-                    warn!(error = %e, "reading the next deadline failed");
+                    drop(slot);
+                    warn!(error = %e, "claiming deadlines failed; retrying");
                     None
                 }
             };
@@ -269,6 +357,8 @@ impl Timers {
                 () = tokio::time::sleep(wait) => {}
             }
         }
+        // the rounds in flight finish (each within its step limit) before the worker stops
+        while rounds.join_next().await.is_some() {}
         info!("timer worker stopped");
     }
 }

@@ -51,6 +51,18 @@ impl CaseTx {
         &mut self.tx
     }
 
+    /// Reads those of `ids` that exist, without locking them (the timer's first look: a
+    /// deadline whose clock has stopped is retired without taking its case's lock).
+    pub async fn read_cases(&mut self, ids: &[CaseId]) -> Result<Vec<CaseRecord>> {
+        let rows: Vec<CaseRow> = sqlx::query_as(&format!(
+            "SELECT {CASE_COLUMNS} FROM cases WHERE case_id = ANY($1)"
+        ))
+        .bind(CaseId::uuids(ids))
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.into_iter().map(CaseRecord::try_from).collect()
+    }
+
     /// Reads and locks those of `ids` that exist, in id order: two writers locking
     /// overlapping batches never wait on each other in a cycle.
     pub async fn lock_cases(&mut self, ids: &[CaseId]) -> Result<Vec<CaseRecord>> {
