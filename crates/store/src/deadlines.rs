@@ -9,8 +9,8 @@ use domain::region::UnitCode;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::Result;
 use crate::writer::CaseTx;
-use crate::{Result, Store};
 
 /// A timer to arm: fires at `fire_at` for `unit`'s `clock` that is due at `clock_due_at`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,15 +41,16 @@ fn clock_name(c: Clock) -> &'static str {
     }
 }
 
-/// `deadlines` columns as [`CaseTx::claim_due`] reads them, and the earliest later deadline.
+/// `deadlines` columns as [`CaseTx::claim_due`] reads them (all `None` on the one row it answers
+/// when nothing is due), and the earliest later deadline.
 type DeadlineTuple = (
-    i64,
-    Uuid,
-    String,
-    String,
-    bool,
-    DateTime<Utc>,
-    DateTime<Utc>,
+    Option<i64>,
+    Option<Uuid>,
+    Option<String>,
+    Option<String>,
+    Option<bool>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
     Option<DateTime<Utc>>,
 );
 
@@ -57,8 +58,8 @@ type DeadlineTuple = (
 #[derive(Debug, Clone, Default)]
 pub struct Claim {
     pub due: Vec<DueDeadline>,
-    /// The earliest unfired deadline due after the claim's `now` (read by the same statement;
-    /// `None` when nothing was claimed or nothing is armed after it).
+    /// The earliest unfired deadline due after the claim's `now`, read by the same statement
+    /// (`None` when nothing is armed after it).
     pub next: Option<DateTime<Utc>>,
 }
 
@@ -101,13 +102,18 @@ impl CaseTx {
     /// Claims up to `limit` due deadlines that no other transaction holds, and reads in the
     /// same statement when the next one after `now` falls due.
     pub async fn claim_due(&mut self, now: DateTime<Utc>, limit: i64) -> Result<Claim> {
+        // one row at least: the next due time joined to what was claimed, so that a round
+        // that finds nothing due learns when to look again without a second statement
         let rows: Vec<DeadlineTuple> = sqlx::query_as(
             "WITH d AS (
                  SELECT id, case_id, unit_code, clock, warn, fire_at, clock_due_at FROM deadlines
                   WHERE fired_at IS NULL AND fire_at <= $1
                   ORDER BY fire_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-             SELECT d.*, (SELECT min(fire_at) FROM deadlines
-                           WHERE fired_at IS NULL AND fire_at > $1) FROM d",
+             SELECT d.*, n.next
+               FROM (SELECT min(fire_at) AS next FROM deadlines
+                      WHERE fired_at IS NULL AND fire_at > $1) n
+               LEFT JOIN d ON true
+              ORDER BY d.fire_at, d.id",
         )
         .bind(now)
         .bind(limit)
@@ -115,7 +121,15 @@ impl CaseTx {
         .await?;
         let mut due = Vec::with_capacity(rows.len());
         let next = rows.first().and_then(|r| r.7);
-        for (id, case_id, unit, clock, warn, fire_at, clock_due_at, _) in rows {
+        for row in rows {
+            let (Some(id), Some(case_id), Some(unit), Some(clock), Some(warn), Some(fire_at)) =
+                (row.0, row.1, row.2, row.3, row.4, row.5)
+            else {
+                continue;
+            };
+            let Some(clock_due_at) = row.6 else {
+                continue;
+            };
             let Ok(unit) = UnitCode::parse(&unit) else {
                 // a row nobody can act on must not stall every deadline behind it
                 tracing::warn!(id, "deadline names no valid unit; retired");
@@ -160,18 +174,5 @@ impl CaseTx {
         .execute(self.conn())
         .await?;
         Ok(())
-    }
-}
-
-impl Store {
-    /// The earliest unfired deadline other than `taken` (the ones this process's rounds hold
-    /// right now), for the timer's sleep.
-    pub async fn next_deadline(&self, taken: &[i64]) -> Result<Option<DateTime<Utc>>> {
-        Ok(sqlx::query_scalar(
-            "SELECT min(fire_at) FROM deadlines WHERE fired_at IS NULL AND id <> ALL($1)",
-        )
-        .bind(taken)
-        .fetch_one(&self.pool)
-        .await?)
     }
 }

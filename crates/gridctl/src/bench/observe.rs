@@ -19,10 +19,12 @@ pub(super) fn proc_usage(pid: u32) -> Option<(f64, u64)> {
     Some((cpu, hwm))
 }
 
-/// The fixture step: `n` synthetic deadlines on `case_id`, due over `spread` seconds from a
-/// second from now. They fire as stale no-ops (their clock is not the case's), which measures
-/// the timer's own lateness with `n` armed. Tagged `tag` so that the readout and the clean-up
-/// find only them.
+/// The fixture step: `n` synthetic deadlines on `case_id`, due over `spread` seconds from two
+/// seconds from now. They fire as stale no-ops (their clock is not the case's), which measures
+/// the timer's own lateness with `n` armed. Rows written behind gridd's back wake no timer:
+/// gridd finds them at its periodic re-read (every second), so the first falls due after one
+/// re-read has seen them — the figure is the timer's lateness, not the re-read's interval.
+/// Tagged `tag` so that the readout and the clean-up find only them.
 pub(super) async fn arm_deadlines(
     pool: &PgPool,
     case_id: uuid::Uuid,
@@ -33,7 +35,7 @@ pub(super) async fn arm_deadlines(
     sqlx::query(
         "INSERT INTO deadlines (case_id, unit_code, clock, warn, fire_at, clock_due_at, armed_at, outcome)
          SELECT $1, '360102', 'accept', true,
-                now() + interval '1 second' + random() * make_interval(secs => $3::double precision),
+                now() + interval '2 seconds' + random() * make_interval(secs => $3::double precision),
                 '1970-01-01', now(), $2
            FROM generate_series(1, $4)",
     )

@@ -2,8 +2,8 @@
 //! replicas because the firing transaction claims it (`FOR UPDATE SKIP LOCKED`), re-checks the
 //! case under its row lock and marks it fired in the same commit.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -28,12 +28,6 @@ const BATCH: i64 = 200;
 
 /// Rounds one process fires at once (each holds a connection until it commits).
 const ROUNDS: usize = 4;
-
-fn lock(taken: &Mutex<HashSet<i64>>) -> std::sync::MutexGuard<'_, HashSet<i64>> {
-    taken
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 #[derive(Clone)]
 pub struct Timers {
@@ -145,6 +139,11 @@ impl Timers {
         }
         tx.mark_fired_many(&fired, now).await?;
         tx.commit().await?;
+        // an escalation armed the next tier's clock while the worker may already sleep past
+        // it: it looks again now that the commit is visible
+        if fired.iter().any(|(_, o)| *o == Outcome::Escalated.as_str()) {
+            self.wake.timers.notify_one();
+        }
         let m = crate::metrics::global();
         m.batch("deadlines", n);
         for (outcome, secs) in late {
@@ -280,8 +279,6 @@ impl Timers {
     pub async fn run(self, shutdown: CancellationToken) {
         info!("timer worker started");
         let slots = Arc::new(Semaphore::new(ROUNDS));
-        // the deadlines this process's rounds hold: the next one to sleep to is not among them
-        let taken: Arc<Mutex<HashSet<i64>>> = Arc::default();
         let mut rounds = JoinSet::new();
         loop {
             while rounds.try_join_next().is_some() {}
@@ -296,17 +293,10 @@ impl Timers {
             let next = match super::bounded("claiming deadlines", self.claim()).await {
                 Ok((tx, claim, now)) if !claim.due.is_empty() => {
                     let full = claim.due.len() >= usize::try_from(BATCH).unwrap_or(usize::MAX);
-                    let ids: Vec<i64> = claim.due.iter().map(|d| d.id).collect();
-                    lock(&taken).extend(ids.iter().copied());
-                    let (me, taken) = (self.clone(), taken.clone());
+                    let me = self.clone();
                     rounds.spawn(async move {
                         let fired =
                             super::bounded("firing deadlines", me.round(tx, claim.due, now)).await;
-                        let mut t = lock(&taken);
-                        for id in &ids {
-                            t.remove(id);
-                        }
-                        drop(t);
                         drop(slot);
                         if let Err(e) = fired {
                             // rolled back: its deadlines are due again, and the worker looks
@@ -319,19 +309,9 @@ impl Timers {
                     }
                     claim.next
                 }
-                Ok((tx, _, _)) => {
+                Ok((tx, claim, _)) => {
                     drop((tx, slot));
-                    let ids: Vec<i64> = lock(&taken).iter().copied().collect();
-                    let next = super::bounded("reading the next deadline", async {
-                        Ok(self.store.next_deadline(&ids).await?)
-                    });
-                    match next.await {
-                        Ok(at) => at,
-                        Err(e) => {
-                            warn!(error = %e, "reading the next deadline failed");
-                            None
-                        }
-                    }
+                    claim.next
                 }
                 Err(e) => {
                     drop(slot);
