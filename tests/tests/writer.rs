@@ -295,3 +295,46 @@ async fn a_case_routed_in_its_report_transaction_has_the_rows_the_router_writes(
     }
     assert_eq!(two.len(), one.len());
 }
+
+/// A claim answers when the next deadline falls due in the same statement, whether it took
+/// any or not, and neither takes nor sleeps to the ones another claim holds.
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn a_claim_answers_the_next_due_time_whether_or_not_anything_is_due(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    seed_sample(&store).await;
+    let at = Utc.with_ymd_and_hms(2026, 12, 2, 2, 0, 0).unwrap();
+    let case = file(&store, 1, at).await.remove(0);
+    let s = |n: i64| at + Duration::seconds(n);
+    for n in [10, 20, 30] {
+        sqlx::query(
+            "INSERT INTO deadlines (case_id, unit_code, clock, warn, fire_at, clock_due_at, armed_at)
+             VALUES ($1, '360102', 'accept', false, $2, $2, $3)",
+        )
+        .bind(case.case_id.uuid())
+        .bind(s(n))
+        .bind(at)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let taken = |c: &store::Claim| c.due.iter().map(|d| d.fire_at).collect::<Vec<_>>();
+    // nothing due yet: the claim still says when to look again
+    let mut idle = store.begin().await.unwrap();
+    let c = idle.claim_due(at, 200).await.unwrap();
+    assert_eq!((taken(&c), c.next), (vec![], Some(s(10))));
+    drop(idle);
+    // one due, held by this transaction until it ends
+    let mut first = store.begin().await.unwrap();
+    let c = first.claim_due(s(15), 200).await.unwrap();
+    assert_eq!((taken(&c), c.next), (vec![s(10)], Some(s(20))));
+    // a second claim at the same moment takes nothing and sleeps past the held one
+    let mut second = store.begin().await.unwrap();
+    let c = second.claim_due(s(15), 200).await.unwrap();
+    assert_eq!((taken(&c), c.next), (vec![], Some(s(20))));
+    // later it takes what is due and free; with nothing armed after, no next
+    let c = second.claim_due(s(25), 200).await.unwrap();
+    assert_eq!((taken(&c), c.next), (vec![s(20)], Some(s(30))));
+    let mut third = store.begin().await.unwrap();
+    let c = third.claim_due(s(40), 200).await.unwrap();
+    assert_eq!((taken(&c), c.next), (vec![s(30)], None));
+}

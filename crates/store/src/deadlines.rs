@@ -122,12 +122,18 @@ impl CaseTx {
         let mut due = Vec::with_capacity(rows.len());
         let next = rows.first().and_then(|r| r.7);
         for row in rows {
-            let (Some(id), Some(case_id), Some(unit), Some(clock), Some(warn), Some(fire_at)) =
-                (row.0, row.1, row.2, row.3, row.4, row.5)
+            // the row that carries only `next` when nothing was due
+            let (
+                Some(id),
+                Some(case_id),
+                Some(unit),
+                Some(clock),
+                Some(warn),
+                Some(fire_at),
+                Some(clock_due_at),
+                _,
+            ) = row
             else {
-                continue;
-            };
-            let Some(clock_due_at) = row.6 else {
                 continue;
             };
             let Ok(unit) = UnitCode::parse(&unit) else {

@@ -121,6 +121,8 @@ impl Timers {
         };
         let mut fired = Vec::with_capacity(n);
         let mut late = Vec::with_capacity(n);
+        // the earliest deadline an escalation of this round arms, for `Wake::armed`
+        let mut armed = None;
         for d in &due {
             // a defect the fault checker must see (test builds only): a deadline marked
             // as taken effect that never did
@@ -129,7 +131,8 @@ impl Timers {
                 continue;
             }
             let outcome = if running(d) {
-                self.fire_one(&mut tx, d, &mut recs, now).await?
+                self.fire_one(&mut tx, d, &mut recs, &mut armed, now)
+                    .await?
             } else {
                 Outcome::Stale
             };
@@ -139,11 +142,8 @@ impl Timers {
         }
         tx.mark_fired_many(&fired, now).await?;
         tx.commit().await?;
-        // an escalation armed the next tier's clock while the worker may already sleep past
-        // it: it looks again now that the commit is visible
-        if fired.iter().any(|(_, o)| *o == Outcome::Escalated.as_str()) {
-            self.wake.timers.notify_one();
-        }
+        // as every writer that arms does: the claiming loop may already sleep past them
+        self.wake.armed(armed);
         let m = crate::metrics::global();
         m.batch("deadlines", n);
         for (outcome, secs) in late {
@@ -158,6 +158,7 @@ impl Timers {
         tx: &mut store::CaseTx,
         d: &DueDeadline,
         recs: &mut HashMap<domain::CaseId, CaseRecord>,
+        armed: &mut Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> WorkerResult<Outcome> {
         let Some(rec) = recs.get(&d.case_id) else {
@@ -168,7 +169,7 @@ impl Timers {
         }
         let span = crate::trace::case_span("deadline", d.case_id, &rec.trace);
         let (outcome, after) = self
-            .fire_locked(tx, d, rec.clone(), now)
+            .fire_locked(tx, d, rec.clone(), armed, now)
             .instrument(span)
             .await?;
         if let Some(after) = after {
@@ -182,6 +183,7 @@ impl Timers {
         tx: &mut store::CaseTx,
         d: &DueDeadline,
         rec: CaseRecord,
+        armed: &mut Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> WorkerResult<(Outcome, Option<CaseRecord>)> {
         let env = if crate::failpoint::fault_point("timer-directory-unavailable") {
@@ -269,6 +271,8 @@ impl Timers {
                 now,
             )
             .await?;
+        let earliest = plan.arms.iter().map(|a| a.fire_at).min();
+        *armed = [*armed, earliest].into_iter().flatten().min();
         Ok((outcome, Some(after)))
     }
 
